@@ -1,0 +1,152 @@
+"""Stage folders: named by a fingerprint of what made them, complete only when their manifest exists.
+
+A stage writes into a temporary folder and moves it into place only after its manifest is written, so
+a killed process never leaves a folder that looks complete. Resumable stages (training) keep their
+work folder between attempts so they can continue from their last saved state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corpuslab.errors import CorpuslabError, StageError
+from corpuslab.schema import to_dict
+
+MANIFEST = "manifest.json"
+
+
+def fingerprint(*parts: Any, length: int = 10) -> str:
+    """A short stable hash of config slices and input fingerprints (canonical JSON, sorted keys)."""
+    blob = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary name and rename it, so readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One artifact folder: `<root>/<name>-<fingerprint>`."""
+
+    root: Path
+    name: str
+    fingerprint: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / f"{self.name}-{self.fingerprint}"
+
+    @property
+    def partial_path(self) -> Path:
+        return self.root / f"{self.name}-{self.fingerprint}.partial"
+
+    def is_complete(self) -> bool:
+        return (self.path / MANIFEST).exists()
+
+    def manifest(self) -> dict[str, Any]:
+        return read_json(self.path / MANIFEST)
+
+
+class StageRunner:
+    """Runs stages once: reuses complete ones, builds missing ones atomically, and says which it did."""
+
+    def __init__(self, root: Path, log: Callable[[str], None]):
+        self.root = root
+        self.log = log
+        root.mkdir(parents=True, exist_ok=True)
+
+    def stage(self, name: str, *key: Any) -> Stage:
+        return Stage(self.root, name, fingerprint(*key))
+
+    def run(
+        self,
+        stage: Stage,
+        build: Callable[[Path], dict[str, Any]],
+        label: str | None = None,
+        resumable: bool = False,
+    ) -> dict[str, Any]:
+        """Return the stage's manifest, building it with `build(work_dir) -> manifest` if needed.
+
+        `resumable` stages keep `<name>-<fp>.partial` across crashes (training resumes from it);
+        others start from an empty temporary folder every time.
+        """
+        label = label or stage.name
+        if stage.is_complete():
+            self.log(f"[{label}] reused {stage.path.name}")
+            return stage.manifest()
+        work = stage.partial_path if resumable else stage.root / f".{stage.path.name}.tmp-{os.getpid()}"
+        if not resumable and work.exists():
+            shutil.rmtree(work)
+        if resumable and work.exists():
+            self.log(f"[{label}] resuming in {work.name}")
+        work.mkdir(parents=True, exist_ok=True)
+        if stage.path.exists():  # a folder without manifest can only be debris from outside corpuslab
+            shutil.rmtree(stage.path)
+        self.log(f"[{label}] started -> {stage.path.name}")
+        start = time.time()
+        try:
+            manifest = build(work)
+        except OSError as err:
+            raise _os_error_as_stage_error(label, err) from err
+        except MemoryError as err:
+            raise StageError(label, "ran out of memory; lower the corpus size or batch size and rerun") from err
+        manifest = {"stage": stage.name, "fingerprint": stage.fingerprint, "seconds": round(time.time() - start, 3), **manifest}
+        write_json_atomic(work / MANIFEST, manifest)
+        os.replace(work, stage.path)
+        self.log(f"[{label}] finished in {manifest['seconds']:.1f}s")
+        return manifest
+
+
+def _os_error_as_stage_error(label: str, err: OSError) -> CorpuslabError:
+    if err.errno == errno.ENOSPC:
+        return StageError(label, f"no space left on device while writing ({err.filename}); free space and rerun, finished stages are kept")
+    return StageError(label, f"{err.strerror or err} ({err.filename})")
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: Path) -> Iterator[None]:
+    """Hold `<folder>/.lock` for the duration; a second run on the same folder stops with a clear message."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / ".lock"
+    handle = open(lock_path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CorpuslabError(
+            f"{folder} is in use by another corpuslab run ({holder}); wait for it to finish or use another output folder"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -1,0 +1,150 @@
+"""The `corpuslab` command.
+
+    corpuslab run [--config FILE ...] [key.path=value ...]     the whole experiment
+    corpuslab prepare | curate | train | evaluate | report       one stage and what it needs
+    corpuslab prefetch                                           download an HF split to the local cache
+
+Stage commands behave like `make`: they build the stages they depend on when missing and reuse
+every complete one, so `corpuslab train` after `corpuslab curate` does not curate again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from corpuslab.errors import CorpuslabError
+
+STAGE_HELP = {
+    "run": "run the whole experiment: prepare, curate, train and evaluate every arm, then report",
+    "prepare": "ingest the corpus, split it, insert canaries, decontaminate val/test, train the tokenizer, tokenize",
+    "curate": "write each arm's decision table (kept/dropped, reason, cluster) and stats",
+    "train": "train one model per arm under the shared token budget",
+    "evaluate": "score each arm's model: loss, perplexity, bits per byte, canary memorization",
+    "report": "write report.json and summary.tsv from the finished stages",
+    "prefetch": "download the configured Hugging Face dataset split to the local cache",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corpuslab",
+        description="Does this training data make a better model? Curate a corpus, train small GPTs per recipe, compare.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in STAGE_HELP.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", action="append", default=[], metavar="FILE",
+                         help="YAML config; repeat to layer files (later ones win). Default: the built-in configs/default.yaml")
+        sub.add_argument("overrides", nargs="*", metavar="key.path=value",
+                         help="overrides applied after the files, e.g. training.max_steps=50 runs.2.minhash.threshold=0.9")
+        if name in ("curate", "train", "evaluate"):
+            sub.add_argument("--arm", action="append", default=[], metavar="NAME", help="only these arms (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CorpuslabError as err:
+        print(f"corpuslab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("corpuslab: interrupted; finished stages are kept and the next run resumes", file=sys.stderr)
+        return 130
+
+
+def _load(args: argparse.Namespace):
+    from corpuslab.config import load_config
+
+    return load_config(args.config or None, args.overrides)
+
+
+def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
+    """Load and validate the config before any work, lock the output folder, then run `action`."""
+
+    def command(args: argparse.Namespace) -> int:
+        from corpuslab.artifacts import exclusive_lock
+        from corpuslab.pipeline import Experiment
+        from corpuslab.progress import RunLog
+
+        cfg = _load(args)
+        log = RunLog()
+        experiment = Experiment(cfg, log)
+        with exclusive_lock(experiment.root):
+            log.attach(experiment.root / "run.log")
+            log(f"corpuslab {args.command}: experiment '{cfg.experiment}' -> {experiment.root}")
+            try:
+                action(experiment, _arm_indices(cfg, getattr(args, "arm", [])))
+            finally:
+                experiment.close()
+        return 0
+
+    return command
+
+
+def _arm_indices(cfg, names: list[str]) -> list[int]:
+    from corpuslab.errors import ConfigError
+
+    all_names = [run.name for run in cfg.runs]
+    for name in names:
+        if name not in all_names:
+            raise ConfigError("--arm", name, f"one of the arms in runs: {all_names}")
+    return [i for i, name in enumerate(all_names) if not names or name in names]
+
+
+def _run(experiment, arms: list[int]) -> None:
+    experiment.run(arms)
+
+
+def _prepare(experiment, arms: list[int]) -> None:
+    experiment.prepare()
+
+
+def _curate(experiment, arms: list[int]) -> None:
+    prepared = experiment.prepare()
+    for index in arms:
+        experiment.curate(prepared, index)
+
+
+def _train(experiment, arms: list[int]) -> None:
+    prepared = experiment.prepare()
+    for index in arms:
+        pack = experiment.pack(prepared, index, experiment.curate(prepared, index))
+        experiment.train(prepared, index, pack)
+
+
+def _evaluate(experiment, arms: list[int]) -> None:
+    prepared = experiment.prepare()
+    for index in arms:
+        pack = experiment.pack(prepared, index, experiment.curate(prepared, index))
+        experiment.evaluate(prepared, index, experiment.train(prepared, index, pack))
+
+
+def _prefetch(args: argparse.Namespace) -> int:
+    from corpuslab.errors import ConfigError
+    from corpuslab.sources.hf import prefetch
+
+    cfg = _load(args)
+    if cfg.dataset.source != "hf" or cfg.dataset.hf is None:
+        raise ConfigError("dataset.source", cfg.dataset.source, "'hf' with a dataset.hf section to prefetch")
+    print(prefetch(cfg.dataset.hf, None))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _with_experiment(_run),
+    "prepare": _with_experiment(_prepare),
+    "curate": _with_experiment(_curate),
+    "train": _with_experiment(_train),
+    "evaluate": _with_experiment(_evaluate),
+    "report": _with_experiment(_run),
+    "prefetch": _prefetch,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+

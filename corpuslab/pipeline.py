@@ -1,0 +1,372 @@
+"""The experiment, stage by stage. The order of the pipeline lives here and nowhere else:
+
+    ingest -> split -> canaries -> decontaminate -> tokenizer -> tokens     (shared by every arm: `prepare`)
+    curate -> pack -> train -> evaluate                                     (per arm)
+    report
+
+Every stage reads the manifests of the stages it depends on and writes one folder named by a
+fingerprint of its config slice and of those inputs, so a changed knob recomputes only what depends
+on it and a rerun reuses the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpuslab import canaries as canary_lib
+from corpuslab.artifacts import Stage, StageRunner, read_json, write_json_atomic
+from corpuslab.config import ExperimentConfig, dump_config
+from corpuslab.curation.recipes import CurationOutcome, curate_items
+from corpuslab.documents import Document
+from corpuslab.errors import StageError
+from corpuslab.executor import LocalExecutor
+from corpuslab.progress import progress
+from corpuslab.schema import to_dict
+from corpuslab.shards import ShardWriter, read_documents, shard_paths
+from corpuslab.sources import open_source
+from corpuslab.split import SPLITS, assign_splits
+from corpuslab.tokenizer import build_tokenizer, encode_batch, load_tokenizer
+from corpuslab.tokens import TokenStream, write_token_stream
+
+ENCODE_BATCH = 512
+
+
+@dataclass
+class Prepared:
+    """Manifests of the shared stages, which every arm reads."""
+
+    ingest: Stage
+    split: Stage
+    canaries: Stage
+    decontaminate: Stage
+    tokenizer: Stage
+    tokens: Stage
+
+    def train_shards(self, with_canaries: bool) -> list[Path]:
+        paths = shard_paths(self.split.path / "train")
+        return paths + (shard_paths(self.canaries.path) if with_canaries else [])
+
+
+class Experiment:
+    """One experiment: its config, its output folder, and the stages that fill it."""
+
+    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None]):
+        self.cfg = cfg
+        self.log = log
+        self.root = Path(cfg.output_dir) / cfg.experiment
+        self.stages = StageRunner(self.root / "stages", log)
+        self._executor: LocalExecutor | None = None
+
+    @property
+    def executor(self) -> LocalExecutor:
+        if self._executor is None:
+            self._executor = LocalExecutor(self.cfg.curation.workers)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    # ------------------------------------------------------------------ shared stages
+
+    def prepare(self) -> Prepared:
+        cfg = self.cfg
+        ingest = self.stages.stage("ingest", cfg.dataset, cfg.seed)
+        self.stages.run(ingest, self._build_ingest)
+        split = self.stages.stage("split", ingest.fingerprint, cfg.split, cfg.seed)
+        self.stages.run(split, lambda work: self._build_split(work, ingest))
+        canaries = self.stages.stage("canaries", cfg.canaries, cfg.seed)
+        self.stages.run(canaries, self._build_canaries)
+        decontaminate = self.stages.stage(
+            "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
+        )
+        self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split))
+        tokenizer = self.stages.stage("tokenizer", split.fingerprint, cfg.tokenizer, cfg.seed)
+        self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
+        tokens = self.stages.stage("tokens", tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
+        prepared = Prepared(ingest, split, canaries, decontaminate, tokenizer, tokens)
+        self.stages.run(tokens, lambda work: self._build_tokens(work, prepared))
+        return prepared
+
+    def _build_ingest(self, work: Path) -> dict[str, Any]:
+        cfg = self.cfg.dataset
+        source = open_source(cfg, self.cfg.seed)
+        counts: Counter[str] = Counter()
+        seen_ids: set[str] = set()
+        n_bytes = 0
+        with ShardWriter(work / "docs") as writer:
+            for doc in progress(source.documents(), "ingest", unit="doc"):
+                if doc.id in seen_ids:
+                    counts["duplicate_id_renamed"] += 1
+                    doc = Document(f"{doc.id}#{counts['duplicate_id_renamed']}", doc.text, doc.metadata)
+                seen_ids.add(doc.id)
+                writer.write(doc)
+                n_bytes += len(doc.text.encode("utf-8"))
+                counts[str(doc.category)] += 0  # register categories in order of appearance
+                if cfg.max_docs is not None and writer.count >= cfg.max_docs:
+                    break
+            n_docs = writer.count
+        bad_input = source.bad_input_summary()
+        write_json_atomic(work / "bad_input.json", bad_input)
+        if n_docs == 0:
+            raise StageError("ingest", f"the source produced no documents ({source.describe()}); bad input: {bad_input}")
+        return {"documents": n_docs, "bytes": n_bytes, "source": source.describe(), "bad_input": bad_input,
+                "renamed_duplicate_ids": counts["duplicate_id_renamed"]}
+
+    def _build_split(self, work: Path, ingest: Stage) -> dict[str, Any]:
+        docs_dir = ingest.path / "docs"
+        pairs = ((d.id, d.category) for d in read_documents(shard_paths(docs_dir), columns=["id", "category"]))
+        assignment = assign_splits(pairs, self.cfg.split, self.cfg.seed)
+        writers = {name: ShardWriter(work / name) for name in SPLITS}
+        per_category: dict[str, Counter[str]] = {name: Counter() for name in SPLITS}
+        for doc in read_documents(shard_paths(docs_dir)):
+            name = assignment[doc.id]
+            writers[name].write(doc)
+            per_category[name][str(doc.category)] += 1
+        counts = {name: writers[name].count for name in SPLITS}
+        for writer in writers.values():
+            writer.close()
+        return {"documents": counts, "categories": {k: dict(v) for k, v in per_category.items()}}
+
+    def _build_canaries(self, work: Path) -> dict[str, Any]:
+        cfg = self.cfg.canaries
+        canaries = canary_lib.make_canaries(cfg, self.cfg.seed)
+        with ShardWriter(work) as writer:
+            writer.write_all(canary_lib.canary_documents(canaries))
+        write_json_atomic(work / "canaries.json", [to_dict(c) for c in canaries])
+        return {"canaries": len(canaries), "documents": writer.count, "placement": cfg.placement}
+
+    def _build_decontaminate(self, work: Path, split: Stage) -> dict[str, Any]:
+        from corpuslab.curation.decontaminate import decontaminate
+
+        cfg = self.cfg.curation
+        result = decontaminate(
+            train=shard_paths(split.path / "train"),
+            held_out={name: shard_paths(split.path / name) for name in ("val", "test")},
+            mode=cfg.decontaminate,
+            minhash=cfg.minhash,
+            normalize=cfg.normalize,
+            executor=self.executor,
+            out_dir=work,
+        )
+        return result
+
+    def _build_tokenizer(self, work: Path, split: Stage) -> dict[str, Any]:
+        texts = (d.text for d in read_documents(shard_paths(split.path / "train"), columns=["text"]))
+        tokenizer = build_tokenizer(self.cfg.tokenizer, texts)
+        tokenizer.save_pretrained(str(work))
+        return {"vocab_size": len(tokenizer), "eos_id": tokenizer.eos_token_id, "kind": self.cfg.tokenizer.kind}
+
+    def _build_tokens(self, work: Path, prepared: Prepared) -> dict[str, Any]:
+        tokenizer = load_tokenizer(prepared.tokenizer.path)
+        clean = prepared.decontaminate.path
+        sources = {
+            "train": prepared.train_shards(with_canaries=True),
+            "val": shard_paths(clean / "val"),
+            "test": shard_paths(clean / "test"),
+        }
+        summary = {}
+        for name, paths in sources.items():
+            summary[name] = self._tokenize_split(tokenizer, paths, work / name, name)
+        return {"splits": summary, "vocab_size": len(tokenizer)}
+
+    def _tokenize_split(self, tokenizer, paths: list[Path], prefix: Path, name: str) -> dict[str, Any]:
+        ids: list[str] = []
+        byte_counts: list[int] = []
+
+        def arrays() -> Iterator[np.ndarray]:
+            batch: list[Document] = []
+            for doc in progress(read_documents(paths), f"tokenize {name}", unit="doc"):
+                batch.append(doc)
+                if len(batch) == ENCODE_BATCH:
+                    yield from _encode(batch)
+                    batch = []
+            yield from _encode(batch)
+
+        def _encode(batch: list[Document]) -> Iterator[np.ndarray]:
+            for doc, tokens in zip(batch, encode_batch(tokenizer, [d.text for d in batch])):
+                ids.append(doc.id)
+                byte_counts.append(len(doc.text.encode("utf-8")))
+                yield np.asarray(tokens, dtype=np.int64)
+
+        meta = write_token_stream(prefix, arrays(), vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
+        pq.write_table(pa.table({"id": ids, "bytes": pa.array(byte_counts, pa.int64())}), f"{prefix}.docs.parquet")
+        return {"documents": len(ids), "tokens": int(meta["n_tokens"]), "bytes": int(sum(byte_counts))}
+
+    # ------------------------------------------------------------------ per-arm stages
+
+    def curate(self, prepared: Prepared, index: int) -> Stage:
+        cfg, run = self.cfg, self.cfg.runs[index]
+        with_canaries = cfg.canaries.placement == "before_curation"
+        minhash = cfg.arm_minhash(index)
+        key: list[Any] = [prepared.split.fingerprint, prepared.canaries.fingerprint, with_canaries, run.recipe, run.level, cfg.curation.normalize]
+        if run.recipe == "near":
+            key.append(minhash)
+        if run.level == "chunk":
+            key += [prepared.tokens.fingerprint, cfg.training.chunk_len, cfg.training.stride]
+        stage = self.stages.stage(f"curate-{run.recipe}-{run.level}", *key)
+        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, minhash, with_canaries), label=f"curate {run.name}")
+        return stage
+
+    def _build_curate(self, work: Path, prepared: Prepared, index: int, minhash, with_canaries: bool) -> dict[str, Any]:
+        run = self.cfg.runs[index]
+        if run.level == "chunk":
+            items = self._write_chunk_items(work / "chunks", prepared)
+        else:
+            items = prepared.train_shards(with_canaries)
+        outcome: CurationOutcome = curate_items(
+            items, run.recipe, self.cfg.curation.normalize, minhash, self.executor, log=self.log
+        )
+        outcome.write(work)
+        stats = outcome.stats
+        if run.level == "doc" and self.cfg.dataset.source == "synthetic":
+            stats["ground_truth"] = _score_against_truth(items, outcome.dropped_ids(), minhash.threshold)
+        write_json_atomic(work / "stats.json", stats)
+        return {"recipe": run.recipe, "level": run.level, "stats": stats}
+
+    def _write_chunk_items(self, folder: Path, prepared: Prepared) -> list[Path]:
+        """Chunk-level curation dedups the training windows themselves: one item per window, its decoded text."""
+        tokenizer = load_tokenizer(prepared.tokenizer.path)
+        stream = TokenStream.open(prepared.tokens.path / "train")
+        chunk_len = self.cfg.training.chunk_len
+        starts = stream.windows(chunk_len, self.cfg.training.stride or chunk_len)
+        with ShardWriter(folder) as writer:
+            for start in progress(starts, "decode chunks", unit="chunk"):
+                text = tokenizer.decode(stream.tokens[start : start + chunk_len].tolist())
+                writer.write(Document(f"chunk-{int(start)}", text, {"start": int(start)}))
+        return writer.paths
+
+    def pack(self, prepared: Prepared, index: int, curate: Stage) -> Stage:
+        cfg, run = self.cfg, self.cfg.runs[index]
+        stage = self.stages.stage("pack", prepared.tokens.fingerprint, curate.fingerprint, run.level, cfg.canaries.placement,
+                                  cfg.training.chunk_len, cfg.training.stride)
+        self.stages.run(stage, lambda work: self._build_pack(work, prepared, index, curate), label=f"pack {run.name}")
+        return stage
+
+    def _build_pack(self, work: Path, prepared: Prepared, index: int, curate: Stage) -> dict[str, Any]:
+        run, training = self.cfg.runs[index], self.cfg.training
+        dropped = set(_dropped_ids(curate.path))
+        stream = TokenStream.open(prepared.tokens.path / "train")
+        stride = training.stride or training.chunk_len
+        if run.level == "chunk":
+            starts = stream.windows(training.chunk_len, stride)
+            keep = np.array([f"chunk-{int(s)}" not in dropped for s in starts], dtype=bool)
+            np.save(work / "windows.npy", starts[keep])
+            write_json_atomic(work / "stream.json", {"stream": str(prepared.tokens.path / "train")})
+            return {"windows": int(keep.sum()), "tokens_in_windows": int(keep.sum()) * training.chunk_len,
+                    "documents_kept": None, "windows_dropped": int((~keep).sum())}
+        doc_ids = pq.read_table(prepared.tokens.path / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
+        always_keep = self.cfg.canaries.placement == "after_curation"
+        kept = [i for i, doc_id in enumerate(doc_ids) if doc_id not in dropped or (always_keep and doc_id.startswith("canary-"))]
+        meta = write_token_stream(work / "train", (stream.doc_tokens(i) for i in kept), vocab_size=stream.vocab_size, eos_id=stream.eos_id)
+        arm_stream = TokenStream.open(work / "train")
+        starts = arm_stream.windows(training.chunk_len, stride)
+        np.save(work / "windows.npy", starts)
+        write_json_atomic(work / "stream.json", {"stream": str(work / "train")})
+        return {"windows": int(len(starts)), "tokens_in_windows": int(len(starts)) * training.chunk_len,
+                "documents_kept": len(kept), "tokens_kept": int(meta["n_tokens"])}
+
+    def train(self, prepared: Prepared, index: int, pack: Stage) -> Stage:
+        from corpuslab.model import build_model
+        from corpuslab.train import train
+
+        cfg, run = self.cfg, self.cfg.runs[index]
+        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, cfg.training, cfg.seed)
+
+        def build(work: Path) -> dict[str, Any]:
+            tokenizer = load_tokenizer(prepared.tokenizer.path)
+            model = build_model(cfg.model, vocab_size=len(tokenizer), seed=cfg.seed)
+            stream = TokenStream.open(Path(read_json(pack.path / "stream.json")["stream"]))
+            windows = np.load(pack.path / "windows.npy")
+            if len(windows) == 0:
+                raise StageError(f"train {run.name}", "the arm kept no training windows; lower training.chunk_len or keep more data")
+            val = TokenStream.open(prepared.tokens.path / "val")
+            val_windows = val.windows(cfg.training.chunk_len, cfg.training.chunk_len)
+            result = train(model, stream, windows, val, val_windows, cfg.training, work, log=self.log)
+            for name in ("final", "best"):
+                if (work / name).exists():
+                    tokenizer.save_pretrained(str(work / name))
+            write_json_atomic(work / "curve.json", result.curve)
+            summary = {k: v for k, v in to_dict(result).items() if k != "curve"}
+            return {"arm": run.name, "result": summary}
+
+        self.stages.run(stage, build, label=f"train {run.name}", resumable=True)
+        return stage
+
+    def evaluate(self, prepared: Prepared, index: int, trained: Stage) -> Stage:
+        cfg, run = self.cfg, self.cfg.runs[index]
+        stage = self.stages.stage("evaluate", trained.fingerprint, prepared.tokens.fingerprint, prepared.canaries.fingerprint, cfg.evaluation)
+        self.stages.run(stage, lambda work: self._build_evaluate(work, prepared, trained), label=f"evaluate {run.name}")
+        return stage
+
+    def _build_evaluate(self, work: Path, prepared: Prepared, trained: Stage) -> dict[str, Any]:
+        from corpuslab.evaluate import evaluate_lm, load_checkpoint
+
+        cfg = self.cfg
+        model, tokenizer, device = load_checkpoint(trained.path / "final", cfg.training.device)
+        metrics: dict[str, Any] = {}
+        for split in cfg.evaluation.splits:
+            stream = TokenStream.open(prepared.tokens.path / split)
+            doc_bytes = pq.read_table(prepared.tokens.path / f"{split}.docs.parquet", columns=["bytes"]).column("bytes").to_numpy()
+            metrics[split] = evaluate_lm(model, stream, doc_bytes, context=cfg.training.chunk_len,
+                                         batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
+            self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  bpb {metrics[split]['bits_per_byte']:.4f}")
+        canaries = [canary_lib.Canary(**c) for c in read_json(prepared.canaries.path / "canaries.json")]
+        memorization = canary_lib.measure_memorization(
+            model, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.decode,
+            canaries, cfg.canaries, device=device, seed=cfg.seed,
+        )
+        metrics["canaries"] = canary_lib.summarize(memorization)
+        write_json_atomic(work / "metrics.json", metrics)
+        write_json_atomic(work / "canaries.json", memorization)
+        return {"metrics": metrics}
+
+    # ------------------------------------------------------------------ the whole thing
+
+    def run(self, arms: list[int] | None = None) -> dict[str, Any]:
+        from corpuslab.report import write_report
+
+        start = time.time()
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "config.yaml").write_text(dump_config(self.cfg))
+        prepared = self.prepare()
+        arm_stages = {}
+        for index in arms if arms is not None else range(len(self.cfg.runs)):
+            name = self.cfg.runs[index].name
+            self.log(f"== arm {name} ({self.cfg.runs[index].recipe}, {self.cfg.runs[index].level})")
+            curate = self.curate(prepared, index)
+            pack = self.pack(prepared, index, curate)
+            trained = self.train(prepared, index, pack)
+            evaluated = self.evaluate(prepared, index, trained)
+            arm_stages[name] = {"curate": curate, "pack": pack, "train": trained, "evaluate": evaluated}
+        report = write_report(self, prepared, arm_stages)
+        self.log(f"report: {self.root / 'report.json'} ({time.time() - start:.1f}s)")
+        return report
+
+
+def _dropped_ids(curate_dir: Path) -> list[str]:
+    path = curate_dir / "decisions.parquet"
+    if not path.exists():
+        return []
+    table = pq.read_table(path, columns=["id", "kept"])
+    ids = table.column("id").to_pylist()
+    kept = table.column("kept").to_pylist()
+    return [i for i, k in zip(ids, kept) if not k]
+
+
+def _score_against_truth(shards: list[Path], dropped: set[str], threshold: float) -> dict[str, Any]:
+    """Precision and recall of the removals against the synthetic corpus's planted duplicates."""
+    from corpuslab.sources.synthetic import score_removals
+
+    rows = ((d.id, d.metadata) for d in read_documents(shards, columns=["id", "meta"]))
+    return score_removals(dropped, rows, threshold=threshold)

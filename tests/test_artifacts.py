@@ -1,0 +1,80 @@
+import multiprocessing as mp
+import os
+
+import pytest
+
+from corpuslab.artifacts import StageRunner, exclusive_lock, fingerprint
+from corpuslab.errors import CorpuslabError
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_stage_is_complete_only_after_manifest(tmp_path):
+    messages = []
+    runner = StageRunner(tmp_path, messages.append)
+    stage = runner.stage("thing", {"k": 1})
+
+    def crash(work):
+        (work / "half.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        runner.run(stage, crash)
+    assert not stage.is_complete()
+    assert not stage.path.exists()
+
+    calls = []
+
+    def build(work):
+        calls.append(1)
+        (work / "data.txt").write_text("ok")
+        return {"n": 1}
+
+    assert runner.run(stage, build)["n"] == 1
+    assert runner.run(stage, build)["n"] == 1
+    assert len(calls) == 1
+    assert (stage.path / "data.txt").read_text() == "ok"
+    assert any("reused" in m for m in messages)
+
+
+def test_resumable_stage_keeps_its_work_folder(tmp_path):
+    runner = StageRunner(tmp_path, lambda m: None)
+    stage = runner.stage("train", 1)
+
+    def first(work):
+        (work / "state").write_text("step 5")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(stage, first, resumable=True)
+
+    def second(work):
+        return {"resumed_from": (work / "state").read_text()}
+
+    assert runner.run(stage, second, resumable=True)["resumed_from"] == "step 5"
+
+
+def _hold(folder, ready, release):
+    with exclusive_lock(folder):
+        ready.set()
+        release.wait(10)
+
+
+def test_second_run_on_same_folder_stops_with_message(tmp_path):
+    ctx = mp.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(tmp_path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(CorpuslabError, match="in use by another corpuslab run"):
+            with exclusive_lock(tmp_path):
+                pass
+    finally:
+        release.set()
+        holder.join()
+    with exclusive_lock(tmp_path):
+        assert os.path.exists(tmp_path / ".lock")

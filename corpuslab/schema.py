@@ -61,7 +61,9 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
                 continue
             try:
                 return coerce(option, value, key)
-            except ConfigError:
+            except ConfigError as err:
+                if err.key != key:  # the value had the right shape but a nested key was wrong: say which
+                    raise
                 continue
         raise ConfigError(key, value, _describe(tp))
     if origin is Literal:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from corpuslab.documents import Document
-from corpuslab.errors import InputError
+from corpuslab.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,10 @@ class BadInputLog:
             "max_examples_per_reason": self.max_examples,
             "examples": {reason: self.examples.get(reason, []) for reason in reasons},
         }
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready record a stage writes as bad_input.json (same as `to_dict`)."""
+        return self.to_dict()
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
         """Write atomically: a crash never leaves a half-written log that looks complete."""
@@ -212,3 +216,37 @@ def _optional_field(record: Mapping[str, Any], name: str | None, reason: str, pl
 
 def _field_names(record: Mapping[str, Any]) -> list[str]:
     return [name for name, value in record.items() if value is not None][:20]
+
+
+# Config checks shared by the sources: each raises ConfigError naming the full dotted key.
+
+
+def check_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(key, value, "one of " + ", ".join(repr(choice) for choice in choices))
+
+
+def check_name(key: str, value: object, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, value, "a non-empty string" + (" or null" if optional else ""))
+
+
+def check_names(key: str, value: object) -> None:
+    # A bare string is iterable too: "text" would silently become five one-letter names.
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item for item in value):
+        raise ConfigError(key, value, "a list of non-empty strings")
+
+
+def check_positive_int(key: str, value: object, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    # bool is an int subclass; `max_docs: true` is a typo, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "a positive integer" + (" or null" if optional else ""))
+
+
+def check_bool(key: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "true or false")

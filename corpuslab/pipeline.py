@@ -262,17 +262,15 @@ class Experiment:
             starts = stream.windows(training.chunk_len, stride)
             keep = np.array([f"chunk-{int(s)}" not in dropped for s in starts], dtype=bool)
             np.save(work / "windows.npy", starts[keep])
-            write_json_atomic(work / "stream.json", {"stream": str(prepared.tokens.path / "train")})
             return {"windows": int(keep.sum()), "tokens_in_windows": int(keep.sum()) * training.chunk_len,
                     "documents_kept": None, "windows_dropped": int((~keep).sum())}
         doc_ids = pq.read_table(prepared.tokens.path / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
         always_keep = self.cfg.canaries.placement == "after_curation"
         kept = [i for i, doc_id in enumerate(doc_ids) if doc_id not in dropped or (always_keep and doc_id.startswith("canary-"))]
-        meta = write_token_stream(work / "train", (stream.doc_tokens(i) for i in kept), vocab_size=stream.vocab_size, eos_id=stream.eos_id)
+        meta = write_token_stream(work / "train", (stream.doc_slice(i) for i in kept), vocab_size=stream.vocab_size, eos_id=stream.eos_id)
         arm_stream = TokenStream.open(work / "train")
         starts = arm_stream.windows(training.chunk_len, stride)
         np.save(work / "windows.npy", starts)
-        write_json_atomic(work / "stream.json", {"stream": str(work / "train")})
         return {"windows": int(len(starts)), "tokens_in_windows": int(len(starts)) * training.chunk_len,
                 "documents_kept": len(kept), "tokens_kept": int(meta["n_tokens"])}
 
@@ -286,7 +284,9 @@ class Experiment:
         def build(work: Path) -> dict[str, Any]:
             tokenizer = load_tokenizer(prepared.tokenizer.path)
             model = build_model(cfg.model, vocab_size=len(tokenizer), seed=cfg.seed)
-            stream = TokenStream.open(Path(read_json(pack.path / "stream.json")["stream"]))
+            # Doc-level arms pack their own stream; chunk-level arms select windows of the shared one.
+            own = pack.path / "train.meta.json"
+            stream = TokenStream.open(pack.path / "train" if own.exists() else prepared.tokens.path / "train")
             windows = np.load(pack.path / "windows.npy")
             if len(windows) == 0:
                 raise StageError(f"train {run.name}", "the arm kept no training windows; lower training.chunk_len or keep more data")
@@ -326,7 +326,7 @@ class Experiment:
             model, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.decode,
             canaries, cfg.canaries, device=device, seed=cfg.seed,
         )
-        metrics["canaries"] = canary_lib.summarize(memorization)
+        metrics["canaries"] = {"overall": _overall_memorization(memorization), "by_copies": canary_lib.summarize(memorization)}
         write_json_atomic(work / "metrics.json", metrics)
         write_json_atomic(work / "canaries.json", memorization)
         return {"metrics": metrics}
@@ -370,3 +370,13 @@ def _score_against_truth(shards: list[Path], dropped: set[str], threshold: float
 
     rows = ((d.id, d.metadata) for d in read_documents(shards, columns=["id", "meta"]))
     return score_removals(dropped, rows, threshold=threshold)
+
+
+def _overall_memorization(results: list[dict[str, Any]]) -> dict[str, Any]:
+    if not results:
+        return {"canaries": 0, "exact_rate": None, "mean_exposure": None}
+    return {
+        "canaries": len(results),
+        "exact_rate": sum(bool(r["exact"]) for r in results) / len(results),
+        "mean_exposure": float(np.mean([r["exposure"] for r in results])),
+    }

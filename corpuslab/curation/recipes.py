@@ -17,13 +17,14 @@ import pyarrow.parquet as pq
 
 from corpuslab.curation.exact import find_exact_duplicates
 from corpuslab.curation.minhash import MinHashConfig
-from corpuslab.curation.near import find_near_duplicates
+from corpuslab.curation.near import find_exact_and_near_duplicates
 from corpuslab.curation.normalize import NormalizeConfig
 from corpuslab.executor import Executor
 from corpuslab.shards import read_documents
 
 DECISION_SCHEMA = pa.schema(
-    [("id", pa.string()), ("kept", pa.bool_()), ("reason", pa.string()), ("cluster_id", pa.string()), ("duplicate_of", pa.string())]
+    [("id", pa.string()), ("kept", pa.bool_()), ("reason", pa.string()), ("cluster_id", pa.string()), ("duplicate_of", pa.string()),
+     ("jaccard", pa.float64())]
 )
 
 
@@ -34,6 +35,7 @@ class Decision:
     reason: str | None = None
     cluster_id: str | None = None
     duplicate_of: str | None = None
+    jaccard: float | None = None
 
 
 @dataclass
@@ -66,6 +68,7 @@ def _decision_table(rows: list[Decision]) -> pa.Table:
             "reason": [r.reason for r in rows],
             "cluster_id": [r.cluster_id for r in rows],
             "duplicate_of": [r.duplicate_of for r in rows],
+            "jaccard": [r.jaccard for r in rows],
         },
         schema=DECISION_SCHEMA,
     )
@@ -83,29 +86,23 @@ def curate_items(
     outcome = CurationOutcome(items)
     n_items = sum(pq.ParquetFile(p).metadata.num_rows for p in items)
     stats: dict[str, Any] = {"recipe": recipe, "input": n_items}
-    if recipe in ("exact", "near"):
-        exact = find_exact_duplicates(items, normalize, executor)
-        _absorb(outcome, exact.decisions)
-        stats["exact"] = exact.stats
-        log(f"  exact: {exact.stats.get('dropped_by_reason', {})} of {n_items}")
-    if recipe == "near":
-        near = find_near_duplicates(items, minhash, normalize, executor, exclude_ids=outcome.dropped_ids())
-        _absorb(outcome, near.decisions)
-        stats["near"] = near.stats
-        log(f"  near ({minhash}): {near.stats.get('dropped_by_reason', {})}, "
-            f"{near.stats.get('candidate_pairs', 0)} candidate pairs, "
-            f"{near.stats.get('candidates_rejected_by_verification', 0)} rejected by verification")
+    if recipe == "exact":
+        result = find_exact_duplicates(items, normalize, executor)
+    elif recipe == "near":
+        result = find_exact_and_near_duplicates(items, minhash, normalize, executor)
+    else:
+        result = None
+    if result is not None:
+        outcome.decisions = {d.id: Decision(d.id, d.kept, d.reason, d.cluster_id, d.duplicate_of, d.jaccard)
+                             for d in result.decisions}
+        stats["engine"] = result.stats
+        log(f"  {recipe}: {result.stats.get('dropped_by_reason', {})} of {n_items}"
+            + (f" ({minhash}; {result.stats.get('candidate_pairs', 0)} candidate pairs, "
+               f"{result.stats.get('candidates_rejected_by_verification', 0)} rejected by verification)"
+               if recipe == "near" else ""))
     reasons = Counter(d.reason for d in outcome.decisions.values() if not d.kept)
     stats["dropped_by_reason"] = dict(reasons)
     stats["dropped"] = sum(reasons.values())
     stats["kept"] = n_items - stats["dropped"]
     outcome.stats = stats
     return outcome
-
-
-def _absorb(outcome: CurationOutcome, decisions) -> None:
-    for d in decisions:
-        previous = outcome.decisions.get(d.id)
-        if previous is not None and not previous.kept:
-            continue  # an item dropped by an earlier step keeps its first reason
-        outcome.decisions[d.id] = Decision(d.id, d.kept, d.reason, d.cluster_id, d.duplicate_of)

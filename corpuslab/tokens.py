@@ -1,0 +1,180 @@
+"""Token streams: one flat memmap of token ids per split, plus a document-offset index.
+
+Layout for a prefix `out/train` (the nanoGPT layout, with an index so documents stay addressable):
+
+- `out/train.bin`       all documents concatenated, each followed by `eos_id`; uint16 when every id fits,
+                        else uint32
+- `out/train.idx.npy`   int64 offsets, length n_docs + 1: document i occupies
+                        `[offsets[i], offsets[i+1])`, its trailing eos included; `offsets[-1] == n_tokens`
+- `out/train.meta.json` dtype, n_tokens, n_docs, vocab_size, eos_id; written last, so a stream without
+                        it is incomplete and is never opened
+
+Training windows may cross document boundaries: the eos between documents tells the model where one
+ends, which is what GPT-style pretraining does and wastes no tokens on padding.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from corpuslab.errors import InputError
+
+UINT16_MAX_VOCAB = 65535  # ids 0..65534 fit in uint16 with room to spare for the eos id
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned dtype that holds every id of a vocabulary of `vocab_size`."""
+    return np.dtype(np.uint16 if vocab_size <= UINT16_MAX_VOCAB else np.uint32)
+
+
+def stream_paths(path_prefix: str | Path) -> tuple[Path, Path, Path]:
+    """(`.bin`, `.idx.npy`, `.meta.json`) paths of the stream at `path_prefix`."""
+    prefix = str(path_prefix)
+    return Path(prefix + ".bin"), Path(prefix + ".idx.npy"), Path(prefix + ".meta.json")
+
+
+def _temp_path(path: Path) -> Path:
+    # The pid keeps two writers of the same prefix apart; the name keeps its suffix because
+    # np.save appends ".npy" to names that lack it.
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
+def _check_ids(doc: np.ndarray, doc_index: int, vocab_size: int) -> None:
+    if doc.size and not np.issubdtype(doc.dtype, np.integer):  # a float array is a caller's bug
+        raise ValueError(f"document {doc_index}: token ids must be integers, got dtype {doc.dtype}")
+    if doc.size and (int(doc.min()) < 0 or int(doc.max()) >= vocab_size):
+        raise ValueError(
+            f"document {doc_index}: token ids must lie in [0, {vocab_size}), "
+            f"got min {int(doc.min())}, max {int(doc.max())}"
+        )
+
+
+def write_token_stream(
+    path_prefix: str | Path,
+    docs_token_arrays: Iterable[np.ndarray],
+    vocab_size: int,
+    eos_id: int,
+) -> dict:
+    """Write documents' token ids as a flat stream; returns the meta dict.
+
+    Streams: one document is held at a time, plus 8 bytes of offset per document. Every file is
+    written under a temporary name and renamed into place, meta last, so a crash never leaves a
+    stream that looks complete.
+    """
+    if not 0 <= eos_id < vocab_size:
+        raise ValueError(f"eos_id must lie in [0, {vocab_size}), got {eos_id}")
+    dtype = token_dtype(vocab_size)
+    bin_path, idx_path, meta_path = stream_paths(path_prefix)
+    bin_path.parent.mkdir(parents=True, exist_ok=True)
+    eos = np.array([eos_id], dtype=dtype)
+    offsets = array.array("q", [0])  # compact: 8 bytes per document, not a Python int object each
+    bin_tmp = _temp_path(bin_path)
+    with open(bin_tmp, "wb") as out:
+        for doc_index, doc in enumerate(docs_token_arrays):
+            doc = np.asarray(doc)
+            _check_ids(doc, doc_index, vocab_size)
+            out.write(doc.astype(dtype, copy=False).tobytes())
+            out.write(eos.tobytes())
+            offsets.append(offsets[-1] + doc.size + 1)
+    idx_tmp = _temp_path(idx_path)
+    np.save(idx_tmp, np.frombuffer(offsets, dtype=np.int64))
+    meta = {
+        "dtype": dtype.name,
+        "n_tokens": int(offsets[-1]),
+        "n_docs": len(offsets) - 1,
+        "vocab_size": int(vocab_size),
+        "eos_id": int(eos_id),
+    }
+    meta_tmp = _temp_path(meta_path)
+    meta_tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(bin_tmp, bin_path)
+    os.replace(idx_tmp, idx_path)
+    os.replace(meta_tmp, meta_path)
+    return meta
+
+
+@dataclass
+class TokenStream:
+    """An opened token stream: `tokens` is a read-only memmap, `offsets` the document index."""
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    meta: dict
+
+    @classmethod
+    def open(cls, path_prefix: str | Path) -> TokenStream:
+        bin_path, idx_path, meta_path = stream_paths(path_prefix)
+        if not meta_path.exists():
+            raise InputError(str(meta_path), "token stream is missing or incomplete (no meta file)")
+        meta = json.loads(meta_path.read_text())
+        dtype = np.dtype(meta["dtype"])
+        expected_bytes = meta["n_tokens"] * dtype.itemsize
+        if bin_path.stat().st_size != expected_bytes:
+            raise InputError(
+                str(bin_path), f"holds {bin_path.stat().st_size} bytes, meta says {expected_bytes}"
+            )
+        offsets = np.load(idx_path)
+        if len(offsets) != meta["n_docs"] + 1 or int(offsets[-1]) != meta["n_tokens"]:
+            raise InputError(str(idx_path), "document index does not match the meta file")
+        # np.memmap cannot map an empty file.
+        tokens = (
+            np.memmap(bin_path, dtype=dtype, mode="r") if meta["n_tokens"] else np.empty(0, dtype)
+        )
+        return cls(tokens=tokens, offsets=offsets, meta=meta)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.meta["n_tokens"])
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.meta["n_docs"])
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.meta["eos_id"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    def doc_slice(self, i: int, include_eos: bool = False) -> np.ndarray:
+        """Token ids of document `i` (a view into the memmap)."""
+        if not 0 <= i < self.n_docs:
+            raise IndexError(f"document {i} out of range [0, {self.n_docs})")
+        end = int(self.offsets[i + 1]) - (0 if include_eos else 1)
+        return self.tokens[int(self.offsets[i]) : end]
+
+    def windows(self, chunk_len: int, stride: int | None = None) -> np.ndarray:
+        """Start offsets of every window of `chunk_len + 1` tokens, `stride` apart (default: chunk_len).
+
+        `chunk_len + 1` because a window gives inputs `[s, s+chunk_len)` and targets shifted by one.
+        With stride == chunk_len consecutive windows share one token, so every token is a target once.
+        """
+        stride = chunk_len if stride is None else stride
+        if chunk_len < 1 or stride < 1:
+            raise ValueError(f"chunk_len and stride must be >= 1, got {chunk_len}, {stride}")
+        last_start = self.n_tokens - (chunk_len + 1)
+        if last_start < 0:
+            return np.empty(0, dtype=np.int64)
+        return np.arange(0, last_start + 1, stride, dtype=np.int64)
+
+    def batch(self, starts: np.ndarray, chunk_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) int64 tensors of shape (len(starts), chunk_len) for windows at `starts`."""
+        positions = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(chunk_len + 1)
+        block = torch.from_numpy(self.tokens[positions].astype(np.int64))
+        return block[:, :-1], block[:, 1:]
+
+    def docs_within(self, max_tokens: int | None) -> int:
+        """How many leading documents (eos included) fit in `max_tokens`; all of them when None."""
+        if max_tokens is None:
+            return self.n_docs
+        return int(np.searchsorted(self.offsets, max_tokens, side="right")) - 1

@@ -1,0 +1,112 @@
+"""End to end: the whole experiment on a tiny synthetic corpus, through the CLI."""
+
+import csv
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from corpuslab.cli import main
+
+TINY = [
+    "experiment=tiny",
+    "dataset.synthetic.num_docs=150",
+    "dataset.synthetic.words_per_doc=40",
+    "tokenizer.vocab_size=320",
+    "model.n_layer=1",
+    "model.n_head=2",
+    "model.n_embd=32",
+    "model.context=64",
+    "training.chunk_len=32",
+    "training.batch_size=8",
+    "training.max_train_tokens=null",
+    "training.max_steps=12",
+    "training.warmup_steps=2",
+    "training.eval_interval=6",
+    "training.log_interval=6",
+    "canaries.count=4",
+    "canaries.num_candidates=20",
+    "evaluation.max_tokens=3000",
+    "curation.workers=2",
+]
+
+
+def run(tmp_path: Path, *extra: str, command: str = "run") -> int:
+    return main([command, f"output_dir={tmp_path}", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e")
+    assert run(out) == 0
+    return out
+
+
+def stage_dirs(out: Path, prefix: str) -> list[Path]:
+    return sorted(p for p in (out / "tiny" / "stages").iterdir() if p.name.startswith(prefix) and p.is_dir())
+
+
+def test_report_has_every_arm_with_curation_training_and_metrics(finished):
+    report = json.loads((finished / "tiny" / "report.json").read_text())
+    assert list(report["arms"]) == ["no_dedup", "exact", "near"]
+    arms = report["arms"]
+    assert arms["no_dedup"]["curation"]["dropped"] == 0
+    assert arms["exact"]["curation"]["dropped_by_reason"]["exact_duplicate"] > 0
+    assert arms["near"]["curation"]["dropped"] >= arms["exact"]["curation"]["dropped"]
+    assert arms["exact"]["curation"]["ground_truth"]["precision"] == 1.0
+    for arm in arms.values():
+        assert arm["training"]["steps"] == 12
+        assert arm["training"]["tokens_seen"] == 12 * 8 * 32
+        assert arm["metrics"]["val"]["bits_per_byte"] > 0
+        assert 0.0 <= arm["metrics"]["canaries"]["overall"]["exact_rate"] <= 1.0
+        assert len(arm["curve"]) > 0
+        assert arm["canary_examples"]
+    # Same budget, less data: the deduplicated arms see more epochs of what they kept.
+    assert arms["exact"]["training"]["epochs_seen"] > arms["no_dedup"]["training"]["epochs_seen"]
+    assert report["config"]["training"]["max_steps"] == 12
+    assert (finished / "tiny" / "config.yaml").exists()
+
+
+def test_summary_has_one_row_per_arm(finished):
+    with open(finished / "tiny" / "summary.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [r["arm"] for r in rows] == ["no_dedup", "exact", "near"]
+    assert all(float(r["val_ppl"]) > 1 for r in rows)
+
+
+def test_decision_table_accounts_for_every_document(finished):
+    report = json.loads((finished / "tiny" / "report.json").read_text())
+    near = Path(report["arms"]["near"]["artifacts"]["curate"])
+    table = pq.read_table(near / "decisions.parquet").to_pylist()
+    assert len(table) == report["arms"]["near"]["curation"]["input"]
+    dropped = [r for r in table if not r["kept"]]
+    assert len(dropped) == report["arms"]["near"]["curation"]["dropped"]
+    assert all(r["reason"] in ("exact_duplicate", "near_duplicate") and r["duplicate_of"] for r in dropped)
+
+
+def test_rerun_reuses_everything_and_gives_the_same_report(finished):
+    before = (finished / "tiny" / "report.json").read_text()
+    log = finished / "tiny" / "run.log"
+    mark = len(log.read_text())
+    assert run(finished) == 0
+    new_lines = log.read_text()[mark:]
+    assert "started" not in new_lines and "reused" in new_lines
+    assert (finished / "tiny" / "report.json").read_text() == before
+
+
+def test_changing_one_knob_recomputes_only_what_depends_on_it(finished):
+    trains_before = stage_dirs(finished, "train-")
+    curates_before = stage_dirs(finished, "curate-")
+    assert run(finished, "runs.2.minhash.threshold=0.7") == 0
+    assert len(stage_dirs(finished, "curate-")) == len(curates_before) + 1
+    assert len(stage_dirs(finished, "train-")) == len(trains_before) + 1
+    assert len(stage_dirs(finished, "tokens-")) == 1
+
+
+def test_stage_command_and_bad_override_stop_before_work(tmp_path, capsys):
+    assert run(tmp_path, "training.batchsize=3") == 2
+    assert "training.batchsize" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()
+    assert run(tmp_path, command="prepare") == 0
+    assert stage_dirs(tmp_path, "tokens-") and not stage_dirs(tmp_path, "train-")

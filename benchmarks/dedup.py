@@ -6,7 +6,7 @@
 The corpus (benchmarks/dedup_corpus.py) is generated untimed and cached. Every method then runs in its
 own fresh subprocess, timed from reading the Parquet shards to its duplicate pairs, with word 5-gram
 shingles of the normalized text (NFKC, lowercase, whitespace split), 128 permutations and the same
-bands x rows. Peak memory is the subprocess tree's, sampled every 25 ms: PSS (shared pages split
+bands x rows. Peak memory is the subprocess tree's, sampled every 50 ms: PSS (shared pages split
 between the processes that share them -- the fair figure for forked workers) and RSS summed over
 processes (an upper bound), plus ru_maxrss of the largest process.
 
@@ -49,7 +49,7 @@ CURVE_BINS = np.round(np.arange(0.5, 1.0001, 0.05), 2)
 
 
 class PeakMemory:
-    """Samples the PSS and RSS of this process and its children every 25 ms in a thread."""
+    """Samples the PSS and RSS of this process and its children every 50 ms in a thread."""
 
     def __init__(self) -> None:
         self.pss = self.rss = 0
@@ -75,7 +75,7 @@ class PeakMemory:
                 except psutil.Error:
                     pass
             self.pss, self.rss = max(self.pss, pss), max(self.rss, rss)
-            self._stop.wait(0.025)
+            self._stop.wait(0.05)
 
 
 def shingles(text: str) -> list[str]:
@@ -104,8 +104,12 @@ def run_datasketch(shards: list[str], bands: int, rows: int) -> set[tuple[str, s
             sketch.update_batch([s.encode() for s in shingles(text)])
             lsh.insert(doc_id, sketch)
             sketches[doc_id] = sketch
-    return {_ordered(doc_id, other) for doc_id, sketch in sketches.items() for other in lsh.query(sketch)
-            if other != doc_id and sketch.jaccard(sketches[other]) >= THRESHOLD}
+    return {
+        _ordered(doc_id, other)
+        for doc_id, sketch in sketches.items()
+        for other in lsh.query(sketch)
+        if other != doc_id and sketch.jaccard(sketches[other]) >= THRESHOLD
+    }
 
 
 def run_rensa(shards: list[str], bands: int, rows: int) -> set[tuple[str, str]]:
@@ -121,8 +125,12 @@ def run_rensa(shards: list[str], bands: int, rows: int) -> set[tuple[str, str]]:
         ids.extend(shard_ids)
         sketches.extend(batch)
     found = lsh.query_all(sketches)
-    return {_ordered(ids[i], ids[j]) for i, candidates in enumerate(found) for j in candidates
-            if j != i and sketches[i].jaccard(sketches[j]) >= THRESHOLD}
+    return {
+        _ordered(ids[i], ids[j])
+        for i, candidates in enumerate(found)
+        for j in candidates
+        if j != i and sketches[i].jaccard(sketches[j]) >= THRESHOLD
+    }
 
 
 def run_corpuslab(shards: list[str], bands: int, rows: int, processes: int) -> set[tuple[str, str]]:
@@ -130,8 +138,10 @@ def run_corpuslab(shards: list[str], bands: int, rows: int, processes: int) -> s
     from corpuslab.curation.near import find_near_duplicates
     from corpuslab.executor import LocalExecutor, SerialExecutor
 
-    cfg = MinHashConfig(ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD, bands=bands, rows=rows, seed=SEED)
-    with (LocalExecutor(processes) if processes > 1 else SerialExecutor()) as executor:
+    cfg = MinHashConfig(
+        ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD, bands=bands, rows=rows, seed=SEED
+    )
+    with LocalExecutor(processes) if processes > 1 else SerialExecutor() as executor:
         result = find_near_duplicates(shards, cfg, executor=executor)
     return {_ordered(a, b) for a, b, _ in result.verified_pairs}
 
@@ -140,7 +150,7 @@ def run_exact(shards: list[str], processes: int) -> dict[str, str]:
     from corpuslab.curation.exact import find_exact_duplicates
     from corpuslab.executor import LocalExecutor, SerialExecutor
 
-    with (LocalExecutor(processes) if processes > 1 else SerialExecutor()) as executor:
+    with LocalExecutor(processes) if processes > 1 else SerialExecutor() as executor:
         result = find_exact_duplicates(shards, executor=executor)
     return {d.id: d.duplicate_of for d in result.decisions if not d.kept}
 
@@ -153,7 +163,9 @@ def corpuslab_candidates(shards: list[str], bands: int, rows: int) -> list[tuple
     from corpuslab.curation.scan import scan_corpus
     from corpuslab.executor import LocalExecutor
 
-    cfg = MinHashConfig(ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD, bands=bands, rows=rows, seed=SEED)
+    cfg = MinHashConfig(
+        ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD, bands=bands, rows=rows, seed=SEED
+    )
     with LocalExecutor() as executor:
         scan = scan_corpus(shards, NormalizeConfig(), cfg, executor, digests=False)
     return [(scan.ids[a], scan.ids[b]) for a, b in candidate_pairs(scan.band_keys, ~scan.empty).tolist()]
@@ -177,10 +189,17 @@ def child(args: argparse.Namespace) -> None:
         else:
             found = sorted(run_corpuslab(shards, args.bands, args.rows, args.processes))
         seconds = time.perf_counter() - started
-    report = {"seconds": seconds, "pss": memory.pss, "rss": memory.rss,
-              "maxrss": 1024 * max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
-              "found": found}
+    report = {
+        "seconds": seconds,
+        "pss": memory.pss,
+        "rss": memory.rss,
+        "maxrss": 1024
+        * max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        ),
+        "found": found,
+    }
     if args.method == "corpuslab" and args.candidates:
         report["candidates"] = corpuslab_candidates(shards, args.bands, args.rows)
     Path(args.output).write_text(json.dumps(report))
@@ -189,10 +208,26 @@ def child(args: argparse.Namespace) -> None:
 # --- orchestration, in the parent -----------------------------------------------------------------------
 
 
-def measure(method: str, corpus: Path, bands: int, rows: int, processes: int, candidates: bool = False) -> dict:
+def measure(
+    method: str, corpus: Path, bands: int, rows: int, processes: int, candidates: bool = False
+) -> dict:
     output = corpus / f"result-{method}-{processes}.json"
-    command = [sys.executable, __file__, "--child", method, "--corpus", str(corpus), "--output", str(output),
-               "--bands", str(bands), "--rows", str(rows), "--processes", str(processes)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--corpus",
+        str(corpus),
+        "--output",
+        str(output),
+        "--bands",
+        str(bands),
+        "--rows",
+        str(rows),
+        "--processes",
+        str(processes),
+    ]
     subprocess.run(command + (["--candidates"] if candidates else []), check=True)
     return json.loads(output.read_text())
 
@@ -201,8 +236,12 @@ def pair_scores(found: list, truth_pairs: list) -> dict:
     positives = {_ordered(a, b) for a, b, j in truth_pairs if j >= THRESHOLD}
     found_set = {tuple(pair) for pair in found}
     hits = len(found_set & positives)
-    return {"precision": hits / len(found_set) if found_set else 1.0, "recall": hits / len(positives),
-            "found": len(found_set), "positives": len(positives)}
+    return {
+        "precision": hits / len(found_set) if found_set else 1.0,
+        "recall": hits / len(positives),
+        "found": len(found_set),
+        "positives": len(positives),
+    }
 
 
 def detection_curve(candidates: list, truth_pairs: list, bands: int, rows: int) -> list[tuple]:
@@ -215,8 +254,14 @@ def detection_curve(candidates: list, truth_pairs: list, bands: int, rows: int) 
         inside = (similarity >= low) & ((similarity < high) if high < 1 else (similarity <= 1))
         if inside.any():
             theory = np.mean(1 - (1 - similarity[inside] ** rows) ** bands)
-            rows_out.append((f"[{low:.2f}, {high:.2f}{')' if high < 1 else ']'}", int(inside.sum()),
-                             float(detected[inside].mean()), float(theory)))
+            rows_out.append(
+                (
+                    f"[{low:.2f}, {high:.2f}{')' if high < 1 else ']'}",
+                    int(inside.sum()),
+                    float(detected[inside].mean()),
+                    float(theory),
+                )
+            )
     return rows_out
 
 
@@ -228,28 +273,46 @@ def benchmark_size(n_docs: int, args: argparse.Namespace, bands: int, rows: int)
     corpus = args.out / f"docs{n_docs}_seed{args.seed}"
     clock = time.perf_counter()
     _, truth = dedup_corpus.build(n_docs, corpus, args.seed)
-    print(f"\n== {n_docs} docs, {truth['bytes'] / 1e6:.1f} MB of text, {len(truth['pairs'])} planted pairs, "
-          f"{len(truth['exact_duplicates'])} exact copies; random cross-group pairs: max Jaccard "
-          f"{truth['cross_group_max_jaccard']:.4f} (corpus ready in {time.perf_counter() - clock:.0f} s, untimed)")
-    print(f"   word {NGRAM}-grams, {NUM_PERM} permutations, {bands} bands x {rows} rows, threshold {THRESHOLD}, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    print(
+        f"\n== {n_docs} docs, {truth['bytes'] / 1e6:.1f} MB of text, {len(truth['pairs'])} planted pairs, "
+        f"{len(truth['exact_duplicates'])} exact copies; random cross-group pairs: max Jaccard "
+        f"{truth['cross_group_max_jaccard']:.4f} (corpus ready in {time.perf_counter() - clock:.0f} s, "
+        "untimed)"
+    )
+    print(
+        f"   word {NGRAM}-grams, {NUM_PERM} permutations, {bands} bands x {rows} rows, "
+        f"threshold {THRESHOLD}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start"
+    )
     results = {}
     plan = [("corpuslab", args.processes), ("corpuslab", 1)] if "corpuslab" in args.methods else []
     plan += [(m, 1) for m in ("datasketch", "rensa") if m in args.methods]
-    print(f"   {'method':<26}{'seconds':>9}{'docs/s':>10}{'peak PSS':>10}{'peak RSS sum':>14}"
-          f"{'precision':>11}{'recall':>8}")
+    print(
+        f"   {'method':<26}{'seconds':>9}{'docs/s':>10}{'peak PSS':>10}{'peak RSS sum':>14}"
+        f"{'precision':>11}{'recall':>8}"
+    )
     for method, processes in plan:
-        report = measure(method, corpus, bands, rows, processes, candidates=(method, processes) == ("corpuslab", args.processes))
+        report = measure(
+            method,
+            corpus,
+            bands,
+            rows,
+            processes,
+            candidates=(method, processes) == ("corpuslab", args.processes),
+        )
         scores = pair_scores(report["found"], truth["pairs"])
         name = f"{method} ({processes} proc)" if method == "corpuslab" else method
         results[name] = {**report, **scores, "docs_per_s": n_docs / report["seconds"]}
-        print(f"   {name:<26}{report['seconds']:>9.2f}{n_docs / report['seconds']:>10.0f}{mb(report['pss']):>10}"
-              f"{mb(report['rss']):>14}{scores['precision']:>11.4f}{scores['recall']:>8.4f}")
+        print(
+            f"   {name:<26}{report['seconds']:>9.2f}{n_docs / report['seconds']:>10.0f}"
+            f"{mb(report['pss']):>10}{mb(report['rss']):>14}{scores['precision']:>11.4f}{scores['recall']:>8.4f}"
+        )
     _print_ratios(results, args.processes)
     if "corpuslab" in args.methods:
         _print_exact(corpus, truth, args.processes)
         _print_curve(results[f"corpuslab ({args.processes} proc)"]["candidates"], truth["pairs"], bands, rows)
-    return {name: {k: v for k, v in r.items() if k not in ("found", "candidates")} for name, r in results.items()}
+    return {
+        name: {k: v for k, v in r.items() if k not in ("found", "candidates")} for name, r in results.items()
+    }
 
 
 def _print_ratios(results: dict, processes: int) -> None:
@@ -257,8 +320,10 @@ def _print_ratios(results: dict, processes: int) -> None:
     single = results.get("corpuslab (1 proc)")
     for other in ("datasketch", "rensa"):
         if ours and other in results:
-            print(f"   corpuslab/{other}: {ours['docs_per_s'] / results[other]['docs_per_s']:.1f}x docs/s "
-                  f"({single['docs_per_s'] / results[other]['docs_per_s']:.1f}x with one process)")
+            print(
+                f"   corpuslab/{other}: {ours['docs_per_s'] / results[other]['docs_per_s']:.1f}x docs/s "
+                f"({single['docs_per_s'] / results[other]['docs_per_s']:.1f}x with one process)"
+            )
 
 
 def _print_exact(corpus: Path, truth: dict, processes: int) -> None:
@@ -266,13 +331,15 @@ def _print_exact(corpus: Path, truth: dict, processes: int) -> None:
     expected = truth["exact_duplicates"]
     found = report["found"]
     correct = sum(found.get(copy) == original for copy, original in expected.items())
-    print(f"   exact dedup ({processes} proc): {truth['bytes'] / 1e6 / report['seconds']:.0f} MB/s "
-          f"({report['seconds']:.2f} s, peak PSS {mb(report['pss'])}), recall {correct / len(expected):.4f} "
-          f"(duplicate_of = earliest copy), precision {correct / max(len(found), 1):.4f}")
+    print(
+        f"   exact dedup ({processes} proc): {truth['bytes'] / 1e6 / report['seconds']:.0f} MB/s "
+        f"({report['seconds']:.2f} s, peak PSS {mb(report['pss'])}), recall {correct / len(expected):.4f} "
+        f"(duplicate_of = earliest copy), precision {correct / max(len(found), 1):.4f}"
+    )
 
 
 def _print_curve(candidates: list, truth_pairs: list, bands: int, rows: int) -> None:
-    print(f"   detection probability vs true Jaccard (LSH candidates before verification, planted pairs):")
+    print("   detection probability vs true Jaccard (LSH candidates before verification, planted pairs):")
     print(f"     {'true J':<14}{'pairs':>7}{'measured':>10}{'1-(1-s^r)^b':>13}")
     for label, count, measured, theory in detection_curve(candidates, truth_pairs, bands, rows):
         print(f"     {label:<14}{count:>7}{measured:>10.3f}{theory:>13.3f}")

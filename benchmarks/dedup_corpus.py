@@ -269,9 +269,11 @@ def main() -> None:
     args = parser.parse_args()
     shards, truth = build(args.docs, args.out / f"docs{args.docs}_seed{args.seed}", args.seed)
     similar = [p for p in truth["pairs"] if p[2] >= 0.85]
-    print(f"{len(shards)} shards, {truth['bytes'] / 1e6:.1f} MB, {len(truth['pairs'])} planted pairs "
-          f"({len(similar)} with J >= 0.85), {len(truth['exact_duplicates'])} exact copies, "
-          f"max Jaccard of random cross-group pairs {truth['cross_group_max_jaccard']:.4f}")
+    print(
+        f"{len(shards)} shards, {truth['bytes'] / 1e6:.1f} MB, {len(truth['pairs'])} planted pairs "
+        f"({len(similar)} with J >= 0.85), {len(truth['exact_duplicates'])} exact copies, "
+        f"max Jaccard of random cross-group pairs {truth['cross_group_max_jaccard']:.4f}"
+    )
 
 
 if __name__ == "__main__":

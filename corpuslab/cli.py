@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
     except CorpuslabError as err:
@@ -54,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("corpuslab: interrupted; finished stages are kept and the next run resumes", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries() -> None:
+    """corpuslab prints its own progress; the per-save bars of transformers would bury it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _load(args: argparse.Namespace):

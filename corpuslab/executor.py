@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from multiprocessing.pool import Pool
+from concurrent.futures import ProcessPoolExecutor
 from typing import Protocol, TypeVar, runtime_checkable
 
 from corpuslab.errors import ConfigError
@@ -55,7 +55,9 @@ class LocalExecutor:
 
     Processes, not threads: tokenizing and normalizing text holds the GIL for part of the work.
     The pool uses 'fork' where the platform has it, so workers inherit already-imported modules and
-    compiled numba kernels instead of re-importing them (seconds per worker under 'spawn').
+    compiled numba kernels instead of re-importing them (seconds per worker under 'spawn'); a function
+    must then exist before the pool starts (any module-level function of an imported module does).
+    A worker that dies raises `BrokenProcessPool` in the caller instead of hanging it.
     """
 
     def __init__(self, processes: int | None = None, start_method: str | None = None):
@@ -66,24 +68,23 @@ class LocalExecutor:
             raise ConfigError("executor.start_method", start_method, f"one of {methods}")
         self.processes = processes or os.cpu_count() or 1
         self.start_method = start_method or _default_start_method(methods)
-        self._pool: Pool | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[Result]:
-        # chunksize=1: items are whole shards, so scheduling overhead is negligible and small chunks
-        # balance the load when shards differ in size.
-        return self._get_pool().imap(fn, items, chunksize=1)
+        # One item per message: items are whole shards, so the overhead is negligible and
+        # unequal shards still balance across the workers.
+        return self._get_pool().map(fn, items)
 
-    def _get_pool(self) -> Pool:
+    def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context(self.start_method)
-            self._pool = context.Pool(self.processes)
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
         return self._pool
 
     def close(self) -> None:
         """Stop the worker processes; a later `map` starts a fresh pool."""
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self) -> LocalExecutor:
@@ -91,10 +92,6 @@ class LocalExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_pool", None) is not None:
-            self._pool.terminate()
 
 
 def _default_start_method(available: list[str]) -> str:

@@ -6,7 +6,7 @@ We use `transformers.GPT2LMHeadModel` rather than our own module so every checkp
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -56,9 +56,6 @@ class ModelConfig:
         if not 0.0 <= cfg.dropout < 1.0:
             raise ConfigError(f"{prefix}.dropout", cfg.dropout, "a number in [0, 1)")
         return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, seed: int, eos_id: int | None = None) -> GPT2LMHeadModel:

@@ -283,7 +283,7 @@ class Experiment:
 
         def build(work: Path) -> dict[str, Any]:
             tokenizer = load_tokenizer(prepared.tokenizer.path)
-            model = build_model(cfg.model, vocab_size=len(tokenizer), seed=cfg.seed)
+            model = build_model(cfg.model, vocab_size=len(tokenizer), seed=cfg.seed, eos_id=tokenizer.eos_token_id)
             # Doc-level arms pack their own stream; chunk-level arms select windows of the shared one.
             own = pack.path / "train.meta.json"
             stream = TokenStream.open(pack.path / "train" if own.exists() else prepared.tokens.path / "train")

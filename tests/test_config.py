@@ -48,7 +48,7 @@ def test_layered_files_merge_in_order_and_overrides_come_last(tmp_path):
         ("curation.minhash.threshold=0", "curation.minhash.threshold"),
         ("split.val=0.5", "split.train+val+test"),
         ("tokenizer.kind=wordpiece", "tokenizer.kind"),
-        ("training.chunk_len=100000", "training.chunk_len"),
+        ("training.chunk_len=4096", "training.chunk_len"),
         ("runs.1.recipe=fuzzy", "runs[1].recipe"),
         ("runs.0.minhash.bogus=1", "runs[0].minhash.bogus"),
         ("canaries.count=-1", "canaries.count"),

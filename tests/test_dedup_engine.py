@@ -20,7 +20,11 @@ from hypothesis import strategies as st
 from corpuslab.curation.clusters import EXACT, NEAR
 from corpuslab.curation.exact import find_exact_duplicates
 from corpuslab.curation.minhash import MinHashConfig, batch_shingle_sets, batch_signatures, permutations
-from corpuslab.curation.near import find_cross_duplicates, find_exact_and_near_duplicates, find_near_duplicates
+from corpuslab.curation.near import (
+    find_cross_duplicates,
+    find_exact_and_near_duplicates,
+    find_near_duplicates,
+)
 from corpuslab.curation.normalize import NormalizeConfig, normalize, normalize_utf8
 from corpuslab.errors import ConfigError, InputError
 from corpuslab.executor import LocalExecutor, SerialExecutor
@@ -77,11 +81,15 @@ def ref_permutations(num_perm: int, seed: int) -> tuple[list[int], list[int]]:
 def ref_signature(text: str, cfg: MinHashConfig) -> list[int]:
     a, b = ref_permutations(cfg.num_perm, cfg.seed)
     shingles = ref_shingles(text, cfg.shingle, cfg.ngram)
-    return [min((((ai * (s >> 32) + bi) & MASK) >> 32 for s in shingles), default=0xFFFFFFFF) for ai, bi in zip(a, b)]
+    return [
+        min((((ai * (s >> 32) + bi) & MASK) >> 32 for s in shingles), default=0xFFFFFFFF)
+        for ai, bi in zip(a, b)
+    ]
 
 
 def ref_jaccard(x: str, y: str, ngram: int = 5) -> float:
     """Jaccard of word n-gram sets of the normalized texts, from Python sets of tuples."""
+
     def grams(text: str) -> set[tuple[str, ...]]:
         words = normalize(text, NormalizeConfig()).split()
         return {tuple(words)} if len(words) < ngram else set(zip(*(words[i:] for i in range(ngram))))
@@ -105,14 +113,21 @@ def edit(text: str, positions: list[int], rng: random.Random) -> str:
     return " ".join(words)
 
 
-def write_shards(folder: Path, texts: list[str], ids: list[str] | None = None, per_shard: int = 50) -> list[Path]:
+def write_shards(
+    folder: Path, texts: list[str], ids: list[str] | None = None, per_shard: int = 50
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     ids = ids or [f"d{i:03d}" for i in range(len(texts))]
     paths = []
     for n, start in enumerate(range(0, len(texts), per_shard)):
         path = folder / f"shard-{n}.parquet"
-        table = pa.table({"id": ids[start : start + per_shard], "text": texts[start : start + per_shard],
-                          "source": ["test"] * len(texts[start : start + per_shard])})
+        table = pa.table(
+            {
+                "id": ids[start : start + per_shard],
+                "text": texts[start : start + per_shard],
+                "source": ["test"] * len(texts[start : start + per_shard]),
+            }
+        )
         pq.write_table(table, path, row_group_size=20)
         paths.append(path)
     return paths
@@ -188,7 +203,9 @@ def test_clusters_grow_only_through_verified_pairs(planted):
     for d in result.decisions:  # every drop points at a document it was verified against
         if not d.kept:
             assert d.jaccard >= 0.85
-            assert ref_jaccard(texts[int(d.id[1:])], texts[int(d.duplicate_of[1:])]) == pytest.approx(d.jaccard)
+            assert ref_jaccard(texts[int(d.id[1:])], texts[int(d.duplicate_of[1:])]) == pytest.approx(
+                d.jaccard
+            )
 
 
 def test_verification_rejects_loose_candidates(planted):
@@ -205,8 +222,9 @@ def test_verification_rejects_loose_candidates(planted):
 
 def test_excluded_ids_are_neither_indexed_nor_reported(planted):
     shards, _ = planted
-    result = find_near_duplicates(shards, MinHashConfig(), NormalizeConfig(), SerialExecutor(),
-                                  exclude_ids={"d005", "d060", "d080"})
+    result = find_near_duplicates(
+        shards, MinHashConfig(), NormalizeConfig(), SerialExecutor(), exclude_ids={"d005", "d060", "d080"}
+    )
     decisions = by_id(result)
     assert "d012" not in decisions and "d005" not in decisions and "d060" not in decisions
     assert result.stats["docs_excluded"] == 3
@@ -214,7 +232,9 @@ def test_excluded_ids_are_neither_indexed_nor_reported(planted):
 
 def test_exact_then_near_recipe_in_one_scan(planted):
     shards, _ = planted
-    decisions = by_id(find_exact_and_near_duplicates(shards, MinHashConfig(), NormalizeConfig(), SerialExecutor()))
+    decisions = by_id(
+        find_exact_and_near_duplicates(shards, MinHashConfig(), NormalizeConfig(), SerialExecutor())
+    )
     assert decisions["d060"].reason == EXACT and decisions["d060"].duplicate_of == "d003"
     assert decisions["d012"].reason == NEAR and decisions["d003"].kept
 
@@ -229,7 +249,9 @@ def test_same_decisions_with_serial_and_process_pool(planted):
     assert pooled.verified_pairs == serial.verified_pairs
     strip = lambda stats: {k: v for k, v in stats.items() if k != "runtime"}  # noqa: E731
     assert strip(pooled.stats) == strip(serial.stats)
-    assert pooled_exact.decisions == find_exact_duplicates(shards, NormalizeConfig(), SerialExecutor()).decisions
+    assert (
+        pooled_exact.decisions == find_exact_duplicates(shards, NormalizeConfig(), SerialExecutor()).decisions
+    )
 
 
 def test_cross_duplicates_match_query_against_reference(tmp_path, planted):
@@ -251,8 +273,13 @@ def test_cross_duplicates_match_query_against_reference(tmp_path, planted):
 @pytest.mark.parametrize("shingle,ngram", [("word", 5), ("char", 4), ("word", 3)])
 def test_signatures_equal_the_pure_python_reference(shingle, ngram):
     cfg = MinHashConfig(shingle=shingle, ngram=ngram, num_perm=16, bands=4, rows=4, seed=7)
-    texts = ["the quick brown fox jumps over the lazy dog again", "two words", "", "ünïcödé wörds ☃ and a verylongwordthatexceedseightbytes x",
-             normalize("Ｆｕｌｌ width\u00a0and\u2003spaces", NormalizeConfig())]
+    texts = [
+        "the quick brown fox jumps over the lazy dog again",
+        "two words",
+        "",
+        "ünïcödé wörds ☃ and a verylongwordthatexceedseightbytes x",
+        normalize("Ｆｕｌｌ width\u00a0and\u2003spaces", NormalizeConfig()),
+    ]
     encoded = [t.encode() for t in texts]
     data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     offsets = np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64)
@@ -262,7 +289,9 @@ def test_signatures_equal_the_pure_python_reference(shingle, ngram):
         assert counts[row] == len(ref_shingles(text, shingle, ngram))
     values, set_offsets = batch_shingle_sets(data, offsets, cfg)
     for row, text in enumerate(texts):
-        assert values[set_offsets[row] : set_offsets[row + 1]].tolist() == sorted(set(ref_shingles(text, shingle, ngram)))
+        assert values[set_offsets[row] : set_offsets[row + 1]].tolist() == sorted(
+            set(ref_shingles(text, shingle, ngram))
+        )
     assert [list(p) for p in permutations(16, 7)] == [list(p) for p in ref_permutations(16, 7)]
 
 
@@ -270,10 +299,20 @@ SPACES = [" ", "\t", "\n", "\x0b", "\x1c", "\x85", "\xa0", "\u1680", "\u2003", "
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet=st.sampled_from(list("aZ.,!é$ﬁＡİß—") + SPACES) | st.characters(), max_size=40),
-                max_size=8),
-       st.sampled_from([NormalizeConfig(), NormalizeConfig(strip_punctuation=True),
-                        NormalizeConfig(unicode_form=None, lowercase=False), NormalizeConfig(collapse_whitespace=False)]))
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from(list("aZ.,!é$ﬁＡİß—") + SPACES) | st.characters(), max_size=40),
+        max_size=8,
+    ),
+    st.sampled_from(
+        [
+            NormalizeConfig(),
+            NormalizeConfig(strip_punctuation=True),
+            NormalizeConfig(unicode_form=None, lowercase=False),
+            NormalizeConfig(collapse_whitespace=False),
+        ]
+    ),
+)
 def test_batch_normalization_equals_normalize(texts, cfg):
     texts = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]  # no lone surrogates
     encoded = [t.encode() for t in texts]
@@ -330,3 +369,15 @@ def test_result_writes_decisions_and_stats(tmp_path, planted):
     assert table.num_rows == len(result.decisions)
     assert (tmp_path / "out" / "stats.json").exists()
     assert result.stats["cluster_size_histogram"] and result.stats["largest_clusters"][0]["members"]
+
+
+def test_a_bucket_larger_than_the_all_pairs_limit_still_forms_one_cluster(tmp_path):
+    """70 copies of one page: LSH pairs each with the first and its predecessor (O(n), not O(n^2))."""
+    rng = random.Random(2)
+    page = random_text(rng, 30)
+    texts = [random_text(rng) for _ in range(30)] + [page] * 70
+    result = find_near_duplicates(write_shards(tmp_path, texts), executor=SerialExecutor())
+    assert result.stats["cluster_size_histogram"] == {70: 1}
+    assert result.stats["candidate_pairs"] < 70 * 69 // 2
+    kept = [d for d in result.decisions if d.kept]
+    assert [d.id for d in kept] == ["d030"]

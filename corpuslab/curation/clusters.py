@@ -58,8 +58,16 @@ class DedupResult:
 
     def to_table(self) -> pa.Table:
         columns = {name: [getattr(d, name) for d in self.decisions] for name in Decision.__dataclass_fields__}
-        schema = pa.schema([("id", pa.string()), ("kept", pa.bool_()), ("reason", pa.string()),
-                            ("cluster_id", pa.string()), ("duplicate_of", pa.string()), ("jaccard", pa.float64())])
+        schema = pa.schema(
+            [
+                ("id", pa.string()),
+                ("kept", pa.bool_()),
+                ("reason", pa.string()),
+                ("cluster_id", pa.string()),
+                ("duplicate_of", pa.string()),
+                ("jaccard", pa.float64()),
+            ]
+        )
         return pa.table(columns, schema=schema)
 
     def write(self, folder: str | Path) -> None:
@@ -90,19 +98,31 @@ def build_result(ids: list[str], links: Links, stats: dict) -> DedupResult:
     sources = np.concatenate([links.exact_source, links.near_left])
     targets = np.concatenate([links.exact_target, links.near_right])
     members = np.unique(np.concatenate([sources, targets]))
-    roots = members[_component_roots(len(members), np.searchsorted(members, sources),
-                                     np.searchsorted(members, targets))]
+    roots = members[
+        _component_roots(len(members), np.searchsorted(members, sources), np.searchsorted(members, targets))
+    ]
     neighbour, similarity = _earliest_neighbours(members, links)
     exact_of = dict(zip(links.exact_source.tolist(), links.exact_target.tolist()))
-    decisions = [_decide(ids, int(doc), int(root), exact_of, neighbour, similarity, position)
-                 for position, (doc, root) in enumerate(zip(members, roots))]
+    decisions = [
+        _decide(ids, int(doc), int(root), exact_of, neighbour, similarity, position)
+        for position, (doc, root) in enumerate(zip(members, roots))
+    ]
     stats = {**stats, **cluster_stats(ids, members, roots, decisions)}
-    pairs = [(ids[a], ids[b], float(j)) for a, b, j in zip(links.near_left, links.near_right, links.near_jaccard)]
+    pairs = [
+        (ids[a], ids[b], float(j)) for a, b, j in zip(links.near_left, links.near_right, links.near_jaccard)
+    ]
     return DedupResult(decisions=decisions, stats=stats, verified_pairs=pairs)
 
 
-def _decide(ids: list[str], doc: int, root: int, exact_of: dict[int, int], neighbour: np.ndarray,
-            similarity: np.ndarray, position: int) -> Decision:
+def _decide(
+    ids: list[str],
+    doc: int,
+    root: int,
+    exact_of: dict[int, int],
+    neighbour: np.ndarray,
+    similarity: np.ndarray,
+    position: int,
+) -> Decision:
     if doc == root:
         return Decision(ids[doc], True, None, ids[root], None, None)
     if doc in exact_of:
@@ -166,7 +186,7 @@ def cluster_stats(ids: list[str], members: np.ndarray, roots: np.ndarray, decisi
         "dropped_by_reason": dict(Counter(d.reason for d in decisions if not d.kept)),
         "clusters": len(sizes),
         "cluster_size_histogram": {int(size): count for size, count in sorted(histogram.items())},
-        "largest_clusters": [{"cluster_id": ids[root], "size": size, "members": listed[root]}
-                             for root, size in largest],
+        "largest_clusters": [
+            {"cluster_id": ids[root], "size": size, "members": listed[root]} for root, size in largest
+        ],
     }
-

@@ -19,8 +19,9 @@ from corpuslab.curation.scan import CorpusScan, scan_corpus
 from corpuslab.executor import Executor
 
 
-def find_exact_duplicates(shards: Sequence[str | Path], norm: NormalizeConfig = NormalizeConfig(),
-                          executor: Executor | None = None) -> DedupResult:
+def find_exact_duplicates(
+    shards: Sequence[str | Path], norm: NormalizeConfig = NormalizeConfig(), executor: Executor | None = None
+) -> DedupResult:
     """Decisions for every exact-duplicate cluster of the corpus (shard order, then row order)."""
     started = time.perf_counter()
     norm.validate()

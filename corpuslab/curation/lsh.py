@@ -25,7 +25,9 @@ def candidate_pairs(keys: np.ndarray, active: np.ndarray) -> np.ndarray:
     docs = np.flatnonzero(active).astype(np.int64)
     codes = [_band_pair_codes(keys[docs, band], docs) for band in range(keys.shape[1])]
     unique = np.unique(np.concatenate(codes)) if codes else np.empty(0, np.uint64)
-    return np.stack([(unique >> np.uint64(32)).astype(np.int64), (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)], 1)
+    return np.stack(
+        [(unique >> np.uint64(32)).astype(np.int64), (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)], 1
+    )
 
 
 def _band_pair_codes(band: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -90,10 +92,14 @@ class BandIndex:
 
     def probe(self, keys: np.ndarray) -> np.ndarray:
         """(m, 2) int64 distinct (row of `keys`, indexed document) pairs sharing a band key."""
-        codes = [_probe_band(self.sorted_keys[band], self.members[band], np.ascontiguousarray(keys[:, band]))
-                 for band in range(self.sorted_keys.shape[0])]
+        codes = [
+            _probe_band(self.sorted_keys[band], self.members[band], np.ascontiguousarray(keys[:, band]))
+            for band in range(self.sorted_keys.shape[0])
+        ]
         unique = np.unique(np.concatenate(codes)) if codes else np.empty(0, np.uint64)
-        return np.stack([(unique >> np.uint64(32)).astype(np.int64), (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)], 1)
+        return np.stack(
+            [(unique >> np.uint64(32)).astype(np.int64), (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)], 1
+        )
 
 
 @njit(cache=True, nogil=True)

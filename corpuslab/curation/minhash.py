@@ -23,6 +23,7 @@ and on every machine (no use of Python's salted `hash()`):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -84,8 +85,11 @@ class MinHashConfig:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{prefix}.{name}", value, "an integer >= 1")
         if self.bands * self.rows != self.num_perm:
-            raise ConfigError(f"{prefix}.bands", self.bands,
-                              f"bands * rows == num_perm ({self.bands} * {self.rows} != {self.num_perm})")
+            raise ConfigError(
+                f"{prefix}.bands",
+                self.bands,
+                f"bands * rows == num_perm ({self.bands} * {self.rows} != {self.num_perm})",
+            )
 
     def bands_rows(self) -> tuple[int, int]:
         """(b, r) with b * r == num_perm: the given ones, else the best for `threshold`."""
@@ -96,7 +100,8 @@ class MinHashConfig:
     def __str__(self) -> str:
         """Fingerprint for artifact names, e.g. `w5g_128p_16b8r_t0.85_s1`."""
         bands, rows = self.bands_rows()
-        return f"{self.shingle[0]}{self.ngram}g_{self.num_perm}p_{bands}b{rows}r_t{self.threshold:g}_s{self.seed}"
+        shingles = f"{self.shingle[0]}{self.ngram}g"
+        return f"{shingles}_{self.num_perm}p_{bands}b{rows}r_t{self.threshold:g}_s{self.seed}"
 
 
 def candidate_probability(similarity: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
@@ -104,19 +109,19 @@ def candidate_probability(similarity: float | np.ndarray, bands: int, rows: int)
     return 1.0 - (1.0 - np.asarray(similarity, dtype=float) ** rows) ** bands
 
 
+@functools.lru_cache(maxsize=64)
 def optimal_bands_rows(threshold: float, num_perm: int) -> tuple[int, int]:
     """Minimize the weighted false-positive area below `threshold` plus false-negative area above it.
 
     As datasketch's `_optimal_param`, but over b * r == num_perm exactly (every permutation is used) and
     with the weights above.
     """
+    below, above = np.linspace(0.0, threshold, 1001), np.linspace(threshold, 1.0, 1001)
     best, best_error = (num_perm, 1), math.inf
     for bands in (b for b in range(1, num_perm + 1) if num_perm % b == 0):
         rows = num_perm // bands
-        below = np.linspace(0.0, threshold, 1001)
-        above = np.linspace(threshold, 1.0, 1001)
-        false_positive = np.trapezoid(candidate_probability(below, bands, rows), below)
-        false_negative = np.trapezoid(1.0 - candidate_probability(above, bands, rows), above)
+        false_positive = threshold * np.mean(candidate_probability(below, bands, rows))
+        false_negative = (1.0 - threshold) * np.mean(1.0 - candidate_probability(above, bands, rows))
         error = FALSE_POSITIVE_WEIGHT * false_positive + FALSE_NEGATIVE_WEIGHT * false_negative
         if error < best_error:
             best, best_error = (bands, rows), error
@@ -162,7 +167,9 @@ def word_token_hashes(data, start, end, out):
     while i < end:
         c = data[i]
         kind = SPACE_CLASS[c]
-        width = 0 if kind == NOT_SPACE else (1 if kind == ASCII_SPACE else multibyte_space_width(data, i, end))
+        width = (
+            0 if kind == NOT_SPACE else (1 if kind == ASCII_SPACE else multibyte_space_width(data, i, end))
+        )
         if width:
             if length:
                 out[count] = _finish_token(state, tail, length)
@@ -213,7 +220,9 @@ def shingle_hashes(tokens, count, ngram, out):
 
 @njit(cache=True, nogil=True)
 def _doc_shingles(data, start, end, word, ngram, tokens, shingles):
-    count = word_token_hashes(data, start, end, tokens) if word else char_token_hashes(data, start, end, tokens)
+    count = (
+        word_token_hashes(data, start, end, tokens) if word else char_token_hashes(data, start, end, tokens)
+    )
     return shingle_hashes(tokens, count, ngram, shingles)
 
 
@@ -356,11 +365,15 @@ def pair_jaccards_between(values_a, offsets_a, left, values_b, offsets_b, right)
     return out
 
 
-def batch_signatures(data: np.ndarray, offsets: np.ndarray, cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
+def batch_signatures(
+    data: np.ndarray, offsets: np.ndarray, cfg: MinHashConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """Signatures and shingle counts of a normalized batch under `cfg`."""
     a, b = permutations(cfg.num_perm, cfg.seed)
     return signatures(data, offsets, cfg.shingle == "word", cfg.ngram, a, b)
 
 
-def batch_shingle_sets(data: np.ndarray, offsets: np.ndarray, cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
+def batch_shingle_sets(
+    data: np.ndarray, offsets: np.ndarray, cfg: MinHashConfig
+) -> tuple[np.ndarray, np.ndarray]:
     return shingle_sets(data, offsets, cfg.shingle == "word", cfg.ngram)

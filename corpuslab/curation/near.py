@@ -26,32 +26,44 @@ import numpy as np
 from corpuslab.curation.clusters import EXACT, NEAR, DedupResult, Links, build_result
 from corpuslab.curation.exact import corpus_stats, exact_links
 from corpuslab.curation.lsh import BandIndex, candidate_pairs
-from corpuslab.curation.minhash import (MinHashConfig, band_keys, batch_shingle_sets, batch_signatures,
-                                        jaccard_sorted, pair_jaccards_between)
+from corpuslab.curation.minhash import (
+    MinHashConfig,
+    band_keys,
+    batch_shingle_sets,
+    batch_signatures,
+    jaccard_sorted,
+    pair_jaccards_between,
+)
 from corpuslab.curation.normalize import NormalizeConfig
 from corpuslab.curation.scan import CorpusScan, normalized_batch, scan_corpus, text_digests
-from corpuslab.curation.textbatch import iter_batches, release_memory
+from corpuslab.curation.textbatch import TextBatch, gather, iter_batches
 from corpuslab.executor import Executor, SerialExecutor
 
 Path_ = str | Path
 
 
-def find_near_duplicates(shards: Sequence[Path_], cfg: MinHashConfig = MinHashConfig(),
-                         norm: NormalizeConfig = NormalizeConfig(), executor: Executor | None = None,
-                         exclude_ids: set[str] | frozenset[str] = frozenset()) -> DedupResult:
+def find_near_duplicates(
+    shards: Sequence[Path_],
+    cfg: MinHashConfig = MinHashConfig(),
+    norm: NormalizeConfig = NormalizeConfig(),
+    executor: Executor | None = None,
+    exclude_ids: set[str] | frozenset[str] = frozenset(),
+) -> DedupResult:
     """Clusters of verified near duplicates; documents in `exclude_ids` are neither indexed nor reported."""
     started = time.perf_counter()
     _validate(cfg, norm)
     scan = scan_corpus(shards, norm, cfg, executor, digests=False)
-    excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), bool, len(scan)) if exclude_ids \
-        else np.zeros(len(scan), dtype=bool)
+    excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), dtype=bool, count=len(scan))
     stats = {"method": "near", "docs_excluded": int(excluded.sum())}
     return _cluster_near(scan, ~scan.empty & ~excluded, Links(), cfg, norm, executor, stats, started)
 
 
-def find_exact_and_near_duplicates(shards: Sequence[Path_], cfg: MinHashConfig = MinHashConfig(),
-                                   norm: NormalizeConfig = NormalizeConfig(),
-                                   executor: Executor | None = None) -> DedupResult:
+def find_exact_and_near_duplicates(
+    shards: Sequence[Path_],
+    cfg: MinHashConfig = MinHashConfig(),
+    norm: NormalizeConfig = NormalizeConfig(),
+    executor: Executor | None = None,
+) -> DedupResult:
     """The "near" recipe: exact duplicates first, then near duplicates among the survivors, one scan.
 
     Exact copies and verified near pairs form clusters together, so each cluster keeps its earliest
@@ -73,29 +85,55 @@ def _validate(cfg: MinHashConfig, norm: NormalizeConfig) -> None:
     norm.validate()
 
 
-def _cluster_near(scan: CorpusScan, active: np.ndarray, links: Links, cfg: MinHashConfig, norm: NormalizeConfig,
-                  executor: Executor | None, stats: dict, started: float) -> DedupResult:
+def _cluster_near(
+    scan: CorpusScan,
+    active: np.ndarray,
+    links: Links,
+    cfg: MinHashConfig,
+    norm: NormalizeConfig,
+    executor: Executor | None,
+    stats: dict,
+    started: float,
+) -> DedupResult:
     """Candidates among `active` documents, verification, then clusters together with `links`."""
     clock = time.perf_counter()
     pairs = candidate_pairs(scan.band_keys, active)
     candidates_s = time.perf_counter() - clock
     jaccards = verify_pairs(scan, pairs, norm, cfg, executor)
     verified = jaccards >= cfg.threshold
-    links.near_left, links.near_right, links.near_jaccard = pairs[verified, 0], pairs[verified, 1], jaccards[verified]
+    links.near_left, links.near_right, links.near_jaccard = (
+        pairs[verified, 0],
+        pairs[verified, 1],
+        jaccards[verified],
+    )
     verify_s = time.perf_counter() - clock - candidates_s
     stats = {**stats, **_near_stats(scan, cfg, norm, len(pairs), int(verified.sum()))}
     result = build_result(scan.ids, links, stats)
-    result.stats["runtime"] = {"scan_s": scan.seconds, "candidates_s": candidates_s, "verify_s": verify_s,
-                               "cluster_s": time.perf_counter() - clock - candidates_s - verify_s,
-                               "total_s": time.perf_counter() - started}
+    result.stats["runtime"] = {
+        "scan_s": scan.seconds,
+        "candidates_s": candidates_s,
+        "verify_s": verify_s,
+        "cluster_s": time.perf_counter() - clock - candidates_s - verify_s,
+        "total_s": time.perf_counter() - started,
+    }
     return result
 
 
-def _near_stats(scan: CorpusScan, cfg: MinHashConfig, norm: NormalizeConfig, candidates: int, verified: int) -> dict:
+def _near_stats(
+    scan: CorpusScan, cfg: MinHashConfig, norm: NormalizeConfig, candidates: int, verified: int
+) -> dict:
     bands, rows = cfg.bands_rows()
-    return {"minhash": str(cfg), "normalize": str(norm), "threshold": cfg.threshold, "bands": bands, "rows": rows,
-            **corpus_stats(scan), "candidate_pairs": candidates,
-            "candidates_rejected_by_verification": candidates - verified, "verified_pairs": verified}
+    return {
+        "minhash": str(cfg),
+        "normalize": str(norm),
+        "threshold": cfg.threshold,
+        "bands": bands,
+        "rows": rows,
+        **corpus_stats(scan),
+        "candidate_pairs": candidates,
+        "candidates_rejected_by_verification": candidates - verified,
+        "verified_pairs": verified,
+    }
 
 
 # --- verification -------------------------------------------------------------------------------------
@@ -115,7 +153,6 @@ def shingle_set_task(task: ShingleSetTask) -> tuple[np.ndarray, np.ndarray]:
     for batch in iter_batches(task.path, rows=task.rows, with_ids=False):
         data, offsets = normalized_batch(batch, task.norm, task.minhash, digests=False)
         parts.append(batch_shingle_sets(data, offsets, task.minhash))
-    release_memory()
     return join_sets(parts)
 
 
@@ -123,12 +160,15 @@ def join_sets(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, n
     """Concatenate (values, offsets) set collections, shifting the offsets."""
     values = np.concatenate([v for v, _ in parts]) if parts else np.empty(0, np.uint64)
     ends = np.cumsum([v.size for v, _ in parts])
-    offsets = [np.zeros(1, np.int64)] + [o[1:] + (ends[k] - parts[k][0].size) for k, (_, o) in enumerate(parts)]
+    offsets = [np.zeros(1, np.int64)] + [
+        o[1:] + (ends[k] - parts[k][0].size) for k, (_, o) in enumerate(parts)
+    ]
     return values, np.concatenate(offsets)
 
 
-def shingle_sets_for(scan: CorpusScan, docs: np.ndarray, norm: NormalizeConfig, cfg: MinHashConfig,
-                     executor: Executor | None) -> tuple[np.ndarray, np.ndarray]:
+def shingle_sets_for(
+    scan: CorpusScan, docs: np.ndarray, norm: NormalizeConfig, cfg: MinHashConfig, executor: Executor | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Shingle sets of the sorted global document indices `docs`, re-read shard by shard.
 
     Shards' sets are copied into one array sized from the scan's shingle counts as they arrive, so
@@ -147,8 +187,9 @@ def shingle_sets_for(scan: CorpusScan, docs: np.ndarray, norm: NormalizeConfig, 
     return values[: offsets[-1]], offsets
 
 
-def verify_pairs(scan: CorpusScan, pairs: np.ndarray, norm: NormalizeConfig, cfg: MinHashConfig,
-                 executor: Executor | None) -> np.ndarray:
+def verify_pairs(
+    scan: CorpusScan, pairs: np.ndarray, norm: NormalizeConfig, cfg: MinHashConfig, executor: Executor | None
+) -> np.ndarray:
     """True Jaccard of every candidate pair (global indices).
 
     The candidate documents' shingle sets (~8 bytes per shingle) would add up to a sizeable share of
@@ -156,27 +197,38 @@ def verify_pairs(scan: CorpusScan, pairs: np.ndarray, norm: NormalizeConfig, cfg
     pairs are then verified one (shard, shard) block at a time from memory-mapped files: the process
     holds the pairs and at most two shards' sets.
     """
-    jaccards = np.empty(len(pairs), dtype=np.float64)
     if len(pairs) == 0:
-        return jaccards
-    docs = np.unique(pairs)
+        return np.empty(0, dtype=np.float64)
+    docs = np.unique(pairs)  # sorted, so each shard's candidates are contiguous
     doc_shard, row = scan.locate(docs)
-    shards, shard_start = np.unique(doc_shard, return_index=True)
-    left, right = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
-    left_shard, right_shard = doc_shard[left], doc_shard[right]
-    tasks = [ShingleSetTask(scan.paths[s], row[doc_shard == s], norm, cfg) for s in shards]
     with tempfile.TemporaryDirectory(prefix="corpuslab-verify-") as spill:
-        for s, sets in zip(shards, (executor or SerialExecutor()).map(shingle_set_task, tasks)):
-            _save_sets(Path(spill), int(s), sets)
-        first_doc = dict(zip(shards.tolist(), shard_start.tolist()))  # docs of a shard are contiguous
-        order = np.lexsort((right_shard, left_shard))
-        bounds = np.flatnonzero(np.diff(left_shard[order]) | np.diff(right_shard[order])) + 1
-        for block in np.split(order, bounds):
-            a, b = int(left_shard[block[0]]), int(right_shard[block[0]])
-            values_a, offsets_a = _open_sets(Path(spill), a)
-            values_b, offsets_b = (values_a, offsets_a) if a == b else _open_sets(Path(spill), b)
-            jaccards[block] = pair_jaccards_between(values_a, offsets_a, left[block] - first_doc[a],
-                                                    values_b, offsets_b, right[block] - first_doc[b])
+        shards = np.unique(doc_shard)
+        tasks = [ShingleSetTask(scan.paths[s], row[doc_shard == s], norm, cfg) for s in shards]
+        for shard, sets in zip(shards.tolist(), (executor or SerialExecutor()).map(shingle_set_task, tasks)):
+            _save_sets(Path(spill), shard, sets)
+        return _verify_blocks(Path(spill), docs, doc_shard, pairs)
+
+
+def _verify_blocks(spill: Path, docs: np.ndarray, doc_shard: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Jaccard of the pairs, one (left shard, right shard) block at a time from the spilled sets."""
+    left, right = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
+    shard_first_doc = {int(s): int(i) for s, i in zip(*np.unique(doc_shard, return_index=True))}
+    left_shard, right_shard = doc_shard[left], doc_shard[right]
+    order = np.lexsort((right_shard, left_shard))
+    bounds = np.flatnonzero(np.diff(left_shard[order]) | np.diff(right_shard[order])) + 1
+    jaccards = np.empty(len(pairs), dtype=np.float64)
+    for block in np.split(order, bounds):
+        a, b = int(left_shard[block[0]]), int(right_shard[block[0]])
+        values_a, offsets_a = _open_sets(spill, a)
+        values_b, offsets_b = (values_a, offsets_a) if a == b else _open_sets(spill, b)
+        jaccards[block] = pair_jaccards_between(
+            values_a,
+            offsets_a,
+            left[block] - shard_first_doc[a],
+            values_b,
+            offsets_b,
+            right[block] - shard_first_doc[b],
+        )
     return jaccards
 
 
@@ -242,28 +294,49 @@ class ProbeResult:
     ids: list[str]
     exact: np.ndarray  # (k, 2): (reference row, query doc)
     near: np.ndarray  # (k, 2): candidates to verify
-    set_values: np.ndarray  # shingle sets of the returned rows, in `ids` order
+    set_values: np.ndarray  # shingle sets of the returned rows, in `ids` order (near only)
     set_offsets: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list[ProbeResult]) -> ProbeResult:
+        """Parts of consecutive batches, with their row numbers shifted to follow each other."""
+        shifts = [np.array([by, 0]) for by in np.cumsum([0] + [len(part.ids) for part in parts[:-1]])]
+        values, offsets = join_sets([(part.set_values, part.set_offsets) for part in parts])
+        return cls(
+            [doc_id for part in parts for doc_id in part.ids],
+            _rows([part.exact + by for part, by in zip(parts, shifts)]),
+            _rows([part.near + by for part, by in zip(parts, shifts)]),
+            values,
+            offsets,
+        )
 
 
 def probe_task(task: ProbeTask) -> ProbeResult:
     """Executor task: one reference shard against the query index; keeps only what matched."""
-    ids: list[str] = []
-    exact, near, sets = [], [], []
-    for batch in iter_batches(task.path):
-        data, offsets = normalized_batch(batch, task.norm, task.minhash, digests=True)
-        live, hits_exact, hits_near = _probe_batch(task, data, offsets)
-        matched = np.unique(np.concatenate([hits_exact[:, 0], hits_near[:, 0]]))
-        renumber = np.searchsorted(matched, np.arange(len(live)))
-        base = len(ids)
-        ids.extend(batch.ids[i] for i in live[matched])
-        exact.append(np.stack([renumber[hits_exact[:, 0]] + base, hits_exact[:, 1]], 1))
-        near.append(np.stack([renumber[hits_near[:, 0]] + base, hits_near[:, 1]], 1))
-        if task.minhash is not None:
-            sets.append(batch_shingle_sets(*_take(data, offsets, live[matched]), task.minhash))
-    values, set_offsets = join_sets(sets)
-    release_memory()
-    return ProbeResult(ids, _rows(exact), _rows(near), values, set_offsets)
+    nothing = ProbeResult([], _rows([]), _rows([]), np.empty(0, np.uint64), np.zeros(1, np.int64))
+    return ProbeResult.concat([nothing] + [_probe_part(task, batch) for batch in iter_batches(task.path)])
+
+
+def _probe_part(task: ProbeTask, batch: TextBatch) -> ProbeResult:
+    data, offsets = normalized_batch(batch, task.norm, task.minhash, digests=True)
+    live, hits_exact, hits_near = _probe_batch(task, data, offsets)
+    matched = np.unique(np.concatenate([hits_exact[:, 0], hits_near[:, 0]]))  # positions in `live`
+    chosen = live[matched]
+    if task.minhash is None:
+        values, set_offsets = np.empty(0, np.uint64), np.zeros(len(chosen) + 1, np.int64)
+    else:
+        values, set_offsets = batch_shingle_sets(
+            *gather(data, offsets[chosen], offsets[chosen + 1]), task.minhash
+        )
+    ids = [batch.ids[i] for i in chosen.tolist()]
+    return ProbeResult(
+        ids, _renumber(hits_exact, matched), _renumber(hits_near, matched), values, set_offsets
+    )
+
+
+def _renumber(hits: np.ndarray, matched: np.ndarray) -> np.ndarray:
+    """(position in `live`, query doc) -> (position in `matched`, query doc)."""
+    return np.stack([np.searchsorted(matched, hits[:, 0]), hits[:, 1]], 1)
 
 
 def _probe_batch(task: ProbeTask, data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -278,21 +351,18 @@ def _probe_batch(task: ProbeTask, data: np.ndarray, offsets: np.ndarray) -> tupl
     return live, hits_exact, hits_near
 
 
-def _take(data: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The given documents of a batch as their own (data, offsets)."""
-    lengths = offsets[docs + 1] - offsets[docs]
-    new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    pieces = [data[offsets[d] : offsets[d + 1]] for d in docs]
-    return (np.concatenate(pieces) if pieces else np.empty(0, np.uint8)), new_offsets
-
-
 def _rows(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.empty((0, 2), np.int64)
 
 
-def find_cross_duplicates(reference_shards: Sequence[Path_], query_shards: Sequence[Path_],
-                          cfg: MinHashConfig = MinHashConfig(), norm: NormalizeConfig = NormalizeConfig(),
-                          executor: Executor | None = None, near: bool = True) -> dict[str, CrossMatch]:
+def find_cross_duplicates(
+    reference_shards: Sequence[Path_],
+    query_shards: Sequence[Path_],
+    cfg: MinHashConfig = MinHashConfig(),
+    norm: NormalizeConfig = NormalizeConfig(),
+    executor: Executor | None = None,
+    near: bool = True,
+) -> dict[str, CrossMatch]:
     """Query documents (e.g. val/test) that duplicate a reference document (e.g. train).
 
     Only the query side is indexed; reference shards stream past it, so memory grows with the query
@@ -323,10 +393,20 @@ def _exact_matches(query: CorpusScan, probes: list[ProbeResult]) -> dict[str, Cr
     return matches
 
 
-def _near_matches(query: CorpusScan, probes: list[ProbeResult], exact: dict[str, CrossMatch],
-                  norm: NormalizeConfig, cfg: MinHashConfig, executor: Executor) -> dict[str, CrossMatch]:
-    pending = [(probe, row, doc) for probe in probes for row, doc in probe.near.tolist()
-               if query.ids[doc] not in exact]
+def _near_matches(
+    query: CorpusScan,
+    probes: list[ProbeResult],
+    exact: dict[str, CrossMatch],
+    norm: NormalizeConfig,
+    cfg: MinHashConfig,
+    executor: Executor,
+) -> dict[str, CrossMatch]:
+    pending = [
+        (probe, row, doc)
+        for probe in probes
+        for row, doc in probe.near.tolist()
+        if query.ids[doc] not in exact
+    ]
     if not pending:
         return {}
     docs = np.unique([doc for _, _, doc in pending])
@@ -334,8 +414,10 @@ def _near_matches(query: CorpusScan, probes: list[ProbeResult], exact: dict[str,
     best: dict[str, CrossMatch] = {}
     for probe, row, doc in pending:  # reference order: on equal Jaccard the earliest match stays
         slot = np.searchsorted(docs, doc)
-        similarity = jaccard_sorted(values[offsets[slot] : offsets[slot + 1]],
-                                    probe.set_values[probe.set_offsets[row] : probe.set_offsets[row + 1]])
+        similarity = jaccard_sorted(
+            values[offsets[slot] : offsets[slot + 1]],
+            probe.set_values[probe.set_offsets[row] : probe.set_offsets[row + 1]],
+        )
         doc_id = query.ids[doc]
         if similarity >= cfg.threshold and (doc_id not in best or similarity > best[doc_id].jaccard):
             best[doc_id] = CrossMatch(NEAR, probe.ids[row], similarity)

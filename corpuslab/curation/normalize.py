@@ -56,15 +56,25 @@ class NormalizeConfig:
     def __str__(self) -> str:
         """Short fingerprint for artifact names, e.g. `nfkc_lower_ws`."""
         parts = [self.unicode_form.lower() if self.unicode_form else "raw"]
-        parts += [name for flag, name in ((self.lowercase, "lower"), (self.strip_punctuation, "nopunct"),
-                                          (self.collapse_whitespace, "ws")) if flag]
+        parts += [
+            name
+            for flag, name in (
+                (self.lowercase, "lower"),
+                (self.strip_punctuation, "nopunct"),
+                (self.collapse_whitespace, "ws"),
+            )
+            if flag
+        ]
         return "_".join(parts)
 
 
 def normalize(text: str, cfg: NormalizeConfig) -> str:
     """The normalized form of one text: the reference that the batch path must reproduce."""
-    return collapse_whitespace(_normalize_characters(text, cfg)) if cfg.collapse_whitespace else (
-        _normalize_characters(text, cfg))
+    return (
+        collapse_whitespace(_normalize_characters(text, cfg))
+        if cfg.collapse_whitespace
+        else (_normalize_characters(text, cfg))
+    )
 
 
 def collapse_whitespace(text: str) -> str:
@@ -95,7 +105,9 @@ def _punctuation_pattern() -> re.Pattern[str]:
                 start = code
             previous = code
     ranges.append((start, previous))
-    body = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+    body = "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
+    )
     return re.compile(f"[{body}]")
 
 
@@ -143,7 +155,9 @@ def _python_replacements(
     """Steps 1-3 in Python for the given (non-ASCII) docs, packed as one buffer plus a slot per doc."""
     slot = np.full(len(offsets) - 1, -1, dtype=np.int64)
     encoded = [
-        _normalize_characters(data[offsets[d] : offsets[d + 1]].tobytes().decode("utf-8", "replace"), cfg).encode()
+        _normalize_characters(
+            data[offsets[d] : offsets[d + 1]].tobytes().decode("utf-8", "replace"), cfg
+        ).encode()
         for d in docs
     ]
     slot[docs] = np.arange(len(docs))
@@ -209,8 +223,16 @@ def _normalize_kernel(data, offsets, replacement, replacement_offsets, slot, tab
     pos = 0
     for d in range(n):
         if slot[d] >= 0:
-            pos = _copy_doc(replacement, replacement_offsets[slot[d]], replacement_offsets[slot[d] + 1],
-                            table, COPY, collapse, out, pos)
+            pos = _copy_doc(
+                replacement,
+                replacement_offsets[slot[d]],
+                replacement_offsets[slot[d] + 1],
+                table,
+                COPY,
+                collapse,
+                out,
+                pos,
+            )
         else:
             pos = _copy_doc(data, offsets[d], offsets[d + 1], table, mode, collapse, out, pos)
         out_offsets[d + 1] = pos

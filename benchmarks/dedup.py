@@ -7,8 +7,11 @@ The corpus (benchmarks/dedup_corpus.py) is generated untimed and cached. Every m
 own fresh subprocess, timed from reading the Parquet shards to its duplicate pairs, with word 5-gram
 shingles of the normalized text (NFKC, lowercase, whitespace split), 128 permutations and the same
 bands x rows. Peak memory is the subprocess tree's, sampled every 50 ms: PSS (shared pages split
-between the processes that share them -- the fair figure for forked workers) and RSS summed over
-processes (an upper bound), plus ru_maxrss of the largest process.
+between the processes that share them -- the fair figure for forked workers; note that library pages
+are also split with any other process on the machine using the same files) and RSS summed over
+processes (an upper bound). CPU seconds (user + system, the process and its pool workers, less the
+memory sampler's) do not depend on what else runs on the machine: docs per CPU-second is the
+load-independent figure, docs/s the wall-clock one.
 
 What counts as "found": corpuslab's verified pairs (true Jaccard >= threshold); for datasketch and
 rensa, LSH candidates whose MinHash-estimated Jaccard >= threshold, the usual way to use them.
@@ -30,6 +33,7 @@ import sys
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,7 @@ class PeakMemory:
 
     def __init__(self) -> None:
         self.pss = self.rss = 0
+        self.cpu_seconds = 0.0  # the sampler's own, to leave out of the method's CPU time
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -66,6 +71,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         me = psutil.Process()
+        started = time.thread_time()
         while not self._stop.is_set():
             pss = rss = 0
             for process in [me, *me.children(recursive=True)]:
@@ -75,6 +81,7 @@ class PeakMemory:
                 except psutil.Error:
                     pass
             self.pss, self.rss = max(self.pss, pss), max(self.rss, rss)
+            self.cpu_seconds = time.thread_time() - started
             self._stop.wait(0.05)
 
 
@@ -176,33 +183,53 @@ def _ordered(a: str, b: str) -> tuple[str, str]:
 
 
 def child(args: argparse.Namespace) -> None:
-    """Run one method and write {seconds, memory, found} as JSON to --output."""
+    """Run one method and write {seconds, cpu_seconds, memory, found} as JSON to --output.
+
+    Python imports happen before the clock starts, for every method alike; everything after --
+    including corpuslab loading its compiled kernels and starting its worker pool -- is timed.
+    """
     shards = sorted(str(p) for p in Path(args.corpus).glob("shard-*.parquet"))
+    run = prepare(args)
+    cpu_before = cpu_seconds()
     with PeakMemory() as memory:
         started = time.perf_counter()
-        if args.method == "datasketch":
-            found = sorted(run_datasketch(shards, args.bands, args.rows))
-        elif args.method == "rensa":
-            found = sorted(run_rensa(shards, args.bands, args.rows))
-        elif args.method == "exact":
-            found = run_exact(shards, args.processes)
-        else:
-            found = sorted(run_corpuslab(shards, args.bands, args.rows, args.processes))
+        found = run(shards)
         seconds = time.perf_counter() - started
     report = {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds() - cpu_before - memory.cpu_seconds,
         "pss": memory.pss,
         "rss": memory.rss,
-        "maxrss": 1024
-        * max(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-        ),
         "found": found,
     }
     if args.method == "corpuslab" and args.candidates:
         report["candidates"] = corpuslab_candidates(shards, args.bands, args.rows)
     Path(args.output).write_text(json.dumps(report))
+
+
+def prepare(args: argparse.Namespace) -> Callable[[list[str]], list | dict]:
+    """Import the method's library and return a function of the shards that runs it."""
+    import pyarrow.parquet  # noqa: F401  (every method reads Parquet)
+
+    if args.method == "datasketch":
+        import datasketch  # noqa: F401
+
+        return lambda shards: sorted(run_datasketch(shards, args.bands, args.rows))
+    if args.method == "rensa":
+        import rensa  # noqa: F401
+
+        return lambda shards: sorted(run_rensa(shards, args.bands, args.rows))
+    import corpuslab.curation.near  # noqa: F401
+
+    if args.method == "exact":
+        return lambda shards: run_exact(shards, args.processes)
+    return lambda shards: sorted(run_corpuslab(shards, args.bands, args.rows, args.processes))
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (pool workers are joined)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 # --- orchestration, in the parent -----------------------------------------------------------------------
@@ -287,8 +314,8 @@ def benchmark_size(n_docs: int, args: argparse.Namespace, bands: int, rows: int)
     plan = [("corpuslab", args.processes), ("corpuslab", 1)] if "corpuslab" in args.methods else []
     plan += [(m, 1) for m in ("datasketch", "rensa") if m in args.methods]
     print(
-        f"   {'method':<26}{'seconds':>9}{'docs/s':>10}{'peak PSS':>10}{'peak RSS sum':>14}"
-        f"{'precision':>11}{'recall':>8}"
+        f"   {'method':<22}{'seconds':>8}{'docs/s':>8}{'CPU s':>7}{'docs/CPU-s':>11}{'peak PSS':>10}"
+        f"{'peak RSS sum':>13}{'precision':>10}{'recall':>8}"
     )
     for method, processes in plan:
         report = measure(
@@ -301,12 +328,19 @@ def benchmark_size(n_docs: int, args: argparse.Namespace, bands: int, rows: int)
         )
         scores = pair_scores(report["found"], truth["pairs"])
         name = f"{method} ({processes} proc)" if method == "corpuslab" else method
-        results[name] = {**report, **scores, "docs_per_s": n_docs / report["seconds"]}
+        results[name] = {
+            **report,
+            **scores,
+            "docs_per_s": n_docs / report["seconds"],
+            "docs_per_cpu_s": n_docs / report["cpu_seconds"],
+        }
         print(
-            f"   {name:<26}{report['seconds']:>9.2f}{n_docs / report['seconds']:>10.0f}"
-            f"{mb(report['pss']):>10}{mb(report['rss']):>14}{scores['precision']:>11.4f}{scores['recall']:>8.4f}"
+            f"   {name:<22}{report['seconds']:>8.2f}{n_docs / report['seconds']:>8.0f}"
+            f"{report['cpu_seconds']:>7.1f}{n_docs / report['cpu_seconds']:>11.0f}{mb(report['pss']):>10}"
+            f"{mb(report['rss']):>13}{scores['precision']:>10.4f}{scores['recall']:>8.4f}"
         )
     _print_ratios(results, args.processes)
+    print(f"   load average {os.getloadavg()[0]:.2f} at the end")
     if "corpuslab" in args.methods:
         _print_exact(corpus, truth, args.processes)
         _print_curve(results[f"corpuslab ({args.processes} proc)"]["candidates"], truth["pairs"], bands, rows)
@@ -322,7 +356,8 @@ def _print_ratios(results: dict, processes: int) -> None:
         if ours and other in results:
             print(
                 f"   corpuslab/{other}: {ours['docs_per_s'] / results[other]['docs_per_s']:.1f}x docs/s "
-                f"({single['docs_per_s'] / results[other]['docs_per_s']:.1f}x with one process)"
+                f"({single['docs_per_s'] / results[other]['docs_per_s']:.1f}x with one process), "
+                f"{ours['docs_per_cpu_s'] / results[other]['docs_per_cpu_s']:.1f}x docs per CPU-second"
             )
 
 
@@ -333,7 +368,8 @@ def _print_exact(corpus: Path, truth: dict, processes: int) -> None:
     correct = sum(found.get(copy) == original for copy, original in expected.items())
     print(
         f"   exact dedup ({processes} proc): {truth['bytes'] / 1e6 / report['seconds']:.0f} MB/s "
-        f"({report['seconds']:.2f} s, peak PSS {mb(report['pss'])}), recall {correct / len(expected):.4f} "
+        f"({report['seconds']:.2f} s, {truth['bytes'] / 1e6 / report['cpu_seconds']:.0f} MB per CPU-second, "
+        f"peak PSS {mb(report['pss'])}), recall {correct / len(expected):.4f} "
         f"(duplicate_of = earliest copy), precision {correct / max(len(found), 1):.4f}"
     )
 

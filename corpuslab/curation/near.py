@@ -39,11 +39,11 @@ from corpuslab.curation.scan import CorpusScan, normalized_batch, scan_corpus, t
 from corpuslab.curation.textbatch import TextBatch, gather, iter_batches
 from corpuslab.executor import Executor, SerialExecutor
 
-Path_ = str | Path
+ShardPath = str | Path
 
 
 def find_near_duplicates(
-    shards: Sequence[Path_],
+    shards: Sequence[ShardPath],
     cfg: MinHashConfig = MinHashConfig(),
     norm: NormalizeConfig = NormalizeConfig(),
     executor: Executor | None = None,
@@ -59,7 +59,7 @@ def find_near_duplicates(
 
 
 def find_exact_and_near_duplicates(
-    shards: Sequence[Path_],
+    shards: Sequence[ShardPath],
     cfg: MinHashConfig = MinHashConfig(),
     norm: NormalizeConfig = NormalizeConfig(),
     executor: Executor | None = None,
@@ -356,8 +356,8 @@ def _rows(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def find_cross_duplicates(
-    reference_shards: Sequence[Path_],
-    query_shards: Sequence[Path_],
+    reference_shards: Sequence[ShardPath],
+    query_shards: Sequence[ShardPath],
     cfg: MinHashConfig = MinHashConfig(),
     norm: NormalizeConfig = NormalizeConfig(),
     executor: Executor | None = None,

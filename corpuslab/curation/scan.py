@@ -132,7 +132,7 @@ def scan_corpus(
     """Scan every shard through `executor` and join the results in corpus order."""
     started = time.perf_counter()
     paths = [str(path) for path in shards]
-    warm_kernels()
+    warm_kernels(minhash is not None)
     tasks = [ScanTask(path, norm, minhash, digests) for path in paths]
     scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
     check_unique_ids(paths, scans)
@@ -162,7 +162,7 @@ def check_unique_ids(paths: list[str], scans: list[ShardScan]) -> None:
             seen[doc_id] = path
 
 
-def warm_kernels() -> None:
+def warm_kernels(minhash: bool = True) -> None:
     """Compile (or load from numba's cache) the shard kernels in this process before workers fork.
 
     Forked pool workers inherit the compiled code; otherwise each would load it on its first task.
@@ -173,7 +173,7 @@ def warm_kernels() -> None:
     for data in (np.frombuffer(bytearray(text), dtype=np.uint8), np.frombuffer(text, dtype=np.uint8)):
         for norm in (NormalizeConfig(), NormalizeConfig(collapse_whitespace=False)):
             normalized, normalized_offsets = normalize_utf8(data, offsets, norm)
-    for shingle in ("word", "char"):
+    for shingle in ("word", "char") if minhash else ():
         cfg = MinHashConfig(shingle=shingle, num_perm=4, bands=2, rows=2)
         band_keys(batch_signatures(normalized, normalized_offsets, cfg)[0], 2, 2)
         batch_shingle_sets(normalized, normalized_offsets, cfg)

@@ -297,7 +297,8 @@ class Experiment:
                 if (work / name).exists():
                     tokenizer.save_pretrained(str(work / name))
             write_json_atomic(work / "curve.json", result.curve)
-            summary = {k: v for k, v in to_dict(result).items() if k != "curve"}
+            # Checkpoint paths point into the work folder, which is renamed on completion: report them from the stage.
+            summary = {k: v for k, v in to_dict(result).items() if k not in ("curve", "final_path", "best_path")}
             return {"arm": run.name, "result": summary}
 
         self.stages.run(stage, build, label=f"train {run.name}", resumable=True)

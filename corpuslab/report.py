@@ -64,6 +64,8 @@ def arm_report(run, stages: dict[str, Stage]) -> dict[str, Any]:
         "metrics": metrics,
         "canary_examples": _canary_examples(canaries),
         "artifacts": {name: str(stage.path) for name, stage in stages.items()},
+        "checkpoints": {name: str(stages["train"].path / name) for name in ("final", "best")
+                        if (stages["train"].path / name).exists()},
     }
 
 

@@ -50,14 +50,15 @@ def kill_when_logged(out: Path, marker: str) -> bool:
 
 
 def comparable(out: Path) -> dict:
+    """The report without what legitimately differs between two runs: wall-clock timings and output paths."""
     report = json.loads((out / "tiny" / "report.json").read_text())
     report["config"].pop("output_dir")
     for arm in report["arms"].values():
         arm.pop("artifacts")
-        arm["training"].pop("tokens_per_second", None)
-        arm["training"].pop("resumed_from_step", None)
-        for key in ("final_path", "best_path"):
-            arm["training"].pop(key, None)
+        arm.pop("checkpoints")
+        arm["training"].pop("tokens_per_second")
+        arm["training"].pop("resumed_from_step")
+        arm["curation"].get("engine", {}).pop("runtime", None)
     return report
 
 

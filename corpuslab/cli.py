@@ -122,14 +122,16 @@ def _train(experiment, arms: list[int]) -> None:
     prepared = experiment.prepare()
     for index in arms:
         pack = experiment.pack(prepared, index, experiment.curate(prepared, index))
-        experiment.train(prepared, index, pack)
+        for seed in experiment.cfg.replicate_seeds:
+            experiment.train(prepared, index, pack, seed)
 
 
 def _evaluate(experiment, arms: list[int]) -> None:
     prepared = experiment.prepare()
     for index in arms:
         pack = experiment.pack(prepared, index, experiment.curate(prepared, index))
-        experiment.evaluate(prepared, index, experiment.train(prepared, index, pack))
+        for seed in experiment.cfg.replicate_seeds:
+            experiment.evaluate(prepared, index, experiment.train(prepared, index, pack, seed), seed)
 
 
 def _prefetch(args: argparse.Namespace) -> int:

@@ -113,10 +113,21 @@ class ExperimentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     runs: list[RunConfig] = field(default_factory=list)
+    seeds: list[int] | None = None
+
+    @property
+    def replicate_seeds(self) -> list[int]:
+        """Training replicates per arm: each seed sets the model's initialisation and the data order
+        (it replaces `training.seed`); the corpus, split and curation use `seed` alone, so every
+        replicate of every arm sees the same decisions."""
+        return list(self.seeds) if self.seeds else [self.seed]
 
     def validate(self, prefix: str = "") -> None:
         require(bool(self.experiment) and "/" not in self.experiment, "experiment", self.experiment, "a non-empty name without '/'")
         require(len(self.runs) > 0, "runs", self.runs, "a list of at least one arm, e.g. [{name: no_dedup, recipe: none}]")
+        if self.seeds is not None:
+            require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds,
+                    "a non-empty list of distinct integers, or null for [seed]")
         names = [run.name for run in self.runs]
         require(len(set(names)) == len(names), "runs", names, "arms with distinct names")
         for i, run in enumerate(self.runs):

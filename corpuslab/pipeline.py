@@ -11,6 +11,7 @@ on it and a rerun reuses the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -54,6 +55,22 @@ class Prepared:
     def train_shards(self, with_canaries: bool) -> list[Path]:
         paths = shard_paths(self.split.path / "train")
         return paths + (shard_paths(self.canaries.path) if with_canaries else [])
+
+
+@dataclass
+class ArmRun:
+    """One training replicate of an arm."""
+
+    seed: int
+    train: Stage
+    evaluate: Stage
+
+
+@dataclass
+class ArmStages:
+    curate: Stage
+    pack: Stage
+    replicates: list[ArmRun]
 
 
 class Experiment:
@@ -274,16 +291,18 @@ class Experiment:
         return {"windows": int(len(starts)), "tokens_in_windows": int(len(starts)) * training.chunk_len,
                 "documents_kept": len(kept), "tokens_kept": int(meta["n_tokens"])}
 
-    def train(self, prepared: Prepared, index: int, pack: Stage) -> Stage:
+    def train(self, prepared: Prepared, index: int, pack: Stage, seed: int) -> Stage:
         from corpuslab.model import build_model
         from corpuslab.train import train
 
         cfg, run = self.cfg, self.cfg.runs[index]
-        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, cfg.training, cfg.seed)
+        training = dataclasses.replace(cfg.training, seed=seed)
+        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, training, seed)
+        label = f"train {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")
 
         def build(work: Path) -> dict[str, Any]:
             tokenizer = load_tokenizer(prepared.tokenizer.path)
-            model = build_model(cfg.model, vocab_size=len(tokenizer), seed=cfg.seed, eos_id=tokenizer.eos_token_id)
+            model = build_model(cfg.model, vocab_size=len(tokenizer), seed=seed, eos_id=tokenizer.eos_token_id)
             # Doc-level arms pack their own stream; chunk-level arms select windows of the shared one.
             own = pack.path / "train.meta.json"
             stream = TokenStream.open(pack.path / "train" if own.exists() else prepared.tokens.path / "train")
@@ -292,22 +311,23 @@ class Experiment:
                 raise StageError(f"train {run.name}", "the arm kept no training windows; lower training.chunk_len or keep more data")
             val = TokenStream.open(prepared.tokens.path / "val")
             val_windows = val.windows(cfg.training.chunk_len, cfg.training.chunk_len)
-            result = train(model, stream, windows, val, val_windows, cfg.training, work, log=self.log)
+            result = train(model, stream, windows, val, val_windows, training, work, log=self.log)
             for name in ("final", "best"):
                 if (work / name).exists():
                     tokenizer.save_pretrained(str(work / name))
             write_json_atomic(work / "curve.json", result.curve)
             # Checkpoint paths point into the work folder, which is renamed on completion: report them from the stage.
             summary = {k: v for k, v in to_dict(result).items() if k not in ("curve", "final_path", "best_path")}
-            return {"arm": run.name, "result": summary}
+            return {"arm": run.name, "seed": seed, "result": summary}
 
-        self.stages.run(stage, build, label=f"train {run.name}", resumable=True)
+        self.stages.run(stage, build, label=label, resumable=True)
         return stage
 
-    def evaluate(self, prepared: Prepared, index: int, trained: Stage) -> Stage:
+    def evaluate(self, prepared: Prepared, index: int, trained: Stage, seed: int) -> Stage:
         cfg, run = self.cfg, self.cfg.runs[index]
         stage = self.stages.stage("evaluate", trained.fingerprint, prepared.tokens.fingerprint, prepared.canaries.fingerprint, cfg.evaluation)
-        self.stages.run(stage, lambda work: self._build_evaluate(work, prepared, trained), label=f"evaluate {run.name}")
+        label = f"evaluate {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")
+        self.stages.run(stage, lambda work: self._build_evaluate(work, prepared, trained), label=label)
         return stage
 
     def _build_evaluate(self, work: Path, prepared: Prepared, trained: Stage) -> dict[str, Any]:
@@ -347,9 +367,11 @@ class Experiment:
             self.log(f"== arm {name} ({self.cfg.runs[index].recipe}, {self.cfg.runs[index].level})")
             curate = self.curate(prepared, index)
             pack = self.pack(prepared, index, curate)
-            trained = self.train(prepared, index, pack)
-            evaluated = self.evaluate(prepared, index, trained)
-            arm_stages[name] = {"curate": curate, "pack": pack, "train": trained, "evaluate": evaluated}
+            replicates = []
+            for seed in self.cfg.replicate_seeds:
+                trained = self.train(prepared, index, pack, seed)
+                replicates.append(ArmRun(seed, trained, self.evaluate(prepared, index, trained, seed)))
+            arm_stages[name] = ArmStages(curate, pack, replicates)
         report = write_report(self, prepared, arm_stages)
         self.log(f"report: {self.root / 'report.json'} ({time.time() - start:.1f}s)")
         return report

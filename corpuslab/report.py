@@ -10,21 +10,22 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corpuslab.artifacts import Stage, read_json, write_json_atomic
+from corpuslab.artifacts import read_json, write_json_atomic
 from corpuslab.schema import to_dict
+from corpuslab.stats import data_equivalent_factor, flatten_metrics, mean_ci, paired_difference
 
 if TYPE_CHECKING:
-    from corpuslab.pipeline import Experiment, Prepared
+    from corpuslab.pipeline import ArmStages, Experiment, Prepared
 
 SUMMARY_COLUMNS = [
-    "arm", "recipe", "level", "docs_in", "dropped", "dropped_exact", "dropped_near", "kept_tokens",
+    "arm", "recipe", "level", "seeds", "docs_in", "dropped", "dropped_exact", "dropped_near", "kept_tokens",
     "train_tokens_seen", "epochs", "val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb",
     "canary_exact_rate", "canary_mean_exposure", "dup_precision", "dup_recall",
 ]
 CANARY_EXAMPLES = 5
 
 
-def write_report(experiment: "Experiment", prepared: "Prepared", arms: dict[str, dict[str, Stage]]) -> dict[str, Any]:
+def write_report(experiment: "Experiment", prepared: "Prepared", arms: dict[str, "ArmStages"]) -> dict[str, Any]:
     cfg = experiment.cfg
     report: dict[str, Any] = {
         "experiment": cfg.experiment,
@@ -36,37 +37,97 @@ def write_report(experiment: "Experiment", prepared: "Prepared", arms: dict[str,
             "tokens": _clean(prepared.tokens.manifest()),
             "canaries": _clean(prepared.canaries.manifest()),
         },
-        "arms": {},
+        "arms": {run.name: arm_report(run, arms[run.name]) for run in cfg.runs if run.name in arms},
     }
-    for index, run in enumerate(cfg.runs):
-        if run.name not in arms:
-            continue
-        report["arms"][run.name] = arm_report(run, arms[run.name])
+    report["comparison"] = compare_arms(report["arms"], reference=cfg.runs[0].name)
     write_json_atomic(experiment.root / "report.json", report)
     write_summary(experiment.root / "summary.tsv", report)
     return report
 
 
-def arm_report(run, stages: dict[str, Stage]) -> dict[str, Any]:
-    curate = stages["curate"].manifest()
-    pack = stages["pack"].manifest()
-    trained = stages["train"].manifest()
-    evaluate = stages["evaluate"]
-    metrics = read_json(evaluate.path / "metrics.json")
-    canaries = read_json(evaluate.path / "canaries.json")
+def arm_report(run, stages: "ArmStages") -> dict[str, Any]:
+    replicates = [replicate_report(r) for r in stages.replicates]
     return {
         "recipe": run.recipe,
         "level": run.level,
-        "curation": curate["stats"],
-        "packing": _clean(pack),
-        "training": trained["result"],
-        "curve": read_json(stages["train"].path / "curve.json"),
-        "metrics": metrics,
-        "canary_examples": _canary_examples(canaries),
-        "artifacts": {name: str(stage.path) for name, stage in stages.items()},
-        "checkpoints": {name: str(stages["train"].path / name) for name in ("final", "best")
-                        if (stages["train"].path / name).exists()},
+        "curation": stages.curate.manifest()["stats"],
+        "packing": _clean(stages.pack.manifest()),
+        "artifacts": {"curate": str(stages.curate.path), "pack": str(stages.pack.path)},
+        "replicates": replicates,
+        "aggregate": aggregate(replicates),
     }
+
+
+def replicate_report(replicate) -> dict[str, Any]:
+    trained, evaluated = replicate.train, replicate.evaluate
+    metrics = read_json(evaluated.path / "metrics.json")
+    return {
+        "seed": replicate.seed,
+        "training": trained.manifest()["result"],
+        "curve": read_json(trained.path / "curve.json"),
+        "metrics": metrics,
+        "canary_examples": _canary_examples(read_json(evaluated.path / "canaries.json")),
+        "checkpoints": {name: str(trained.path / name) for name in ("final", "best") if (trained.path / name).exists()},
+        "artifacts": {"train": str(trained.path), "evaluate": str(evaluated.path)},
+    }
+
+
+def aggregate(replicates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and 95% interval across seeds of every numeric metric (and of tokens and epochs seen)."""
+    per_seed = [_replicate_numbers(r) for r in replicates]
+    keys = sorted({k for numbers in per_seed for k in numbers})
+    return {key: mean_ci([numbers.get(key) for numbers in per_seed]) for key in keys}
+
+
+def _replicate_numbers(replicate: dict[str, Any]) -> dict[str, float]:
+    numbers = flatten_metrics({k: v for k, v in replicate["metrics"].items() if k != "canaries"})
+    numbers.update(flatten_metrics(replicate["metrics"].get("canaries", {}).get("overall", {}), "canaries."))
+    training = replicate["training"]
+    numbers["training.tokens_seen"] = float(training["tokens_seen"])
+    numbers["training.epochs_seen"] = float(training["epochs_seen"])
+    final_val = [c["val_loss"] for c in replicate["curve"] if c.get("val_loss") is not None]
+    if final_val:
+        numbers["training.final_val_loss"] = float(final_val[-1])
+    return numbers
+
+
+COMPARED = ["val.loss", "val.bits_per_byte", "test.loss", "test.bits_per_byte", "canaries.exact_rate", "canaries.mean_exposure"]
+
+
+def compare_arms(arms: dict[str, Any], reference: str) -> dict[str, Any]:
+    """Each arm against the reference arm: paired differences by seed and the data-equivalent factor."""
+    if reference not in arms:
+        return {}
+    ref = arms[reference]
+    ref_by_seed = {r["seed"]: _replicate_numbers(r) for r in ref["replicates"]}
+    out: dict[str, Any] = {"reference": reference, "method": stats_module_doc(), "arms": {}}
+    for name, arm in arms.items():
+        if name == reference:
+            continue
+        by_seed = {r["seed"]: _replicate_numbers(r) for r in arm["replicates"]}
+        differences = {
+            key: paired_difference({s: n.get(key) for s, n in by_seed.items()}, {s: n.get(key) for s, n in ref_by_seed.items()})
+            for key in COMPARED
+        }
+        factors = []
+        for replicate in arm["replicates"]:
+            ref_replicate = next((r for r in ref["replicates"] if r["seed"] == replicate["seed"]), None)
+            numbers = _replicate_numbers(replicate)
+            if ref_replicate is not None and "training.final_val_loss" in numbers:
+                factors.append(data_equivalent_factor(ref_replicate["curve"], numbers["training.final_val_loss"],
+                                                      int(numbers["training.tokens_seen"])))
+        values = [f["factor"] for f in factors if f.get("factor") is not None]
+        out["arms"][name] = {
+            "differences": differences,
+            "data_equivalent_factor": {**mean_ci(values), "per_seed": factors},
+        }
+    return out
+
+
+def stats_module_doc() -> str:
+    from corpuslab import stats
+
+    return " ".join((stats.__doc__ or "").split())
 
 
 def _canary_examples(canaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -76,31 +137,35 @@ def _canary_examples(canaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summary_row(name: str, arm: dict[str, Any]) -> dict[str, Any]:
-    stats, metrics, training = arm["curation"], arm["metrics"], arm["training"]
+    """One row per arm; metrics are means over seeds (the report holds their intervals)."""
+    stats, agg = arm["curation"], arm["aggregate"]
     reasons = stats.get("dropped_by_reason", {})
     truth = stats.get("ground_truth", {})
-    canaries = metrics.get("canaries", {}).get("overall", {})
+
+    def mean(key: str) -> Any:
+        return _round(agg.get(key, {}).get("mean"))
+
     row: dict[str, Any] = {
         "arm": name,
         "recipe": arm["recipe"],
         "level": arm["level"],
+        "seeds": len(arm["replicates"]),
         "docs_in": stats.get("input"),
         "dropped": stats.get("dropped", 0),
         "dropped_exact": reasons.get("exact_duplicate", 0),
         "dropped_near": reasons.get("near_duplicate", 0),
         "kept_tokens": arm["packing"].get("tokens_in_windows"),
-        "train_tokens_seen": training.get("tokens_seen"),
-        "epochs": _round(training.get("epochs_seen")),
-        "canary_exact_rate": _round(canaries.get("exact_rate")),
-        "canary_mean_exposure": _round(canaries.get("mean_exposure")),
+        "train_tokens_seen": int(agg["training.tokens_seen"]["mean"]),
+        "epochs": mean("training.epochs_seen"),
+        "canary_exact_rate": mean("canaries.exact_rate"),
+        "canary_mean_exposure": mean("canaries.mean_exposure"),
         "dup_precision": _round(truth.get("precision")),
         "dup_recall": _round(truth.get("recall")),
     }
     for split in ("val", "test"):
-        scores = metrics.get(split, {})
-        row[f"{split}_loss"] = _round(scores.get("loss"))
-        row[f"{split}_ppl"] = _round(scores.get("perplexity"))
-        row[f"{split}_bpb"] = _round(scores.get("bits_per_byte"))
+        row[f"{split}_loss"] = mean(f"{split}.loss")
+        row[f"{split}_ppl"] = mean(f"{split}.perplexity")
+        row[f"{split}_bpb"] = mean(f"{split}.bits_per_byte")
     return row
 
 

@@ -55,10 +55,12 @@ def comparable(out: Path) -> dict:
     report["config"].pop("output_dir")
     for arm in report["arms"].values():
         arm.pop("artifacts")
-        arm.pop("checkpoints")
-        arm["training"].pop("tokens_per_second")
-        arm["training"].pop("resumed_from_step")
         arm["curation"].get("engine", {}).pop("runtime", None)
+        for replicate in arm["replicates"]:
+            replicate.pop("artifacts")
+            replicate.pop("checkpoints")
+            replicate["training"].pop("tokens_per_second")
+            replicate["training"].pop("resumed_from_step")
     return report
 
 

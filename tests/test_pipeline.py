@@ -56,14 +56,18 @@ def test_report_has_every_arm_with_curation_training_and_metrics(finished):
     assert arms["near"]["curation"]["dropped"] >= arms["exact"]["curation"]["dropped"]
     assert arms["exact"]["curation"]["ground_truth"]["precision"] == 1.0
     for arm in arms.values():
-        assert arm["training"]["steps"] == 12
-        assert arm["training"]["tokens_seen"] == 12 * 8 * 32
-        assert arm["metrics"]["val"]["bits_per_byte"] > 0
-        assert 0.0 <= arm["metrics"]["canaries"]["overall"]["exact_rate"] <= 1.0
-        assert len(arm["curve"]) > 0
-        assert arm["canary_examples"]
+        (replicate,) = arm["replicates"]
+        assert replicate["training"]["steps"] == 12
+        assert replicate["training"]["tokens_seen"] == 12 * 8 * 32
+        assert replicate["metrics"]["val"]["bits_per_byte"] > 0
+        assert 0.0 <= replicate["metrics"]["canaries"]["overall"]["exact_rate"] <= 1.0
+        assert len(replicate["curve"]) > 0 and replicate["canary_examples"]
+        assert arm["aggregate"]["val.loss"]["mean"] == replicate["metrics"]["val"]["loss"]
+        assert arm["aggregate"]["val.loss"]["ci95"] is None  # one seed: no interval
     # Same budget, less data: the deduplicated arms see more epochs of what they kept.
-    assert arms["exact"]["training"]["epochs_seen"] > arms["no_dedup"]["training"]["epochs_seen"]
+    epochs = {name: arm["replicates"][0]["training"]["epochs_seen"] for name, arm in arms.items()}
+    assert epochs["exact"] > epochs["no_dedup"]
+    assert set(report["comparison"]["arms"]) == {"exact", "near"}
     assert report["config"]["training"]["max_steps"] == 12
     assert (finished / "tiny" / "config.yaml").exists()
 
@@ -110,3 +114,16 @@ def test_stage_command_and_bad_override_stop_before_work(tmp_path, capsys):
     assert not (tmp_path / "tiny").exists()
     assert run(tmp_path, command="prepare") == 0
     assert stage_dirs(tmp_path, "tokens-") and not stage_dirs(tmp_path, "train-")
+
+
+def test_seeds_give_replicates_intervals_and_paired_differences(finished):
+    assert run(finished, "seeds=[0,1]", "runs=[{name: no_dedup, recipe: none}, {name: near, recipe: near}]") == 0
+    report = json.loads((finished / "tiny" / "report.json").read_text())
+    near = report["arms"]["near"]
+    assert [r["seed"] for r in near["replicates"]] == [0, 1]
+    assert near["replicates"][0]["metrics"]["val"]["loss"] != near["replicates"][1]["metrics"]["val"]["loss"]
+    low, high = near["aggregate"]["val.loss"]["ci95"]
+    assert low < near["aggregate"]["val.loss"]["mean"] < high
+    diff = report["comparison"]["arms"]["near"]["differences"]["val.loss"]
+    assert diff["n"] == 2 and isinstance(diff["significant"], bool)
+    assert "per_seed" in report["comparison"]["arms"]["near"]["data_equivalent_factor"]

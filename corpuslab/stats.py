@@ -1,0 +1,91 @@
+"""Uncertainty across seeds, arm-vs-reference differences, and the data-equivalent factor.
+
+Methods (stated in the report too):
+- mean and 95% confidence interval across seeds: Student t with n-1 degrees of freedom (no interval for n=1);
+- difference to the reference arm: paired by seed (replicates of different arms with the same seed share
+  initialisation and data order), mean difference with its t interval; significant when the interval
+  excludes zero;
+- data-equivalent factor: how many times the arm's training tokens the reference arm would need to reach
+  the arm's final validation loss, read off the reference's validation curve by interpolating loss
+  linearly in log(tokens); beyond the end of the curve, a power law loss = a * tokens^b fitted to the
+  second half of the curve extrapolates (marked `extrapolated`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+# Two-sided 95% Student t quantiles by degrees of freedom; above 30 the normal 1.96 is within 2%.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def t_quantile(df: int) -> float:
+    if df <= 0:
+        return math.nan
+    known = [d for d in _T975 if d <= df]
+    return _T975[max(known)] if df <= 30 else 1.96
+
+
+def mean_ci(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, 95% interval and n of the finite values."""
+    data = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(data) == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    mean = float(data.mean())
+    if len(data) < 2:
+        return {"mean": mean, "ci95": None, "n": 1}
+    half = t_quantile(len(data) - 1) * float(data.std(ddof=1)) / math.sqrt(len(data))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": int(len(data))}
+
+
+def paired_difference(arm: dict[int, float], reference: dict[int, float]) -> dict[str, Any]:
+    """arm - reference over the seeds both have; significant when the 95% interval excludes 0."""
+    seeds = sorted(set(arm) & set(reference))
+    diffs = [arm[s] - reference[s] for s in seeds if arm[s] is not None and reference[s] is not None]
+    summary = mean_ci(diffs)
+    interval = summary["ci95"]
+    summary["significant"] = None if interval is None else bool(interval[0] > 0 or interval[1] < 0)
+    return summary
+
+
+def data_equivalent_factor(reference_curve: list[dict[str, Any]], target_loss: float, arm_tokens: int) -> dict[str, Any]:
+    """Tokens the reference needs to reach `target_loss`, divided by `arm_tokens` (method: module docstring)."""
+    points = [(c["tokens"], c["val_loss"]) for c in reference_curve if c.get("val_loss") is not None and c["tokens"] > 0]
+    if len(points) < 2 or target_loss is None or arm_tokens <= 0:
+        return {"factor": None, "method": "not enough validation points"}
+    tokens = np.array([p[0] for p in points], dtype=float)
+    losses = np.array([p[1] for p in points], dtype=float)
+    for i in range(1, len(points)):
+        high, low = losses[i - 1], losses[i]
+        if low <= target_loss <= high and high > low:
+            frac = (high - target_loss) / (high - low)
+            needed = math.exp(math.log(tokens[i - 1]) + frac * (math.log(tokens[i]) - math.log(tokens[i - 1])))
+            return {"factor": needed / arm_tokens, "method": "interpolated", "reference_tokens": needed}
+    if target_loss > losses[0]:
+        return {"factor": None, "method": "arm is worse than the reference's first evaluation"}
+    half = tokens >= tokens[len(tokens) // 2]
+    if half.sum() < 2:
+        return {"factor": None, "method": "too few validation points to extrapolate"}
+    slope, intercept = np.polyfit(np.log(tokens[half]), np.log(losses[half]), 1)
+    if slope >= 0:
+        return {"factor": None, "method": "reference curve no longer improves; cannot extrapolate"}
+    needed = math.exp((math.log(target_loss) - intercept) / slope)
+    return {"factor": needed / arm_tokens, "method": "extrapolated (power law on the second half of the curve)",
+            "reference_tokens": needed}
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{'val': {'loss': 1.2}} -> {'val.loss': 1.2}; numbers only, lists skipped."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, path + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[path] = float(value)
+    return flat

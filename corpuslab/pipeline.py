@@ -200,6 +200,7 @@ class Experiment:
     def _tokenize_split(self, tokenizer, paths: list[Path], prefix: Path, name: str) -> dict[str, Any]:
         ids: list[str] = []
         byte_counts: list[int] = []
+        categories: list[str | None] = []
 
         def arrays() -> Iterator[np.ndarray]:
             batch: list[Document] = []
@@ -214,10 +215,12 @@ class Experiment:
             for doc, tokens in zip(batch, encode_batch(tokenizer, [d.text for d in batch])):
                 ids.append(doc.id)
                 byte_counts.append(len(doc.text.encode("utf-8")))
+                categories.append(doc.category)
                 yield np.asarray(tokens, dtype=np.int64)
 
         meta = write_token_stream(prefix, arrays(), vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
-        pq.write_table(pa.table({"id": ids, "bytes": pa.array(byte_counts, pa.int64())}), f"{prefix}.docs.parquet")
+        pq.write_table(pa.table({"id": ids, "bytes": pa.array(byte_counts, pa.int64()),
+                                 "category": pa.array(categories, pa.string())}), f"{prefix}.docs.parquet")
         return {"documents": len(ids), "tokens": int(meta["n_tokens"]), "bytes": int(sum(byte_counts))}
 
     # ------------------------------------------------------------------ per-arm stages
@@ -331,6 +334,7 @@ class Experiment:
         return stage
 
     def _build_evaluate(self, work: Path, prepared: Prepared, trained: Stage) -> dict[str, Any]:
+        from corpuslab.analysis import analyse_losses, read_doc_categories
         from corpuslab.evaluate import evaluate_lm, load_checkpoint
 
         cfg = self.cfg
@@ -342,6 +346,11 @@ class Experiment:
             metrics[split] = evaluate_lm(model, stream, doc_bytes, context=cfg.training.chunk_len,
                                          batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
             self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  bpb {metrics[split]['bits_per_byte']:.4f}")
+            if split == "val":  # where the validation loss comes from: position in the window, document category
+                categories = read_doc_categories(prepared.tokens.path / "val.docs.parquet")
+                breakdown = analyse_losses(model, stream, categories, context=cfg.training.chunk_len,
+                                           batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
+                metrics["val_by_position"], metrics["val_by_category"] = breakdown["by_position"], breakdown["by_category"]
         canaries = [canary_lib.Canary(**c) for c in read_json(prepared.canaries.path / "canaries.json")]
         memorization = canary_lib.measure_memorization(
             model, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.decode,

@@ -38,7 +38,6 @@ FMIX_1 = np.uint64(0xFF51AFD7ED558CCD)
 FMIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
 SPLITMIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 SPLITMIX_2 = np.uint64(0x94D049BB133111EB)
-EMPTY_SLOT = np.uint32(0xFFFFFFFF)
 
 # Candidates are verified by their true Jaccard, so a false positive costs microseconds while a false
 # negative loses a duplicate for good: the band search weighs misses 19x more than datasketch's 1:1.

@@ -158,10 +158,6 @@ def utf8_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets
 
 
-def count_rows(path: str | Path) -> int:
-    return open_shard(path).metadata.num_rows
-
-
 @contextlib.contextmanager
 def system_allocator() -> Iterator[None]:
     """Route Arrow allocations to malloc while reading shards.
@@ -179,10 +175,10 @@ def system_allocator() -> Iterator[None]:
 
 
 def release_memory() -> None:
-    """Return freed buffers to the operating system at the end of a shard task.
+    """Return freed buffers to the operating system.
 
-    Arrow's allocator (mimalloc) and glibc keep freed memory for reuse; in a long-lived pool worker
-    that is ~80 MB per process that nothing uses until the next shard.
+    Arrow's allocators and glibc keep freed memory for reuse; in a long-lived pool worker that is
+    tens of MB per process that nothing uses until the next shard.
     """
     pa.default_memory_pool().release_unused()
     trim = _malloc_trim()

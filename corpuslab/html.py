@@ -60,10 +60,10 @@ nav a { color: #1f5fae; text-decoration: none; margin-right: 14px; white-space: 
 ul.glance { margin: 8px 0; padding-left: 20px; }
 table { border-collapse: collapse; margin: 8px 0 4px; font-size: 13px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e6e9ef; text-align: right; vertical-align: top; }
-th { background: #f4f6f9; font-weight: 600; white-space: nowrap; }
+th { background: #f4f6f9; font-weight: 600; vertical-align: bottom; max-width: 11em; }
 th:first-child, td:first-child { text-align: left; }
 td { font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.text { text-align: left; white-space: normal; }
+td.text, th.text { text-align: left; white-space: normal; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .ci { color: #6b7385; font-size: 12px; }
 .best { font-weight: 700; }
@@ -327,7 +327,7 @@ def _canaries(page: _Page) -> str:
                "decoding from the prefix reproduces the secret. Exposure: log2(candidates + 1) − log2(rank of the "
                "secret among random candidates); about 1.44 bits is chance"
                + (f", {math.log2(candidates + 1):.2f} bits the maximum" if candidates else "")
-               + ". Bars: mean over seeds; whiskers: 95% interval over seeds.")
+               + ". Bars: mean over seeds; black dots: each seed.")
     return (f'<h2 id="canaries">Canary memorization by copy count</h2>\n'
             f"{_figure(_plot_canaries(page, candidates), caption)}\n<h3>Example generations</h3>\n"
             f"{_canary_examples(page)}")
@@ -348,7 +348,7 @@ def _canary_examples(page: _Page) -> str:
                          f"{example.get('rank')} / {example.get('num_candidates')}", _fmt(example.get("exposure"))])
     note = (f'<p class="note">The {EXAMPLES_PER_ARM} most-copied canaries of each arm&#39;s first seed; '
             "the full list is in each evaluation folder&#39;s canaries.json.</p>")
-    return f'<div class="scroll">{_table(header, rows, text_columns={4, 5})}</div>\n{note}'
+    return f'<div class="scroll">{_table(header, rows, text_columns={2, 4, 5})}</div>\n{note}'
 
 
 def _generation(text: Any) -> str:
@@ -368,8 +368,8 @@ def _tasks(page: _Page) -> str:
     rows = []
     for (task, metric), by_arm in tasks.items():
         rows.append([escape(task), escape(metric)] + [_task_cell(by_arm.get(n)) for n in page.names])
-    caption = ("Downstream tasks: mean over seeds; whiskers are the 95% interval over seeds when there are several, "
-               "else ±1.96 × the task's standard error.")
+    caption = ("Downstream tasks: mean over seeds ± 1.96 × the task's standard error (the benchmark's sampling "
+               "error; the 95% interval over seeds where a task reports no standard error). Small dots: each seed.")
     return (f'<h2 id="tasks">Downstream tasks</h2>\n<div class="scroll">{_table(header, rows)}</div>\n'
             f"{_figure(_plot_tasks(page, tasks), caption)}")
 
@@ -388,6 +388,14 @@ def _category_names(page: _Page) -> list[str]:
                    if k.startswith(prefix) and k.endswith(".loss")})
 
 
+def _category_stat(page: _Page, name: str, category: str) -> dict[str, Any] | None:
+    stat = page.arms[name]["aggregate"].get(f"val_by_category.{category}.loss")
+    if stat is None:
+        return None
+    seeds = [r["metrics"].get("val_by_category", {}).get(category, {}).get("loss") for r in page.replicates(name)]
+    return {**stat, "seeds": [v for v in seeds if v is not None]}
+
+
 def _seed_mean(curves: Sequence[Sequence[tuple[float, float]]]) -> tuple[np.ndarray, np.ndarray]:
     """Mean over seeds at the x values every seed has (seeds of one arm log at the same steps)."""
     common = set.intersection(*(set(x for x, _ in c) for c in curves)) if curves else set()
@@ -402,7 +410,7 @@ def _curve_points(replicate: dict[str, Any], field: str) -> list[tuple[float, fl
 
 
 def _by_copies(page: _Page, name: str) -> dict[int, dict[str, dict[str, Any]]]:
-    """{copies: {exact_rate: mean_ci, mean_exposure: mean_ci}} over the arm's seeds."""
+    """{copies: {exact_rate: mean_ci + seeds, mean_exposure: mean_ci + seeds}} over the arm's seeds."""
     values: dict[int, dict[str, list[float]]] = {}
     for replicate in page.replicates(name):
         for row in replicate["metrics"].get("canaries", {}).get("by_copies", []):
@@ -410,7 +418,7 @@ def _by_copies(page: _Page, name: str) -> dict[int, dict[str, dict[str, Any]]]:
             for key in slot:
                 if row.get(key) is not None:
                     slot[key].append(float(row[key]))
-    return {copies: {key: mean_ci(v) for key, v in slot.items()} for copies, slot in sorted(values.items())}
+    return {copies: {key: {**mean_ci(v), "seeds": v} for key, v in slot.items()} for copies, slot in sorted(values.items())}
 
 
 def _task_table(page: _Page) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
@@ -430,12 +438,18 @@ def _task_table(page: _Page) -> dict[tuple[str, str], dict[str, dict[str, Any]]]
 
 
 def _task_summary(entries: list[tuple[float, float | None, Any]]) -> dict[str, Any]:
-    summary = mean_ci([value for value, _, _ in entries])
-    if summary["ci95"] is not None:
-        half = (summary["ci95"][1] - summary["ci95"][0]) / 2
+    """Mean over seeds; half-width 1.96 x the mean per-seed standard error (the benchmark's sampling error),
+    or, without standard errors, the 95% interval over seeds."""
+    values = [value for value, _, _ in entries]
+    stderrs = [stderr for _, stderr, _ in entries if stderr is not None]
+    summary = mean_ci(values)
+    if stderrs:
+        half, source = 1.96 * float(np.mean(stderrs)), "stderr"
+    elif summary["ci95"] is not None:
+        half, source = (summary["ci95"][1] - summary["ci95"][0]) / 2, "seeds"
     else:
-        half = 1.96 * entries[0][1] if entries[0][1] is not None else None
-    return {"mean": summary["mean"], "half": half, "seeds": len(entries), "examples": entries[0][2]}
+        half, source = None, None
+    return {"mean": summary["mean"], "half": half, "half_from": source, "seeds": values, "examples": entries[0][2]}
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -464,8 +478,7 @@ def _plot_funnel(page: _Page, reasons: list[str]):
     ax.set_xlabel("documents (windows for chunk-level arms)")
     ax.set_xlim(0, max(left.max(), 1) * 1.02)
     ax.grid(axis="y", visible=False)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 - 0.05 / max(len(names), 1)), ncol=len(segments),
-              frameon=False, fontsize=8.5)
+    _shared_legend(fig, ax)
     return fig
 
 
@@ -515,8 +528,7 @@ def _plot_in_context(page: _Page):
 
 def _plot_categories(page: _Page, categories: list[str]):
     fig, (ax,) = _figure_axes(1, height=3.4, width=min(2.0 + 1.1 * len(categories) * max(len(page.names), 2) / 2, 11))
-    _dot_plot(ax, page, categories,
-              lambda name, category: page.arms[name]["aggregate"].get(f"val_by_category.{category}.loss"))
+    _dot_plot(ax, page, categories, lambda name, category: _category_stat(page, name, category))
     ax.set_ylabel("val loss (nats per token)")
     _shared_legend(fig, ax)
     return fig
@@ -530,11 +542,11 @@ def _plot_canaries(page: _Page, candidates: int | None):
     width = 0.8 / max(len(page.names), 1)
     for ax, key, label in zip(axes, ("exact_rate", "mean_exposure"), ("extracted exactly (fraction)", "mean exposure (bits)")):
         for i, name in enumerate(page.names):
-            stats = [by_arm[name].get(c, {}).get(key, {"mean": None, "ci95": None}) for c in copies]
+            stats = [by_arm[name].get(c, {}).get(key, {"mean": None, "seeds": []}) for c in copies]
             means = np.array([s["mean"] if s["mean"] is not None else np.nan for s in stats])
-            errors = _error_bars(stats, means)
-            ax.bar(x + (i - (len(page.names) - 1) / 2) * width, np.nan_to_num(means), width * 0.92,
-                   color=page.colors[name], label=name, yerr=errors, capsize=2, error_kw={"linewidth": 0.8})
+            offsets = x + (i - (len(page.names) - 1) / 2) * width
+            ax.bar(offsets, np.nan_to_num(means), width * 0.92, color=page.colors[name], label=name)
+            _seed_dots(ax, offsets, stats)
         ax.set_xticks(x, [f"{c} cop{'y' if c == 1 else 'ies'}" for c in copies])
         ax.set_ylabel(label)
         ax.grid(axis="x", visible=False)
@@ -569,11 +581,20 @@ def _dot_plot(ax, page: _Page, groups: list[str], stat: Callable[[str, str], dic
     for i, name in enumerate(page.names):
         stats = [stat(name, g) or {"mean": None, "ci95": None} for g in groups]
         means = np.array([s["mean"] if s["mean"] is not None else np.nan for s in stats])
-        ax.errorbar(x + (i - (len(page.names) - 1) / 2) * spread, means, yerr=_error_bars(stats, means), fmt="o",
-                    color=page.colors[name], label=name, markersize=5, capsize=3, linewidth=1.2)
+        offsets = x + (i - (len(page.names) - 1) / 2) * spread
+        ax.errorbar(offsets, means, yerr=_error_bars(stats, means), fmt="o", color=page.colors[name], label=name,
+                    markersize=6, capsize=3, linewidth=1.2)
+        _seed_dots(ax, offsets + spread * 0.22, stats, color=page.colors[name])
     ax.set_xticks(x, groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.grid(axis="x", visible=False)
+
+
+def _seed_dots(ax, offsets: np.ndarray, stats: list[dict[str, Any]], color: str = "#1d2330") -> None:
+    """Each seed's value as a small dot, so a reader sees the spread behind a mean of few seeds."""
+    points = [(x, v) for x, s in zip(offsets, stats) if len(s.get("seeds") or []) > 1 for v in s["seeds"]]
+    if points:
+        ax.scatter(*zip(*points), s=9, color=color, edgecolors="white", linewidths=0.4, zorder=3, alpha=0.85)
 
 
 def _error_bars(stats: list[dict[str, Any]], means: np.ndarray) -> np.ndarray:
@@ -587,7 +608,8 @@ def _as_mean_ci(summary: dict[str, Any] | None) -> dict[str, Any] | None:
     if summary is None or summary["mean"] is None:
         return None
     half = summary["half"]
-    return {"mean": summary["mean"], "ci95": None if half is None else [summary["mean"] - half, summary["mean"] + half]}
+    interval = None if half is None else [summary["mean"] - half, summary["mean"] + half]
+    return {"mean": summary["mean"], "ci95": interval, "seeds": summary["seeds"]}
 
 
 def _figure_axes(columns: int, height: float, width: float = 11.0):
@@ -650,7 +672,7 @@ def _svg(fig) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: Collection[int] = ()) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
+    head = "".join(f'<th class="text">{h}</th>' if i in text_columns else f"<th>{h}</th>" for i, h in enumerate(header))
     body = "".join(
         "<tr>" + "".join(f'<td class="text">{c}</td>' if i in text_columns else f"<td>{c}</td>"
                          for i, c in enumerate(row)) + "</tr>"
@@ -717,19 +739,24 @@ def _is_number(value: Any) -> bool:
 
 
 def _fmt(value: Any) -> str:
-    """Numbers for a table: thousands separated, four significant digits, '–' for missing."""
+    """Numbers for a table: integers with thousands separators, others to 4 decimals (losses differ in the
+    third), '–' for missing."""
     if value is None:
         return '<span class="muted">–</span>'
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
         return f"{int(value):,}"
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
         if value == 0:
             return "0"
-        return f"{value:,.0f}" if abs(value) >= 10000 else f"{value:.4g}"
+        if abs(value) >= 10000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.1f}"
+        return f"{value:.4f}" if abs(value) >= 0.001 else f"{value:.2e}"
     return escape(str(value))
 
 

@@ -11,8 +11,9 @@ reason and `duplicate_of`:
 
 - exact_duplicate: the earliest document with the same normalized text (`jaccard` 1.0);
 - near_duplicate: the member's earliest verified neighbour, so `jaccard(doc, duplicate_of)` is always a
-  verified value >= threshold. It may itself be dropped (C above points to B); `cluster_id` -- the id of
-  the document the cluster keeps -- names the survivor.
+  verified value >= threshold. That neighbour may itself be dropped (C above points to B) and may even
+  come later in the corpus (if B's only verified neighbour were C); `cluster_id` -- the id of the
+  document the cluster keeps -- names the survivor.
 """
 
 from __future__ import annotations

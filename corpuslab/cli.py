@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="overrides applied after the files, e.g. training.max_steps=50 runs.2.minhash.threshold=0.9")
         if name in ("curate", "train", "evaluate"):
             sub.add_argument("--arm", action="append", default=[], metavar="NAME", help="only these arms (repeatable)")
+        if name == "evaluate":
+            sub.add_argument("--checkpoint", metavar="PATH_OR_NAME",
+                             help="score this checkpoint folder or Hugging Face model on the experiment's val/test "
+                                  "instead of the arms' models")
     return parser
 
 
@@ -86,7 +90,8 @@ def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
             log.attach(experiment.root / "run.log")
             log(f"corpuslab {args.command}: experiment '{cfg.experiment}' -> {experiment.root}")
             try:
-                action(experiment, _arm_indices(cfg, getattr(args, "arm", [])))
+                extra = {"checkpoint": args.checkpoint} if getattr(args, "checkpoint", None) else {}
+                action(experiment, _arm_indices(cfg, getattr(args, "arm", [])), **extra)
             finally:
                 experiment.close()
         return 0
@@ -126,8 +131,11 @@ def _train(experiment, arms: list[int]) -> None:
             experiment.train(prepared, index, pack, seed)
 
 
-def _evaluate(experiment, arms: list[int]) -> None:
+def _evaluate(experiment, arms: list[int], checkpoint: str | None = None) -> None:
     prepared = experiment.prepare()
+    if checkpoint:
+        experiment.evaluate_checkpoint(prepared, checkpoint)
+        return
     for index in arms:
         pack = experiment.pack(prepared, index, experiment.curate(prepared, index))
         for seed in experiment.cfg.replicate_seeds:

@@ -160,3 +160,24 @@ def load_checkpoint(folder: str | Path, device: str = "auto") -> tuple[torch.nn.
     torch_device = resolve_device(device)
     model = AutoModelForCausalLM.from_pretrained(folder).to(torch_device).eval()
     return model, load_tokenizer(folder), torch_device
+
+
+def load_any_checkpoint(name_or_path: str, device: str = "auto") -> tuple[torch.nn.Module, Any, torch.device]:
+    """A local checkpoint folder, or any Hugging Face causal LM by name (weights load as safetensors, or
+    through transformers' weights-only torch.load; no model code from the hub is executed)."""
+    if Path(name_or_path).exists():
+        return load_checkpoint(name_or_path, device)
+    import os
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, token=token, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, token=token)
+    except OSError as err:
+        raise InputError(name_or_path, "neither a local checkpoint folder nor a model the Hugging Face hub "
+                         f"could provide ({err.__class__.__name__}); give a folder, or set HF_HUB_OFFLINE=1 "
+                         "with the model in the local cache") from None
+    torch_device = resolve_device(device)
+    return model.to(torch_device).eval(), tokenizer, torch_device

@@ -221,7 +221,7 @@ def _curation(page: _Page) -> str:
     if has_truth:
         caption += (" Precision and recall score the removals against the duplicates planted in the synthetic corpus "
                     "(recall counts planted duplicates above the similarity threshold).")
-    return (f'<h2 id="curation">Curation funnel</h2>\n<div class="scroll">{_table(header, rows)}</div>\n'
+    return (f'<h2 id="curation">Curation funnel</h2>\n<div class="scroll">{_table(header, rows, text_columns={1, 2})}</div>\n'
             f'<p class="note">{caption}</p>\n{_figure(_plot_funnel(page, reasons), "Where each arm&#39;s input went.")}')
 
 
@@ -551,6 +551,9 @@ def _plot_canaries(page: _Page, candidates: int | None):
         ax.set_ylabel(label)
         ax.grid(axis="x", visible=False)
     axes[0].set_ylim(0, 1.05)
+    if all((by_arm[n].get(c, {}).get("exact_rate", {}).get("mean") or 0) == 0 for n in page.names for c in copies):
+        axes[0].text(0.5, 0.5, "no canary extracted exactly\nby any arm or seed", transform=axes[0].transAxes,
+                     ha="center", va="center", color="#5b6475", fontsize=10)
     if candidates:
         axes[1].axhline(math.log2(candidates + 1), color="#5b6475", linestyle="--", linewidth=0.8)
         axes[1].axhline(math.log2(math.e), color="#5b6475", linestyle=":", linewidth=0.8)
@@ -594,7 +597,7 @@ def _seed_dots(ax, offsets: np.ndarray, stats: list[dict[str, Any]], color: str 
     """Each seed's value as a small dot, so a reader sees the spread behind a mean of few seeds."""
     points = [(x, v) for x, s in zip(offsets, stats) if len(s.get("seeds") or []) > 1 for v in s["seeds"]]
     if points:
-        ax.scatter(*zip(*points), s=9, color=color, edgecolors="white", linewidths=0.4, zorder=3, alpha=0.85)
+        ax.scatter(*zip(*points), s=16, color=color, edgecolors="white", linewidths=0.5, zorder=3)
 
 
 def _error_bars(stats: list[dict[str, Any]], means: np.ndarray) -> np.ndarray:

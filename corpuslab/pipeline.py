@@ -361,6 +361,33 @@ class Experiment:
         write_json_atomic(work / "canaries.json", memorization)
         return {"metrics": metrics}
 
+    def evaluate_checkpoint(self, prepared: Prepared, checkpoint: str) -> dict[str, Any]:
+        """Score any causal LM (a saved checkpoint folder, or a Hugging Face model name) on this experiment's
+        clean val/test documents, tokenized with the model's own tokenizer; bits per byte stays comparable."""
+        import tempfile
+
+        from corpuslab.evaluate import evaluate_lm, load_any_checkpoint
+
+        cfg = self.cfg
+        model, tokenizer, device = load_any_checkpoint(checkpoint, cfg.training.device)
+        context = min(cfg.training.chunk_len, getattr(model.config, "n_positions", None)
+                      or getattr(model.config, "max_position_embeddings", cfg.training.chunk_len))
+        metrics: dict[str, Any] = {"checkpoint": checkpoint, "context": context}
+        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+            for split in cfg.evaluation.splits:
+                summary = self._tokenize_split(tokenizer, shard_paths(prepared.decontaminate.path / split), Path(tmp) / split, split)
+                stream = TokenStream.open(Path(tmp) / split)
+                doc_bytes = pq.read_table(Path(tmp) / f"{split}.docs.parquet", columns=["bytes"]).column("bytes").to_numpy()
+                metrics[split] = evaluate_lm(model, stream, doc_bytes, context=context, batch_size=cfg.evaluation.batch_size,
+                                             max_tokens=cfg.evaluation.max_tokens, device=device)
+                self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  "
+                         f"bpb {metrics[split]['bits_per_byte']:.4f} ({summary['documents']} docs)")
+        out = self.root / "checkpoints" / _safe_name(checkpoint)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "metrics.json", metrics)
+        self.log(f"metrics: {out / 'metrics.json'}")
+        return metrics
+
     # ------------------------------------------------------------------ the whole thing
 
     def run(self, arms: list[int] | None = None) -> dict[str, Any]:
@@ -412,3 +439,9 @@ def _overall_memorization(results: list[dict[str, Any]]) -> dict[str, Any]:
         "exact_rate": sum(bool(r["exact"]) for r in results) / len(results),
         "mean_exposure": float(np.mean([r["exposure"] for r in results])),
     }
+
+
+def _safe_name(checkpoint: str) -> str:
+    """A folder name for a checkpoint path or hub name: its last two path parts, filesystem-safe."""
+    parts = [p for p in Path(checkpoint).parts if p not in ("/", ".", "..")][-2:]
+    return "__".join("".join(c if c.isalnum() or c in "-_." else "_" for c in part) for part in parts) or "checkpoint"

@@ -127,3 +127,16 @@ def test_seeds_give_replicates_intervals_and_paired_differences(finished):
     diff = report["comparison"]["arms"]["near"]["differences"]["val.loss"]
     assert diff["n"] == 2 and isinstance(diff["significant"], bool)
     assert "per_seed" in report["comparison"]["arms"]["near"]["data_equivalent_factor"]
+
+
+def test_evaluate_any_checkpoint_on_the_experiment_sets(finished, capsys):
+    report = json.loads((finished / "tiny" / "report.json").read_text())
+    checkpoint = report["arms"]["near"]["replicates"][0]["checkpoints"]["final"]
+    assert main(["evaluate", f"output_dir={finished}", *TINY, "--checkpoint", checkpoint]) == 0
+    (metrics_file,) = (finished / "tiny" / "checkpoints").glob("*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    arm_val = report["arms"]["near"]["replicates"][0]["metrics"]["val"]
+    # Same model, same documents, same tokenizer: the same numbers as the arm's own evaluation.
+    assert abs(metrics["val"]["loss"] - arm_val["loss"]) < 1e-5
+    assert metrics["val"]["bytes"] == arm_val["bytes"]
+    assert main(["evaluate", f"output_dir={finished}", *TINY, "--checkpoint", str(finished / "nope")]) == 2

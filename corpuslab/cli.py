@@ -3,6 +3,7 @@
     corpuslab run [--config FILE ...] [key.path=value ...]     the whole experiment
     corpuslab prepare | curate | train | evaluate | report       one stage and what it needs
     corpuslab prefetch                                           download an HF split to the local cache
+    corpuslab report DIR... [--out FILE]                         one table across finished experiments
 
 Stage commands behave like `make`: they build the stages they depend on when missing and reuse
 every complete one, so `corpuslab train` after `corpuslab curate` does not curate again.
@@ -22,7 +23,8 @@ STAGE_HELP = {
     "curate": "write each arm's decision table (kept/dropped, reason, cluster) and stats",
     "train": "train one model per arm under the shared token budget",
     "evaluate": "score each arm's model: loss, perplexity, bits per byte, canary memorization",
-    "report": "write report.json and summary.tsv from the finished stages",
+    "report": "write report.json, summary.tsv and report.html from the finished stages; "
+              "given experiment folders (DIR...), print one table across them",
     "prefetch": "download the configured Hugging Face dataset split to the local cache",
 }
 
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="YAML config; repeat to layer files (later ones win). Default: the built-in configs/default.yaml")
         sub.add_argument("overrides", nargs="*", metavar="key.path=value",
                          help="overrides applied after the files, e.g. training.max_steps=50 runs.2.minhash.threshold=0.9")
+        if name == "report":
+            sub.add_argument("--out", metavar="FILE", help="with DIR...: also write the table as TSV to FILE")
         if name in ("curate", "train", "evaluate"):
             sub.add_argument("--arm", action="append", default=[], metavar="NAME", help="only these arms (repeatable)")
         if name == "evaluate":
@@ -142,6 +146,23 @@ def _evaluate(experiment, arms: list[int], checkpoint: str | None = None) -> Non
             experiment.evaluate(prepared, index, experiment.train(prepared, index, pack, seed), seed)
 
 
+def _report(args: argparse.Namespace) -> int:
+    """`report DIR...` aggregates finished experiments; `report [key=value ...]` rebuilds this one's report."""
+    from corpuslab.errors import ConfigError
+
+    folders = [arg for arg in args.overrides if "=" not in arg]
+    if not folders:
+        if args.out is not None:
+            raise ConfigError("--out", args.out, "experiment folders to aggregate: corpuslab report DIR... --out FILE")
+        return _with_experiment(_run)(args)
+    if len(folders) != len(args.overrides) or args.config:
+        raise ConfigError("report", args.overrides, "either experiment folders (DIR...) or config overrides, not both")
+    from corpuslab.aggregate import run_aggregate
+
+    run_aggregate(folders, args.out)
+    return 0
+
+
 def _prefetch(args: argparse.Namespace) -> int:
     from corpuslab.errors import ConfigError
     from corpuslab.sources.hf import prefetch
@@ -159,7 +180,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "curate": _with_experiment(_curate),
     "train": _with_experiment(_train),
     "evaluate": _with_experiment(_evaluate),
-    "report": _with_experiment(_run),
+    "report": _report,
     "prefetch": _prefetch,
 }
 

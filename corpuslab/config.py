@@ -84,19 +84,32 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """batch_size: windows per forward pass. max_tokens: cap on val/test tokens evaluated (whole documents
-    are kept so bits per byte stays exact). splits: which held-out splits to score.
+    """batch_size: windows (or task requests) per forward pass. max_tokens: cap on val/test tokens evaluated
+    (whole documents are kept so bits per byte stays exact). splits: which held-out splits to score.
+    tasks: zero-shot task -> number of examples (null = all), scored as lm-evaluation-harness scores them:
+    lambada_openai, piqa, hellaswag, arc_easy, arc_challenge, winogrande, blimp (or blimp_<paradigm>), and
+    the built-in synthetic_cloze / synthetic_choice. task_files: task -> local JSONL/Parquet file with the
+    Hugging Face dataset's fields, used instead of the hub.
     """
 
     batch_size: int = 32
     max_tokens: int | None = 200_000
     splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    tasks: dict[str, int | None] = field(default_factory=dict)
+    task_files: dict[str, str] = field(default_factory=dict)
+
+    def task_config(self, categories: tuple[str, ...] | int) -> "TaskConfig":
+        from corpuslab.tasks import TaskConfig
+
+        return from_dict(TaskConfig, {"tasks": self.tasks, "data_files": self.task_files, "categories": categories,
+                                      "batch_size": self.batch_size}, "evaluation")
 
     def validate(self, prefix: str = "evaluation") -> None:
         require(self.batch_size > 0, f"{prefix}.batch_size", self.batch_size, "a positive integer")
         require(self.max_tokens is None or self.max_tokens > 0, f"{prefix}.max_tokens", self.max_tokens, "a positive integer or null")
         for split in self.splits:
             require(split in ("val", "test"), f"{prefix}.splits", self.splits, "a list drawn from 'val', 'test'")
+        self.task_config(4)  # names, counts and files are checked now, before any work
 
 
 @dataclass(frozen=True)

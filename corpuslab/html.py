@@ -180,7 +180,8 @@ def _corpus(page: _Page) -> str:
     for name in ("train", "val", "test"):
         held_out = decon.get(name, {})
         removed = held_out.get("removed_by_reason", {})
-        removed_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in removed.items() if v) or ("0" if held_out else "–")
+        removed_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in removed.items() if v)
+        removed_text = removed_text or ("0" if held_out else "–")
         categories = split.get("categories", {}).get(name, {})
         rows.append([name, _fmt(split.get("documents", {}).get(name)), removed_text,
                      _fmt(tokens.get(name, {}).get("documents")), _fmt(tokens.get(name, {}).get("tokens")),
@@ -221,8 +222,10 @@ def _curation(page: _Page) -> str:
     if has_truth:
         caption += (" Precision and recall score the removals against the duplicates planted in the synthetic corpus "
                     "(recall counts planted duplicates above the similarity threshold).")
-    return (f'<h2 id="curation">Curation funnel</h2>\n<div class="scroll">{_table(header, rows, text_columns={1, 2})}</div>\n'
-            f'<p class="note">{caption}</p>\n{_figure(_plot_funnel(page, reasons), "Where each arm&#39;s input went.")}')
+    table = _table(header, rows, text_columns={1, 2})
+    figure = _figure(_plot_funnel(page, reasons), "Where each arm&#39;s input went.")
+    return (f'<h2 id="curation">Curation funnel</h2>\n<div class="scroll">{table}</div>\n'
+            f'<p class="note">{caption}</p>\n{figure}')
 
 
 def _curation_row(page: _Page, name: str, reasons: list[str], has_truth: bool) -> list[str]:
@@ -286,7 +289,8 @@ def _curves(page: _Page) -> str:
     if not any(r.get("curve") for n in page.names for r in page.replicates(n)):
         return ""
     caption = ("Training loss (mean over the steps since the previous point) and validation loss against training "
-               "tokens. Thick: mean over seeds; thin: each seed.")
+               "tokens; thick: mean over seeds, thin: each seed. Right: each arm's mean validation loss minus the "
+               "reference arm's, which shows differences the absolute curves hide.")
     return f'<h2 id="curves">Loss curves</h2>\n{_figure(_plot_curves(page), caption)}'
 
 
@@ -295,8 +299,8 @@ def _in_context(page: _Page) -> str:
         return ('<h2 id="in-context">In-context learning curve</h2>\n<p class="note">Not in this report: its '
                 "evaluations predate the per-position loss (metrics.val_by_position).</p>")
     caption = ("Validation loss of a token by how many tokens of context precede it within its evaluation window "
-               "(log scale). The drop from left to right is what the model learns from context. "
-               "Thick: mean over seeds; thin: each seed.")
+               "(log scale); a drop from left to right is what the model gains from context. Mean over seeds; thin: "
+               "each position; thick: positions pooled in doubling bins (1, 2, 3–4, 5–8, …).")
     return f'<h2 id="in-context">In-context learning curve</h2>\n{_figure(_plot_in_context(page), caption)}'
 
 
@@ -398,7 +402,7 @@ def _category_stat(page: _Page, name: str, category: str) -> dict[str, Any] | No
 
 def _seed_mean(curves: Sequence[Sequence[tuple[float, float]]]) -> tuple[np.ndarray, np.ndarray]:
     """Mean over seeds at the x values every seed has (seeds of one arm log at the same steps)."""
-    common = set.intersection(*(set(x for x, _ in c) for c in curves)) if curves else set()
+    common = set.intersection(*({x for x, _ in c} for c in curves)) if curves else set()
     xs = np.array(sorted(common), dtype=float)
     ys = np.array([np.mean([dict(c)[x] for c in curves]) for x in xs], dtype=float)
     return xs, ys
@@ -418,7 +422,8 @@ def _by_copies(page: _Page, name: str) -> dict[int, dict[str, dict[str, Any]]]:
             for key in slot:
                 if row.get(key) is not None:
                     slot[key].append(float(row[key]))
-    return {copies: {key: {**mean_ci(v), "seeds": v} for key, v in slot.items()} for copies, slot in sorted(values.items())}
+    return {copies: {key: {**mean_ci(v), "seeds": v} for key, v in slot.items()}
+            for copies, slot in sorted(values.items())}
 
 
 def _task_table(page: _Page) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
@@ -483,7 +488,7 @@ def _plot_funnel(page: _Page, reasons: list[str]):
 
 
 def _plot_curves(page: _Page):
-    fig, axes = _figure_axes(2, height=3.6)
+    fig, axes = _figure_axes(3, height=3.4)
     for ax, field, title in zip(axes, ("loss", "val_loss"), ("training loss", "validation loss")):
         for name in page.names:
             curves = [_curve_points(r, field) for r in page.replicates(name)]
@@ -501,29 +506,61 @@ def _plot_curves(page: _Page):
         ax.set_xlabel("training tokens")
         ax.set_ylabel("nats per token")
         ax.xaxis.set_major_formatter(_tokens_formatter())
+    _plot_val_gap(page, axes[2])
     _shared_legend(fig, axes[0])
     return fig
 
 
+def _plot_val_gap(page: _Page, ax) -> None:
+    """Each arm's mean validation curve minus the reference's, where both have a point: arms whose curves
+    overlap on the absolute plot come apart here."""
+    def mean_val(name: str) -> dict[float, float]:
+        curves = [c for c in (_curve_points(r, "val_loss") for r in page.replicates(name)) if c]
+        return dict(zip(*_seed_mean(curves))) if curves else {}
+
+    reference = mean_val(page.reference) if page.reference in page.arms else {}
+    for name in page.names:
+        arm = mean_val(name)
+        xs = sorted(set(arm) & set(reference))
+        if xs:
+            ax.plot(xs, [arm[x] - reference[x] for x in xs], color=page.colors[name], linewidth=2.0,
+                    marker="o" if len(xs) < 12 else None, markersize=3)
+    ax.axhline(0, color="#5b6475", linewidth=0.8)
+    ax.set_title(f"validation loss − {page.reference}")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("nats per token (below 0: better)")
+    ax.xaxis.set_major_formatter(_tokens_formatter())
+
+
 def _plot_in_context(page: _Page):
-    fig, (ax,) = _figure_axes(1, height=3.4, width=8.0)
+    """Thin: the mean loss at every position (noisy: each holds 1/context of the tokens). Thick: the
+    positions pooled in doubling bins (1, 2, 3-4, 5-8, ...), which is what the eye needs on a log axis."""
+    fig, (ax,) = _figure_axes(1, height=3.6, width=8.5)
     for name in page.names:
         curves = [r["metrics"].get("val_by_position") for r in page.replicates(name)]
         curves = [[(p + 1.0, v) for p, v in enumerate(c) if v is not None] for c in curves if c]
         if not curves:
             continue
-        color = page.colors[name]
-        if len(curves) > 1:
-            for curve in curves:
-                ax.plot(*zip(*curve), color=color, alpha=0.3, linewidth=0.8)
         xs, ys = _seed_mean(curves)
-        ax.plot(xs, ys, color=color, linewidth=2.0, label=name)
+        ax.plot(xs, ys, color=page.colors[name], alpha=0.35, linewidth=0.8)
+        ax.plot(*_doubling_bins(xs, ys), color=page.colors[name], linewidth=2.0, marker="o", markersize=4, label=name)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(_plain_formatter())
     ax.set_xlabel("tokens of context (position in the window + 1)")
     ax.set_ylabel("val loss (nats per token)")
     _shared_legend(fig, ax)
     return fig
+
+
+def _doubling_bins(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ys over x in (2^(k-1), 2^k], placed at the bin's geometric centre."""
+    bins = np.ceil(np.log2(xs)).astype(int)
+    centres, means = [], []
+    for k in np.unique(bins):
+        in_bin = bins == k
+        centres.append(float(np.exp(np.log(xs[in_bin]).mean())))
+        means.append(float(ys[in_bin].mean()))
+    return np.array(centres), np.array(means)
 
 
 def _plot_categories(page: _Page, categories: list[str]):
@@ -540,7 +577,8 @@ def _plot_canaries(page: _Page, candidates: int | None):
     copies = sorted({c for rows in by_arm.values() for c in rows})
     x = np.arange(len(copies))
     width = 0.8 / max(len(page.names), 1)
-    for ax, key, label in zip(axes, ("exact_rate", "mean_exposure"), ("extracted exactly (fraction)", "mean exposure (bits)")):
+    panels = (("exact_rate", "extracted exactly (fraction)"), ("mean_exposure", "mean exposure (bits)"))
+    for ax, (key, label) in zip(axes, panels):
         for i, name in enumerate(page.names):
             stats = [by_arm[name].get(c, {}).get(key, {"mean": None, "seeds": []}) for c in copies]
             means = np.array([s["mean"] if s["mean"] is not None else np.nan for s in stats])
@@ -571,7 +609,7 @@ def _plot_tasks(page: _Page, tasks: dict[tuple[str, str], dict[str, dict[str, An
     fig, axes = _figure_axes(len(metrics), height=3.4)
     for ax, metric in zip(axes, metrics):
         names = [task for task, m in tasks if m == metric]
-        _dot_plot(ax, page, names, lambda name, task: _as_mean_ci(tasks[(task, metric)].get(name)))
+        _dot_plot(ax, page, names, lambda name, task, metric=metric: _as_mean_ci(tasks[(task, metric)].get(name)))
         ax.set_title(metric)
     _shared_legend(fig, axes[0])
     return fig
@@ -666,7 +704,7 @@ def _svg(fig) -> str:
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
     text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
     return text.replace("xlink:href", "href")
 

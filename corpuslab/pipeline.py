@@ -351,6 +351,15 @@ class Experiment:
                 breakdown = analyse_losses(model, stream, categories, context=cfg.training.chunk_len,
                                            batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
                 metrics["val_by_position"], metrics["val_by_category"] = breakdown["by_position"], breakdown["by_category"]
+        if cfg.evaluation.tasks:
+            from corpuslab.tasks import evaluate_tasks
+
+            categories = cfg.dataset.synthetic.categories
+            metrics["tasks"] = evaluate_tasks(model, tokenizer, cfg.evaluation.task_config(categories), device, seed=cfg.seed)
+            for task, scores in metrics["tasks"].items():
+                if not task.startswith("blimp_"):
+                    shown = {k: round(v, 4) for k, v in scores.items() if isinstance(v, float) and not k.endswith("stderr")}
+                    self.log(f"  {task}: {shown}")
         canaries = [canary_lib.Canary(**c) for c in read_json(prepared.canaries.path / "canaries.json")]
         memorization = canary_lib.measure_memorization(
             model, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.decode,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corpuslab.artifacts import read_json, write_json_atomic
+from corpuslab.html import write_html_report
 from corpuslab.schema import to_dict
 from corpuslab.stats import data_equivalent_factor, flatten_metrics, mean_ci, paired_difference
 
@@ -42,6 +43,7 @@ def write_report(experiment: "Experiment", prepared: "Prepared", arms: dict[str,
     report["comparison"] = compare_arms(report["arms"], reference=cfg.runs[0].name)
     write_json_atomic(experiment.root / "report.json", report)
     write_summary(experiment.root / "summary.tsv", report)
+    write_html_report(report, experiment.root / "report.html")
     return report
 
 

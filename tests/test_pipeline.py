@@ -29,6 +29,7 @@ TINY = [
     "canaries.num_candidates=20",
     "evaluation.max_tokens=3000",
     "curation.workers=2",
+    "evaluation.tasks={synthetic_cloze: 8, synthetic_choice: 8}",
 ]
 
 
@@ -62,6 +63,8 @@ def test_report_has_every_arm_with_curation_training_and_metrics(finished):
         assert replicate["metrics"]["val"]["bits_per_byte"] > 0
         assert 0.0 <= replicate["metrics"]["canaries"]["overall"]["exact_rate"] <= 1.0
         assert len(replicate["curve"]) > 0 and replicate["canary_examples"]
+        assert replicate["metrics"]["tasks"]["synthetic_choice"]["n"] == 8
+        assert 0.0 <= replicate["metrics"]["tasks"]["synthetic_choice"]["acc"] <= 1.0
         assert arm["aggregate"]["val.loss"]["mean"] == replicate["metrics"]["val"]["loss"]
         assert arm["aggregate"]["val.loss"]["ci95"] is None  # one seed: no interval
     # Same budget, less data: the deduplicated arms see more epochs of what they kept.

@@ -80,7 +80,9 @@ class ScoredExample:
         return tuple(ll for ll, _ in self.results)
 
 
-def multiple_choice(context: str, choices: list[str] | tuple[str, ...], gold: int, group: str | None = None) -> Example:
+def multiple_choice(
+    context: str, choices: list[str] | tuple[str, ...], gold: int, group: str | None = None
+) -> Example:
     """The harness's multiple-choice requests: one (context, " " + choice) per choice."""
     requests = tuple(Request(context, TARGET_DELIMITER + choice) for choice in choices)
     return Example(requests, gold, tuple(choices), group)

@@ -99,24 +99,63 @@ _MC = ("acc", "acc_norm")
 HARNESS_TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        TaskSpec("lambada_openai", "loglikelihood", ("acc", "perplexity"), lambada_example,
-                 HFSource("EleutherAI/lambada_openai", "default", "test"),
-                 description="last word of a passage, predictable only from the wider context"),
-        TaskSpec("piqa", "multiple_choice", _MC, piqa_example, HFSource("baber/piqa", None, "validation"),
-                 description="physical commonsense: which of two solutions reaches the goal"),
-        TaskSpec("hellaswag", "multiple_choice", _MC, hellaswag_example,
-                 HFSource("Rowan/hellaswag", None, "validation"),
-                 description="commonsense completion of an activity description, four endings"),
-        TaskSpec("arc_easy", "multiple_choice", _MC, arc_example, HFSource("allenai/ai2_arc", "ARC-Easy", "test"),
-                 description="grade-school science questions, easy set"),
-        TaskSpec("arc_challenge", "multiple_choice", _MC, arc_example,
-                 HFSource("allenai/ai2_arc", "ARC-Challenge", "test"),
-                 description="grade-school science questions that retrieval and co-occurrence fail on"),
-        TaskSpec("winogrande", "multiple_choice", ("acc",), winogrande_example,
-                 HFSource("allenai/winogrande", "winogrande_xl", "validation"),
-                 description="pronoun resolution, scored by partial evaluation"),
-        TaskSpec("blimp", "multiple_choice", ("acc",), blimp_example, None, grouped=True,
-                 description="grammatical vs ungrammatical minimal pairs, 67 paradigms, unweighted mean"),
+        TaskSpec(
+            "lambada_openai",
+            "loglikelihood",
+            ("acc", "perplexity"),
+            lambada_example,
+            HFSource("EleutherAI/lambada_openai", "default", "test"),
+            description="last word of a passage, predictable only from the wider context",
+        ),
+        TaskSpec(
+            "piqa",
+            "multiple_choice",
+            _MC,
+            piqa_example,
+            HFSource("baber/piqa", None, "validation"),
+            description="physical commonsense: which of two solutions reaches the goal",
+        ),
+        TaskSpec(
+            "hellaswag",
+            "multiple_choice",
+            _MC,
+            hellaswag_example,
+            HFSource("Rowan/hellaswag", None, "validation"),
+            description="commonsense completion of an activity description, four endings",
+        ),
+        TaskSpec(
+            "arc_easy",
+            "multiple_choice",
+            _MC,
+            arc_example,
+            HFSource("allenai/ai2_arc", "ARC-Easy", "test"),
+            description="grade-school science questions, easy set",
+        ),
+        TaskSpec(
+            "arc_challenge",
+            "multiple_choice",
+            _MC,
+            arc_example,
+            HFSource("allenai/ai2_arc", "ARC-Challenge", "test"),
+            description="grade-school science questions that retrieval and co-occurrence fail on",
+        ),
+        TaskSpec(
+            "winogrande",
+            "multiple_choice",
+            ("acc",),
+            winogrande_example,
+            HFSource("allenai/winogrande", "winogrande_xl", "validation"),
+            description="pronoun resolution, scored by partial evaluation",
+        ),
+        TaskSpec(
+            "blimp",
+            "multiple_choice",
+            ("acc",),
+            blimp_example,
+            None,
+            grouped=True,
+            description="grammatical vs ungrammatical minimal pairs, 67 paradigms, unweighted mean",
+        ),
     )
 }
 
@@ -126,6 +165,11 @@ def blimp_paradigm_spec(name: str) -> TaskSpec | None:
     paradigm = name.removeprefix("blimp_")
     if not name.startswith("blimp_") or paradigm not in BLIMP_PARADIGMS:
         return None
-    return TaskSpec(name, "multiple_choice", ("acc",), lambda doc: blimp_example(doc, paradigm),
-                    HFSource(BLIMP_HF_PATH, paradigm, BLIMP_SPLIT), grouped=True,
-                    description=f"BLiMP paradigm {paradigm}")
+    return TaskSpec(
+        name,
+        "multiple_choice",
+        ("acc",),
+        lambda doc: blimp_example(doc, paradigm),
+        HFSource(BLIMP_HF_PATH, paradigm, BLIMP_SPLIT),
+        description=f"BLiMP paradigm {paradigm}",
+    )

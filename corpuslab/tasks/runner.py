@@ -33,10 +33,20 @@ def _choice_example(doc: Doc) -> Example:
 
 
 SYNTHETIC_TASKS: dict[str, TaskSpec] = {
-    "synthetic_cloze": TaskSpec("synthetic_cloze", "loglikelihood", ("acc", "perplexity"), lambada_example,
-                                description="copy a document's topic name from context (LAMBADA-style)"),
-    "synthetic_choice": TaskSpec("synthetic_choice", "multiple_choice", ("acc", "acc_norm"), _choice_example,
-                                 description="pick the on-topic next sentence among four (HellaSwag-style)"),
+    "synthetic_cloze": TaskSpec(
+        "synthetic_cloze",
+        "loglikelihood",
+        ("acc", "perplexity"),
+        lambada_example,
+        description="copy a document's topic name from context (LAMBADA-style)",
+    ),
+    "synthetic_choice": TaskSpec(
+        "synthetic_choice",
+        "multiple_choice",
+        ("acc", "acc_norm"),
+        _choice_example,
+        description="pick the on-topic next sentence among four (HellaSwag-style)",
+    ),
 }
 _GENERATORS = {"synthetic_cloze": synthetic.cloze_docs, "synthetic_choice": synthetic.choice_docs}
 TASKS: dict[str, TaskSpec] = {**HARNESS_TASKS, **SYNTHETIC_TASKS}
@@ -61,7 +71,9 @@ class TaskConfig:
     categories: the synthetic corpus's categories, which the synthetic tasks are written in.
     """
 
-    tasks: dict[str, int | None] = field(default_factory=lambda: {"synthetic_cloze": 500, "synthetic_choice": 500})
+    tasks: dict[str, int | None] = field(
+        default_factory=lambda: {"synthetic_cloze": 500, "synthetic_choice": 500}
+    )
     data_files: dict[str, str] = field(default_factory=dict)
     batch_size: int = 32
     bootstrap_iters: int = 100_000
@@ -73,14 +85,26 @@ class TaskConfig:
 
     def validate(self, prefix: str = "tasks") -> TaskConfig:
         for name, count in self.tasks.items():
-            require(task_spec(name) is not None, f"{prefix}.tasks.{name}", name,
-                    f"a task name: one of {sorted(TASKS)} or blimp_<paradigm>")
-            require(count is None or (isinstance(count, int) and count >= 1), f"{prefix}.tasks.{name}", count,
-                    "a positive number of documents, or null for all")
+            require(
+                task_spec(name) is not None,
+                f"{prefix}.tasks.{name}",
+                name,
+                f"a task name: one of {sorted(TASKS)} or blimp_<paradigm>",
+            )
+            require(
+                count is None or (isinstance(count, int) and count >= 1),
+                f"{prefix}.tasks.{name}",
+                count,
+                "a positive number of documents, or null for all",
+            )
         for name, path in self.data_files.items():
-            require(name in self.tasks, f"{prefix}.data_files.{name}", path, "a file for a task listed in tasks")
+            require(
+                name in self.tasks, f"{prefix}.data_files.{name}", path, "a file for a task listed in tasks"
+            )
         require(self.batch_size >= 1, f"{prefix}.batch_size", self.batch_size, "a positive integer")
-        require(self.bootstrap_iters >= 0, f"{prefix}.bootstrap_iters", self.bootstrap_iters, "an integer >= 0")
+        require(
+            self.bootstrap_iters >= 0, f"{prefix}.bootstrap_iters", self.bootstrap_iters, "an integer >= 0"
+        )
         SyntheticConfig(categories=self.categories).validate(prefix)
         return self
 
@@ -101,8 +125,9 @@ class TaskRun:
 # ---------------------------------------------------------------------------------------------- documents
 
 
-def task_docs(spec: TaskSpec, count: int | None, seed: int, data_file: str | None,
-              categories: Sequence[str]) -> list[dict[str, Any]]:
+def task_docs(
+    spec: TaskSpec, count: int | None, seed: int, data_file: str | None, categories: Sequence[str]
+) -> list[dict[str, Any]]:
     """The task's documents: from `data_file`, generated (synthetic), or from Hugging Face."""
     if data_file is not None:
         return load_local_docs(data_file)
@@ -120,8 +145,9 @@ def build_examples(spec: TaskSpec, docs: Sequence[Doc], source: str) -> list[Exa
         try:
             examples.append(spec.to_example(doc))
         except (KeyError, ValueError, TypeError, AttributeError) as err:
-            raise InputError(source, f"document {number} does not fit task {spec.name} "
-                             f"({err.__class__.__name__}: {err})") from err
+            raise InputError(
+                source, f"document {number} does not fit task {spec.name} ({err.__class__.__name__}: {err})"
+            ) from err
     if not examples:
         raise InputError(source, f"no documents for task {spec.name}")
     return examples
@@ -140,8 +166,13 @@ def sample_examples(spec: TaskSpec, examples: list[Example], count: int | None, 
     return picked
 
 
-def load_examples(name: str, count: int | None = None, seed: int = 0, data_file: str | None = None,
-                  categories: Sequence[str] = ("recipes", "sports", "weather", "science")) -> list[Example]:
+def load_examples(
+    name: str,
+    count: int | None = None,
+    seed: int = 0,
+    data_file: str | None = None,
+    categories: Sequence[str] = ("recipes", "sports", "weather", "science"),
+) -> list[Example]:
     """The examples a run of task `name` scores."""
     spec = task_spec(name)
     if spec is None:
@@ -154,8 +185,14 @@ def load_examples(name: str, count: int | None = None, seed: int = 0, data_file:
 # ---------------------------------------------------------------------------------------------- scoring
 
 
-def score_examples(model: torch.nn.Module, tokenizer, examples: Sequence[Example], batch_size: int,
-                   device: torch.device | str, encoder: HarnessEncoder | None = None) -> list[ScoredExample]:
+def score_examples(
+    model: torch.nn.Module,
+    tokenizer,
+    examples: Sequence[Example],
+    batch_size: int,
+    device: torch.device | str,
+    encoder: HarnessEncoder | None = None,
+) -> list[ScoredExample]:
     """Score every request of every example in one batched pass."""
     requests = [request for example in examples for request in example.requests]
     results = loglikelihoods(model, tokenizer, requests, batch_size, device, encoder)
@@ -173,8 +210,10 @@ def task_metrics(spec: TaskSpec, scored: Sequence[ScoredExample], bootstrap_iter
     if spec.output == "loglikelihood":
         lls = [s.results[0][0] for s in scored]
         accs = [float(s.results[0][1]) for s in scored]
-        values = {"acc": (m.mean(accs), m.mean_stderr(accs)),
-                  "perplexity": (m.perplexity(lls), m.bootstrap_perplexity_stderr(lls, bootstrap_iters))}
+        values = {
+            "acc": (m.mean(accs), m.mean_stderr(accs)),
+            "perplexity": (m.perplexity(lls), m.bootstrap_perplexity_stderr(lls, bootstrap_iters)),
+        }
     else:
         outcomes = [m.choice_outcome(s.loglikelihoods, s.example.choices, s.example.gold) for s in scored]
         values = {}
@@ -195,7 +234,9 @@ def summarise(spec: TaskSpec, scored: Sequence[ScoredExample], bootstrap_iters: 
     by_group: dict[str, list[ScoredExample]] = {}
     for item in scored:
         by_group.setdefault(str(item.example.group), []).append(item)
-    results = {f"{spec.name}_{g}": task_metrics(spec, items, bootstrap_iters) for g, items in by_group.items()}
+    results = {
+        f"{spec.name}_{g}": task_metrics(spec, items, bootstrap_iters) for g, items in by_group.items()
+    }
     subtasks = list(results.values())
     group: Metrics = {}
     for metric in spec.metrics:
@@ -205,8 +246,9 @@ def summarise(spec: TaskSpec, scored: Sequence[ScoredExample], bootstrap_iters: 
     return {spec.name: group, **results}
 
 
-def run_tasks(model: torch.nn.Module, tokenizer, cfg: TaskConfig, device: torch.device | str, seed: int
-              ) -> dict[str, TaskRun]:
+def run_tasks(
+    model: torch.nn.Module, tokenizer, cfg: TaskConfig, device: torch.device | str, seed: int
+) -> dict[str, TaskRun]:
     """Every task of `cfg`, with its per-example log-likelihoods kept for inspection and tests."""
     cfg.validate()
     encoder = HarnessEncoder(tokenizer)
@@ -220,8 +262,9 @@ def run_tasks(model: torch.nn.Module, tokenizer, cfg: TaskConfig, device: torch.
     return runs
 
 
-def evaluate_tasks(model: torch.nn.Module, tokenizer, cfg: TaskConfig, device: torch.device | str, seed: int
-                   ) -> dict[str, Metrics]:
+def evaluate_tasks(
+    model: torch.nn.Module, tokenizer, cfg: TaskConfig, device: torch.device | str, seed: int
+) -> dict[str, Metrics]:
     """{task (or subtask): {metric: value, metric_stderr: value, n: documents}} for every task of `cfg`.
 
     Give every model of a comparison the same seed: it fixes the sampled and generated documents.

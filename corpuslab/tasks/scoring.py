@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from corpuslab.errors import ConfigError
+from corpuslab.errors import ConfigError, StageError
 from corpuslab.tasks.base import Request
 
 DEFAULT_MAX_LENGTH = 2048  # the harness's fallback when neither model nor tokenizer says
@@ -57,7 +57,9 @@ class HarnessEncoder:
     def encode(self, text: str, add_special_tokens: bool | None = None) -> tuple[int, ...]:
         key = (text, add_special_tokens)
         if key not in self._cache:
-            self._cache[key] = tuple(self.tokenizer.encode(text, **self._special_kwargs(text, add_special_tokens)))
+            self._cache[key] = tuple(
+                self.tokenizer.encode(text, **self._special_kwargs(text, add_special_tokens))
+            )
         return self._cache[key]
 
     def encode_all(self, requests: Sequence[Request]) -> list[EncodedRequest]:
@@ -68,7 +70,7 @@ class HarnessEncoder:
         if request.context == "":
             continuation = self.encode(request.continuation, add_special_tokens=False)
             if not continuation:
-                raise ValueError(f"request {request!r}: the continuation encodes to no tokens")
+                raise StageError("tasks", f"request {request!r}: the continuation encodes to no tokens")
             if continuation[0] == self.prefix_id:
                 return EncodedRequest(continuation[:1], continuation[1:])
             return EncodedRequest((self.prefix_id,), continuation)
@@ -95,12 +97,13 @@ class HarnessEncoder:
         for (flag, kind), texts in by_kwargs.items():
             kwargs = {} if kind is None else {"add_special_tokens": kind}
             encoded = self.tokenizer(list(texts), **kwargs)["input_ids"]
-            for text, ids in zip(texts, encoded):
+            for text, ids in zip(texts, encoded, strict=True):
                 self._cache[(text, flag)] = tuple(ids)
 
 
 def _move_trailing_space(context: str, continuation: str) -> tuple[str, str]:
-    """"Answer: " + "x" becomes "Answer:" + " x": a space before a word belongs to the word's token."""
+    """Trailing whitespace moves to the continuation ("Answer: " + "x" -> "Answer:" + " x"): a space
+    before a word belongs to the word's token."""
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces == 0:
         return context, continuation
@@ -138,11 +141,15 @@ class _Row:
 
 
 def _row(index: int, encoded: EncodedRequest, max_length: int) -> _Row:
+    # The harness asserts both; a continuation cut short would be scored on part of its text.
     if not encoded.continuation:
-        raise ValueError(f"request {index}: the continuation encodes to no tokens")
+        raise StageError("tasks", f"request {index}: the continuation encodes to no tokens")
     if len(encoded.continuation) > max_length:
-        raise ValueError(f"request {index}: the continuation has {len(encoded.continuation)} tokens, "
-                         f"more than the model's context ({max_length})")
+        raise StageError(
+            "tasks",
+            f"request {index}: the continuation has {len(encoded.continuation)} tokens, "
+            f"more than the model's context ({max_length})",
+        )
     tokens = encoded.context + encoded.continuation
     return _Row(index, tokens[-(max_length + 1) :][:-1], encoded.continuation)
 
@@ -155,8 +162,9 @@ def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
 
 
 @torch.inference_mode()
-def _score_batch(model: torch.nn.Module, rows: list[_Row], device: torch.device, keep_logits: bool
-                 ) -> list[tuple[float, bool]]:
+def _score_batch(
+    model: torch.nn.Module, rows: list[_Row], device: torch.device, keep_logits: bool
+) -> list[tuple[float, bool]]:
     width = max(len(row.inputs) for row in rows)
     batch = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
@@ -184,7 +192,7 @@ def _score_batch(model: torch.nn.Module, rows: list[_Row], device: torch.device,
     sums.index_add_(0, segments, token_lls.double())
     misses = torch.zeros(len(rows), dtype=torch.long, device=logits.device)
     misses.index_add_(0, segments, (~greedy).long())
-    return list(zip(sums.tolist(), (misses == 0).tolist()))
+    return list(zip(sums.tolist(), (misses == 0).tolist(), strict=True))
 
 
 def loglikelihoods(
@@ -205,7 +213,7 @@ def loglikelihoods(
     rows = [_row(i, encoded, max_length) for i, encoded in enumerate(encoder.encode_all(requests))]
     # Longest first, as the harness: batches hold similar lengths (little padding), and an
     # out-of-memory error comes on the first batch rather than the last.
-    rows.sort(key=lambda row: -(len(row.inputs) + 1))
+    rows.sort(key=lambda row: -len(row.inputs))
     keep_logits = _accepts_logits_to_keep(model)
     was_training = model.training
     model.eval()
@@ -213,7 +221,9 @@ def loglikelihoods(
     try:
         for first in range(0, len(rows), batch_size):
             chunk = rows[first : first + batch_size]
-            for row, result in zip(chunk, _score_batch(model, chunk, torch.device(device), keep_logits)):
+            for row, result in zip(
+                chunk, _score_batch(model, chunk, torch.device(device), keep_logits), strict=True
+            ):
                 results[row.index] = result
     finally:
         model.train(was_training)

@@ -52,7 +52,8 @@ def cloze_docs(categories: Sequence[str], n: int, seed: int) -> list[dict[str, A
 def choice_docs(categories: Sequence[str], n: int, seed: int) -> list[dict[str, Any]]:
     """n multiple-choice items, categories in turn; deterministic in (categories, n, seed)."""
     return [
-        choice_doc(categories[i % len(categories)], categories, _rng(seed, _CHOICE_STREAM, i)) for i in range(n)
+        choice_doc(categories[i % len(categories)], categories, _rng(seed, _CHOICE_STREAM, i))
+        for i in range(n)
     ]
 
 

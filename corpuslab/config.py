@@ -113,6 +113,23 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    """Optional experiment tracking. wandb: send training curves to Weights & Biases (needs `pip install
+    wandb`); never part of a stage fingerprint, so turning it on retrains nothing (cached arms log nothing).
+    """
+
+    wandb: bool = False
+    project: str = "corpuslab"
+    mode: Literal["online", "offline", "disabled"] = "online"
+
+    def validate(self, prefix: str = "logging") -> None:
+        if self.wandb:
+            from corpuslab.tracking import require_wandb
+
+            require_wandb()
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     experiment: str = "default"
     seed: int = 0
@@ -127,6 +144,7 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     runs: list[RunConfig] = field(default_factory=list)
     seeds: list[int] | None = None
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def replicate_seeds(self) -> list[int]:

@@ -365,17 +365,28 @@ def _generation(text: Any) -> str:
 
 
 def _tasks(page: _Page) -> str:
-    tasks = _task_table(page)
-    if not tasks:
+    everything = _task_table(page)
+    if not everything:
         return ""
+    names = {task for task, _ in everything}
+    # A grouped task reports `<task>_<group>` subtasks (BLiMP's 67 paradigms) next to their mean `<task>`:
+    # the plot and the main table show the tasks, the subtasks fold away.
+    subtasks = {task for task in names if any(task.startswith(f"{other}_") for other in names if other != task)}
+    tasks = {key: value for key, value in everything.items() if key[0] not in subtasks}
     header = ["task", "metric"] + [page.arm_label(n) for n in page.names]
-    rows = []
-    for (task, metric), by_arm in tasks.items():
-        rows.append([escape(task), escape(metric)] + [_task_cell(by_arm.get(n)) for n in page.names])
+
+    def rows(selection: dict) -> list[list[str]]:
+        return [[escape(task), escape(metric)] + [_task_cell(by_arm.get(n)) for n in page.names]
+                for (task, metric), by_arm in selection.items()]
+
+    folded = {key: value for key, value in everything.items() if key[0] in subtasks}
+    details = (f"<details><summary>Subtasks ({len(subtasks)})</summary>\n<div class=\"scroll\">"
+               f"{_table(header, rows(folded))}</div></details>\n" if folded else "")
     caption = ("Downstream tasks: mean over seeds ± 1.96 × the task's standard error (the benchmark's sampling "
-               "error; the 95% interval over seeds where a task reports no standard error). Small dots: each seed.")
-    return (f'<h2 id="tasks">Downstream tasks</h2>\n<div class="scroll">{_table(header, rows)}</div>\n'
-            f"{_figure(_plot_tasks(page, tasks), caption)}")
+               "error; the 95% interval over seeds where a task reports no standard error). Small dots: each seed. "
+               "Perplexity-like metrics spanning orders of magnitude are on a log axis.")
+    return (f'<h2 id="tasks">Downstream tasks</h2>\n<div class="scroll">{_table(header, rows(tasks))}</div>\n'
+            f"{details}{_figure(_plot_tasks(page, tasks), caption)}")
 
 
 SECTIONS: list[Callable[[_Page], str]] = [
@@ -610,6 +621,10 @@ def _plot_tasks(page: _Page, tasks: dict[tuple[str, str], dict[str, dict[str, An
     for ax, metric in zip(axes, metrics):
         names = [task for task, m in tasks if m == metric]
         _dot_plot(ax, page, names, lambda name, task, metric=metric: _as_mean_ci(tasks[(task, metric)].get(name)))
+        means = [s["mean"] for (_, m), by_arm in tasks.items() if m == metric for s in by_arm.values()
+                 if s["mean"] is not None]
+        if means and min(means) > 0 and ("perplexity" in metric or max(means) / min(means) > 100):
+            ax.set_yscale("log")  # whiskers that reach below 0 are clipped at the axis
         ax.set_title(metric)
     _shared_legend(fig, axes[0])
     return fig
@@ -626,7 +641,9 @@ def _dot_plot(ax, page: _Page, groups: list[str], stat: Callable[[str, str], dic
         ax.errorbar(offsets, means, yerr=_error_bars(stats, means), fmt="o", color=page.colors[name], label=name,
                     markersize=6, capsize=3, linewidth=1.2)
         _seed_dots(ax, offsets + spread * 0.22, stats, color=page.colors[name])
-    ax.set_xticks(x, groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
+    crowded = len(groups) * max((len(g) for g in groups), default=0) > 36  # the labels would run into each other
+    ax.set_xticks(x, groups, rotation=25 if crowded else 0, ha="right" if crowded else "center",
+                  rotation_mode="anchor")
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.grid(axis="x", visible=False)
 
@@ -781,18 +798,20 @@ def _is_number(value: Any) -> bool:
 
 def _fmt(value: Any) -> str:
     """Numbers for a table: integers with thousands separators, others to 4 decimals (losses differ in the
-    third), '–' for missing."""
+    third), huge ones (a perplexity of 1e17) in scientific notation, '–' for missing."""
     if value is None:
         return '<span class="muted">–</span>'
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e12):
         return f"{int(value):,}"
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
         if value == 0:
             return "0"
+        if abs(value) >= 1e6:
+            return f"{value:.4g}"
         if abs(value) >= 10000:
             return f"{value:,.0f}"
         if abs(value) >= 100:

@@ -314,7 +314,8 @@ class Experiment:
                 raise StageError(f"train {run.name}", "the arm kept no training windows; lower training.chunk_len or keep more data")
             val = TokenStream.open(prepared.tokens.path / "val")
             val_windows = val.windows(cfg.training.chunk_len, cfg.training.chunk_len)
-            result = train(model, stream, windows, val, val_windows, training, work, log=self.log)
+            result = train(model, stream, windows, val, val_windows, training, work, log=self.log,
+                           callbacks=self._tracking_callbacks(run.name, seed, work))
             for name in ("final", "best"):
                 if (work / name).exists():
                     tokenizer.save_pretrained(str(work / name))
@@ -325,6 +326,16 @@ class Experiment:
 
         self.stages.run(stage, build, label=label, resumable=True)
         return stage
+
+    def _tracking_callbacks(self, arm: str, seed: int, work: Path) -> list:
+        if not self.cfg.logging.wandb:
+            return []
+        from corpuslab.tracking import WandbCallback
+
+        cfg = self.cfg
+        return [WandbCallback(cfg.logging.project, f"{cfg.experiment}-{arm}-s{seed}",
+                              {**to_dict(cfg), "arm": arm, "seed": seed},
+                              group=cfg.experiment, mode=cfg.logging.mode, dir=str(work))]
 
     def evaluate(self, prepared: Prepared, index: int, trained: Stage, seed: int) -> Stage:
         cfg, run = self.cfg, self.cfg.runs[index]

@@ -25,7 +25,7 @@ class WandbCallback(Callback):
     """Logs each curve record to a W&B run named `run_name` in `project`, with `config_dict` as its config."""
 
     def __init__(self, project: str, run_name: str, config_dict: dict[str, Any] | None = None, **init_kwargs: Any):
-        self.wandb = _import_wandb()
+        self.wandb = require_wandb()
         self.project, self.run_name = project, run_name
         self.config = dict(config_dict or {})
         self.init_kwargs = init_kwargs  # e.g. group=<experiment>, mode="offline", dir=<stage folder>
@@ -63,7 +63,8 @@ def curve_metrics(entry: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _import_wandb():
+def require_wandb():
+    """The wandb module, or a CorpuslabError saying how to get it (call at config load to fail before any work)."""
     try:
         import wandb
     except ImportError:

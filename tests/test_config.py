@@ -85,3 +85,15 @@ def test_override_syntax():
         apply_override(data, "runs.5.name=b")
     with pytest.raises(ConfigError):
         apply_override(data, "no_equals_sign")
+
+
+def test_wandb_logging_fails_before_work_when_wandb_is_missing():
+    import importlib.util
+
+    from corpuslab.errors import CorpuslabError
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(CorpuslabError, match="pip install wandb"):
+        load_config(None, ["logging.wandb=true"])
+    assert load_config(None, ["logging.wandb=false"]).logging.wandb is False

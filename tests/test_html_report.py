@@ -40,7 +40,11 @@ def replicate(seed: int, shift: float, tasks: bool) -> dict:
     }
     if tasks:
         metrics["tasks"] = {"arc_easy": {"acc": 0.3 - shift + noise, "acc_stderr": 0.02, "n": 500},
-                            "piqa": {"acc": 0.55 - shift, "acc_stderr": 0.021, "acc_norm": 0.56, "n": 400}}
+                            "piqa": {"acc": 0.55 - shift, "acc_stderr": 0.021, "acc_norm": 0.56, "n": 400},
+                            "cloze": {"perplexity": 1.2e17, "perplexity_stderr": 3e17, "n": 200},
+                            "blimp": {"acc": 0.6, "acc_stderr": 0.02, "n": 200},  # a group and its subtasks
+                            "blimp_island_effects": {"acc": 0.61, "acc_stderr": 0.03, "n": 100},
+                            "blimp_npi_licensing": {"acc": 0.59, "acc_stderr": 0.03, "n": 100}}
     examples = [{"id": "canary-0001", "copies": 30, "secret": "9 6 8 6 7 3 8 1", "generation": "9 6 8 6 7 3 8 1",
                  "exact": True, "rank": 1, "exposure": 4.39, "num_candidates": 20, "log_perplexity": 10.0},
                 {"id": "canary-0002", "copies": 1, "secret": "8 2 2 7 6 0 0 3", "generation": "  <tag>  ",
@@ -99,6 +103,8 @@ def test_the_page_shows_every_arm_and_its_numbers(tmp_path):
     factor = report["comparison"]["arms"]["near"]["data_equivalent_factor"]["mean"]
     assert f"{factor:.3g}×" in page
     assert "arc_easy" in page and "acc_norm" in page and "(n=500)" in page
+    assert "Subtasks (2)" in page and "blimp_npi_licensing" in page  # folded away, still there
+    assert "1.2e+17" in page  # a huge perplexity in scientific notation, not 30 digits
     assert "9 6 8 6 7 3 8 1" in page and "&lt;tag&gt;" in page  # generations are escaped
     assert "max_steps: 40" in page  # the config, inside <details>
 

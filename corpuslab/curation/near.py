@@ -36,7 +36,7 @@ from corpuslab.curation.minhash import (
 )
 from corpuslab.curation.normalize import NormalizeConfig
 from corpuslab.curation.scan import CorpusScan, normalized_batch, scan_corpus, text_digests
-from corpuslab.curation.textbatch import TextBatch, gather, iter_batches
+from corpuslab.curation.textbatch import TextBatch, gather, iter_batches, release_memory
 from corpuslab.executor import Executor, SerialExecutor
 
 ShardPath = str | Path
@@ -206,6 +206,8 @@ def verify_pairs(
         tasks = [ShingleSetTask(scan.paths[s], row[doc_shard == s], norm, cfg) for s in shards]
         for shard, sets in zip(shards.tolist(), (executor or SerialExecutor()).map(shingle_set_task, tasks)):
             _save_sets(Path(spill), shard, sets)
+            del sets
+            release_memory()  # the received copy, before the next shard's arrives
         return _verify_blocks(Path(spill), docs, doc_shard, pairs)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from corpuslab.curation.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures
 from corpuslab.curation.normalize import NormalizeConfig, normalize_utf8
-from corpuslab.curation.textbatch import TextBatch, iter_batches
+from corpuslab.curation.textbatch import TextBatch, iter_batches, release_memory
 from corpuslab.errors import InputError
 from corpuslab.executor import Executor, SerialExecutor
 
@@ -138,6 +138,8 @@ def scan_corpus(
     check_unique_ids(paths, scans)
     joined = ShardScan.concat([ShardScan.nothing(minhash, digests), *scans])
     starts = np.concatenate([[0], np.cumsum([len(scan.ids) for scan in scans])]).astype(np.int64)
+    del scans
+    release_memory()  # the per-shard copies just joined
     return CorpusScan(
         paths,
         starts,

@@ -143,3 +143,18 @@ def test_evaluate_any_checkpoint_on_the_experiment_sets(finished, capsys):
     assert abs(metrics["val"]["loss"] - arm_val["loss"]) < 1e-5
     assert metrics["val"]["bytes"] == arm_val["bytes"]
     assert main(["evaluate", f"output_dir={finished}", *TINY, "--checkpoint", str(finished / "nope")]) == 2
+
+
+def test_chunk_level_arms_dedup_training_windows(tmp_path):
+    chunk_runs = "runs=[{name: no_dedup, recipe: none}, {name: exact_chunk, recipe: exact, level: chunk}, " \
+                 "{name: near_chunk, recipe: near, level: chunk}]"
+    assert run(tmp_path, chunk_runs, "evaluation.tasks={}") == 0
+    report = json.loads((tmp_path / "tiny" / "report.json").read_text())
+    arms = report["arms"]
+    base_windows = arms["no_dedup"]["packing"]["windows"]
+    exact = arms["exact_chunk"]
+    assert exact["level"] == "chunk"
+    assert exact["curation"]["input"] == base_windows  # one decision per training window
+    assert exact["packing"]["windows"] == base_windows - exact["curation"]["dropped"]
+    assert exact["curation"]["dropped_by_reason"].get("exact_duplicate", 0) > 0  # repeated copies give repeated windows
+    assert arms["near_chunk"]["curation"]["dropped"] >= exact["curation"]["dropped"]

@@ -129,7 +129,7 @@ def _header(page: _Page) -> str:
     source = report.get("corpus", {}).get("ingest", {}).get("source", "")
     lead = (f"{len(names)} arm{'s' if len(names) != 1 else ''} × {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
             f"({', '.join(map(str, seeds))}) · reference arm <b>{escape(str(page.reference))}</b> · {escape(source)}")
-    links = [("glance", "At a glance"), ("config", "Config"), ("corpus", "Corpus"), ("curation", "Curation"),
+    links = [("glance", "At a glance"), ("config", "Config"), ("corpus", "Corpus"), ("curation", "Curation"), ("detection", "Detection"),
              ("metrics", "Metrics"), ("comparison", "vs reference"), ("curves", "Loss curves"),
              ("in-context", "In-context"), ("categories", "Categories"), ("canaries", "Canaries"), ("tasks", "Tasks")]
     nav = "".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in links)
@@ -226,6 +226,34 @@ def _curation(page: _Page) -> str:
     figure = _figure(_plot_funnel(page, reasons), "Where each arm&#39;s input went.")
     return (f'<h2 id="curation">Curation funnel</h2>\n<div class="scroll">{table}</div>\n'
             f'<p class="note">{caption}</p>\n{figure}')
+
+
+def _detection(page: _Page) -> str:
+    """LSH candidates, verification and the largest clusters of each dedup arm, so a user can inspect them."""
+    engines = {n: page.arms[n]["curation"].get("engine") for n in page.names if page.arms[n]["curation"].get("engine")}
+    if not engines:
+        return ""
+    header = ["arm", "method", "settings", "candidate pairs", "rejected by verification", "verified pairs",
+              "clusters", "cluster sizes (size×count)"]
+    rows = []
+    for name, engine in engines.items():
+        sizes = ", ".join(f"{size}×{count}" for size, count in sorted(engine.get("cluster_size_histogram", {}).items(),
+                                                                      key=lambda kv: int(kv[0]))[:8])
+        rows.append([page.arm_label(name), escape(str(engine.get("method", ""))), escape(str(engine.get("minhash", "–"))),
+                     _fmt(engine.get("candidate_pairs")), _fmt(engine.get("candidates_rejected_by_verification")),
+                     _fmt(engine.get("verified_pairs")), _fmt(engine.get("clusters")), escape(sizes)])
+    parts = [f'<h2 id="detection">Duplicate detection</h2>\n<div class="scroll">{_table(header, rows, text_columns={1, 2, 7})}</div>',
+             '<p class="note">LSH proposes candidate pairs; each is verified by the true Jaccard of its shingle sets, '
+             "and only verified pairs join clusters. Each cluster keeps its earliest document.</p>"]
+    for name, engine in engines.items():
+        clusters = engine.get("largest_clusters", [])[:5]
+        if not clusters:
+            continue
+        cluster_rows = [[escape(str(c.get("cluster_id"))), _fmt(c.get("size")),
+                         f'<span class="gen">{escape(str(c.get("excerpt", ""))[:160])}</span>'] for c in clusters]
+        parts.append(f"<h3>Largest clusters: {page.arm_label(name)}</h3>\n"
+                     f'{_table(["kept document", "size", "its text (start)"], cluster_rows, text_columns={0, 2})}')
+    return "\n".join(parts)
 
 
 def _curation_row(page: _Page, name: str, reasons: list[str], has_truth: bool) -> list[str]:
@@ -390,7 +418,7 @@ def _tasks(page: _Page) -> str:
 
 
 SECTIONS: list[Callable[[_Page], str]] = [
-    _header, _config, _corpus, _curation, _metrics, _comparison, _curves, _in_context, _categories, _canaries, _tasks,
+    _header, _config, _corpus, _curation, _detection, _metrics, _comparison, _curves, _in_context, _categories, _canaries, _tasks,
 ]
 
 

@@ -249,6 +249,7 @@ class Experiment:
         )
         outcome.write(work)
         stats = outcome.stats
+        _add_cluster_excerpts(stats.get("engine", {}).get("largest_clusters", []), items)
         if run.level == "doc" and self.cfg.dataset.source == "synthetic":
             stats["ground_truth"] = _score_against_truth(items, outcome.dropped_ids(), minhash.threshold)
         write_json_atomic(work / "stats.json", stats)
@@ -465,3 +466,13 @@ def _safe_name(checkpoint: str) -> str:
     """A folder name for a checkpoint path or hub name: its last two path parts, filesystem-safe."""
     parts = [p for p in Path(checkpoint).parts if p not in ("/", ".", "..")][-2:]
     return "__".join("".join(c if c.isalnum() or c in "-_." else "_" for c in part) for part in parts) or "checkpoint"
+
+
+def _add_cluster_excerpts(clusters: list[dict[str, Any]], shards: list[Path], chars: int = 200) -> None:
+    """Put the start of each large cluster's kept document next to it, so the report can show what it is."""
+    wanted = {c["cluster_id"]: c for c in clusters}
+    if not wanted:
+        return
+    for doc in read_documents(shards, columns=["id", "text"]):
+        if doc.id in wanted:
+            wanted[doc.id]["excerpt"] = " ".join(doc.text[:chars].split())

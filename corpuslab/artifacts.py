@@ -54,6 +54,7 @@ class Stage:
     root: Path
     name: str
     fingerprint: str
+    key: tuple = ()  # the config slices and input fingerprints the fingerprint was made from
 
     @property
     def path(self) -> Path:
@@ -79,7 +80,7 @@ class StageRunner:
         root.mkdir(parents=True, exist_ok=True)
 
     def stage(self, name: str, *key: Any) -> Stage:
-        return Stage(self.root, name, fingerprint(*key))
+        return Stage(self.root, name, fingerprint(*key), key)
 
     def run(
         self,
@@ -113,7 +114,8 @@ class StageRunner:
             raise _os_error_as_stage_error(label, err) from err
         except MemoryError as err:
             raise StageError(label, "ran out of memory; lower the corpus size or batch size and rerun") from err
-        manifest = {"stage": stage.name, "fingerprint": stage.fingerprint, "seconds": round(time.time() - start, 3), **manifest}
+        manifest = {"stage": stage.name, "fingerprint": stage.fingerprint, "seconds": round(time.time() - start, 3),
+                    **manifest, "made_from": to_dict(list(stage.key))}
         write_json_atomic(work / MANIFEST, manifest)
         os.replace(work, stage.path)
         self.log(f"[{label}] finished in {manifest['seconds']:.1f}s")

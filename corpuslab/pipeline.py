@@ -403,6 +403,11 @@ class Experiment:
                                              max_tokens=cfg.evaluation.max_tokens, device=device)
                 self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  "
                          f"bpb {metrics[split]['bits_per_byte']:.4f} ({summary['documents']} docs)")
+        if cfg.evaluation.tasks:
+            from corpuslab.tasks import evaluate_tasks
+
+            task_cfg = cfg.evaluation.task_config(cfg.dataset.synthetic.categories)
+            metrics["tasks"] = evaluate_tasks(model, tokenizer, task_cfg, device, seed=cfg.seed)
         out = self.root / "checkpoints" / _safe_name(checkpoint)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "metrics.json", metrics)

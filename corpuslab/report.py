@@ -187,4 +187,4 @@ def _round(value: Any, digits: int = 4) -> Any:
 
 def _clean(manifest: dict[str, Any]) -> dict[str, Any]:
     """Drop timing fields so reports of an identical rerun compare equal."""
-    return {k: v for k, v in manifest.items() if k not in ("seconds",)}
+    return {k: v for k, v in manifest.items() if k not in ("seconds", "made_from")}

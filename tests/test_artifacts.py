@@ -78,3 +78,21 @@ def test_second_run_on_same_folder_stops_with_message(tmp_path):
         holder.join()
     with exclusive_lock(tmp_path):
         assert os.path.exists(tmp_path / ".lock")
+
+
+def test_out_of_disk_names_the_stage_and_keeps_finished_stages(tmp_path):
+    import errno
+
+    from corpuslab.errors import StageError
+
+    runner = StageRunner(tmp_path, lambda m: None)
+    done = runner.stage("first", 1)
+    runner.run(done, lambda work: {"ok": True})
+
+    def full_disk(work):
+        raise OSError(errno.ENOSPC, "No space left on device", str(work / "big.bin"))
+
+    with pytest.raises(StageError, match="stage 'second': no space left on device"):
+        runner.run(runner.stage("second", 1), full_disk)
+    assert done.is_complete()
+    assert done.manifest()["made_from"] == [1]

@@ -98,7 +98,7 @@ class EvaluationConfig:
     tasks: dict[str, int | None] = field(default_factory=dict)
     task_files: dict[str, str] = field(default_factory=dict)
 
-    def task_config(self, categories: tuple[str, ...] | int) -> "TaskConfig":
+    def task_config(self, categories: tuple[str, ...] | int) -> Any:
         from corpuslab.tasks import TaskConfig
 
         return from_dict(TaskConfig, {"tasks": self.tasks, "data_files": self.task_files, "categories": categories,
@@ -161,8 +161,8 @@ class ExperimentConfig:
                     "a non-empty list of distinct integers, or null for [seed]")
         names = [run.name for run in self.runs]
         require(len(set(names)) == len(names), "runs", names, "arms with distinct names")
-        for i, run in enumerate(self.runs):
-            self.arm_minhash(i)
+        for index in range(len(self.runs)):
+            self.arm_minhash(index)  # an arm's minhash overrides are checked now, not when it runs
         context = self.model.resolved().context
         require(
             self.training.chunk_len <= context,

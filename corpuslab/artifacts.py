@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corpuslab.errors import CorpuslabError, StageError
+from corpuslab.errors import ConfigError, CorpuslabError, StageError
 from corpuslab.schema import to_dict
 
 MANIFEST = "manifest.json"
@@ -77,7 +77,10 @@ class StageRunner:
     def __init__(self, root: Path, log: Callable[[str], None]):
         self.root = root
         self.log = log
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError("output_dir", str(root), f"a folder corpuslab can create and write ({err.strerror})") from None
 
     def stage(self, name: str, *key: Any) -> Stage:
         return Stage(self.root, name, fingerprint(*key), key)
@@ -98,6 +101,8 @@ class StageRunner:
         if stage.is_complete():
             self.log(f"[{label}] reused {stage.path.name}")
             return stage.manifest()
+        for debris in stage.root.glob(f".{stage.path.name}.tmp-*"):  # left by a killed run; we hold the lock
+            shutil.rmtree(debris, ignore_errors=True)
         work = stage.partial_path if resumable else stage.root / f".{stage.path.name}.tmp-{os.getpid()}"
         if not resumable and work.exists():
             shutil.rmtree(work)
@@ -131,9 +136,12 @@ def _os_error_as_stage_error(label: str, err: OSError) -> CorpuslabError:
 @contextlib.contextmanager
 def exclusive_lock(folder: Path) -> Iterator[None]:
     """Hold `<folder>/.lock` for the duration; a second run on the same folder stops with a clear message."""
-    folder.mkdir(parents=True, exist_ok=True)
     lock_path = folder / ".lock"
-    handle = open(lock_path, "a+")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
+    except OSError as err:
+        raise ConfigError("output_dir", str(folder), f"a folder corpuslab can create and write ({err.strerror})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

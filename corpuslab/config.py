@@ -202,6 +202,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise InputError(str(path), f"not valid YAML: {getattr(err, 'problem', err)}", mark.line + 1 if mark else None) from err
     except UnicodeDecodeError as err:
         raise InputError(str(path), f"not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except OSError as err:
+        raise InputError(str(path), f"cannot read the config file ({err.strerror})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -102,7 +102,9 @@ class Experiment:
         self.stages.run(ingest, self._build_ingest)
         split = self.stages.stage("split", ingest.fingerprint, cfg.split, cfg.seed)
         self.stages.run(split, lambda work: self._build_split(work, ingest))
-        canaries = self.stages.stage("canaries", cfg.canaries, cfg.seed)
+        # Only what shapes the canary documents; scoring knobs (num_candidates, decode_tokens) key evaluation.
+        canary_docs = (cfg.canaries.count, cfg.canaries.copies, cfg.canaries.secret_length)
+        canaries = self.stages.stage("canaries", canary_docs, cfg.seed)
         self.stages.run(canaries, self._build_canaries)
         decontaminate = self.stages.stage(
             "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
@@ -232,6 +234,8 @@ class Experiment:
         key: list[Any] = [prepared.split.fingerprint, prepared.canaries.fingerprint, with_canaries, run.recipe, run.level, cfg.curation.normalize]
         if run.recipe == "near":
             key.append(minhash)
+        elif run.level == "doc" and cfg.dataset.source == "synthetic":
+            key.append(minhash.threshold)  # ground-truth recall counts near duplicates above the threshold
         if run.level == "chunk":
             key += [prepared.tokens.fingerprint, cfg.training.chunk_len, cfg.training.stride]
         stage = self.stages.stage(f"curate-{run.recipe}-{run.level}", *key)
@@ -282,8 +286,11 @@ class Experiment:
         if run.level == "chunk":
             starts = stream.windows(training.chunk_len, stride)
             keep = np.array([f"chunk-{int(s)}" not in dropped for s in starts], dtype=bool)
+            if self.cfg.canaries.placement == "after_curation":
+                # Canary documents sit at the end of the train stream; windows touching them are never curated away.
+                keep |= starts + training.chunk_len > _first_canary_offset(prepared.tokens.path, stream)
             np.save(work / "windows.npy", starts[keep])
-            return {"windows": int(keep.sum()), "tokens_in_windows": int(keep.sum()) * training.chunk_len,
+            return {"windows": int(keep.sum()), "tokens_in_windows": _covered_tokens(starts[keep], training.chunk_len),
                     "documents_kept": None, "windows_dropped": int((~keep).sum())}
         doc_ids = pq.read_table(prepared.tokens.path / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
         always_keep = self.cfg.canaries.placement == "after_curation"
@@ -292,7 +299,7 @@ class Experiment:
         arm_stream = TokenStream.open(work / "train")
         starts = arm_stream.windows(training.chunk_len, stride)
         np.save(work / "windows.npy", starts)
-        return {"windows": int(len(starts)), "tokens_in_windows": int(len(starts)) * training.chunk_len,
+        return {"windows": int(len(starts)), "tokens_in_windows": _covered_tokens(starts, training.chunk_len),
                 "documents_kept": len(kept), "tokens_kept": int(meta["n_tokens"])}
 
     def train(self, prepared: Prepared, index: int, pack: Stage, seed: int) -> Stage:
@@ -301,7 +308,7 @@ class Experiment:
 
         cfg, run = self.cfg, self.cfg.runs[index]
         training = dataclasses.replace(cfg.training, seed=seed)
-        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, training, seed)
+        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, _weights_key(training), seed)
         label = f"train {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")
 
         def build(work: Path) -> dict[str, Any]:
@@ -340,7 +347,8 @@ class Experiment:
 
     def evaluate(self, prepared: Prepared, index: int, trained: Stage, seed: int) -> Stage:
         cfg, run = self.cfg, self.cfg.runs[index]
-        stage = self.stages.stage("evaluate", trained.fingerprint, prepared.tokens.fingerprint, prepared.canaries.fingerprint, cfg.evaluation)
+        stage = self.stages.stage("evaluate", trained.fingerprint, prepared.tokens.fingerprint, prepared.canaries.fingerprint,
+                                  cfg.evaluation, cfg.canaries, cfg.seed)
         label = f"evaluate {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")
         self.stages.run(stage, lambda work: self._build_evaluate(work, prepared, trained), label=label)
         return stage
@@ -421,7 +429,7 @@ class Experiment:
 
         start = time.time()
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "config.yaml").write_text(dump_config(self.cfg))
+        _write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
         prepared = self.prepare()
         arm_stages = {}
         for index in arms if arms is not None else range(len(self.cfg.runs)):
@@ -481,3 +489,31 @@ def _add_cluster_excerpts(clusters: list[dict[str, Any]], shards: list[Path], ch
     for doc in read_documents(shards, columns=["id", "text"]):
         if doc.id in wanted:
             wanted[doc.id]["excerpt"] = " ".join(doc.text[:chars].split())
+
+
+def _weights_key(training) -> Any:
+    """The training config without the settings that cannot change the weights (train.RESUMABLE_CHANGES minus the
+    ones that shape the curve or the best checkpoint), so changing threads or save cadence neither retrains nor
+    orphans a resumable run."""
+    neutral = {"num_threads": None, "save_every": None, "keep_last": 2, "resume": "auto", "device": "auto"}
+    return dataclasses.replace(training, **neutral)
+
+
+def _first_canary_offset(tokens_dir: Path, stream: TokenStream) -> int:
+    ids = pq.read_table(tokens_dir / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
+    first = next((i for i, doc_id in enumerate(ids) if doc_id.startswith("canary-")), len(ids))
+    return int(stream.offsets[first])
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _covered_tokens(starts: np.ndarray, chunk_len: int) -> int:
+    """Distinct target tokens the windows cover (overlapping windows, stride < chunk_len, count once)."""
+    if len(starts) == 0:
+        return 0
+    gaps = np.minimum(np.diff(np.sort(starts)), chunk_len)
+    return int(gaps.sum()) + chunk_len

@@ -158,3 +158,18 @@ def test_chunk_level_arms_dedup_training_windows(tmp_path):
     assert exact["packing"]["windows"] == base_windows - exact["curation"]["dropped"]
     assert exact["curation"]["dropped_by_reason"].get("exact_duplicate", 0) > 0  # repeated copies give repeated windows
     assert arms["near_chunk"]["curation"]["dropped"] >= exact["curation"]["dropped"]
+
+
+def test_knobs_that_do_not_change_the_weights_do_not_retrain(finished):
+    trains_before = stage_dirs(finished, "train-")
+    assert run(finished, "training.num_threads=1", "training.save_every=5", "canaries.num_candidates=30") == 0
+    assert stage_dirs(finished, "train-") == trains_before
+
+
+def test_unusable_output_dir_and_config_folder_are_named(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["run", f"output_dir={blocker}/out", *TINY]) == 2
+    assert "output_dir" in capsys.readouterr().err
+    assert main(["run", "--config", str(tmp_path)]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err

@@ -12,6 +12,7 @@ every complete one, so `corpuslab train` after `corpuslab curate` does not curat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _fixed_thread_counts()
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:
@@ -63,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("corpuslab: interrupted; finished stages are kept and the next run resumes", file=sys.stderr)
         return 130
+
+
+def _fixed_thread_counts() -> None:
+    """Same config and seed, same losses on CPU: stop the math libraries from using fewer threads when the
+    machine is busy, which changes the order of floating-point reductions. Set before torch is imported;
+    a user's own setting wins."""
+    os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+    os.environ.setdefault("OMP_DYNAMIC", "FALSE")
 
 
 def _quiet_libraries() -> None:

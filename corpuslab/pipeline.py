@@ -120,27 +120,28 @@ class Experiment:
     def _build_ingest(self, work: Path) -> dict[str, Any]:
         cfg = self.cfg.dataset
         source = open_source(cfg, self.cfg.seed)
-        counts: Counter[str] = Counter()
-        seen_ids: set[str] = set()
+        seen_ids: set[str] = set()  # ids must be unique: decision tables and splits are keyed by them
+        renamed = 0
         n_bytes = 0
         with ShardWriter(work / "docs") as writer:
             for doc in progress(source.documents(), "ingest", unit="doc"):
                 if doc.id in seen_ids:
-                    counts["duplicate_id_renamed"] += 1
-                    doc = Document(f"{doc.id}#{counts['duplicate_id_renamed']}", doc.text, doc.metadata)
+                    renamed += 1
+                    doc = Document(f"{doc.id}#{renamed}", doc.text, doc.metadata)
                 seen_ids.add(doc.id)
                 writer.write(doc)
                 n_bytes += len(doc.text.encode("utf-8"))
-                counts[str(doc.category)] += 0  # register categories in order of appearance
                 if cfg.max_docs is not None and writer.count >= cfg.max_docs:
                     break
             n_docs = writer.count
+        if renamed:
+            self.log(f"  {renamed} documents repeated an earlier id and were renamed '<id>#<n>'")
         bad_input = source.bad_input_summary()
         write_json_atomic(work / "bad_input.json", bad_input)
         if n_docs == 0:
             raise StageError("ingest", f"the source produced no documents ({source.describe()}); bad input: {bad_input}")
         return {"documents": n_docs, "bytes": n_bytes, "source": source.describe(), "bad_input": bad_input,
-                "renamed_duplicate_ids": counts["duplicate_id_renamed"]}
+                "renamed_duplicate_ids": renamed}
 
     def _build_split(self, work: Path, ingest: Stage) -> dict[str, Any]:
         docs_dir = ingest.path / "docs"

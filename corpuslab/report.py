@@ -188,3 +188,39 @@ def _round(value: Any, digits: int = 4) -> Any:
 def _clean(manifest: dict[str, Any]) -> dict[str, Any]:
     """Drop timing fields so reports of an identical rerun compare equal."""
     return {k: v for k, v in manifest.items() if k not in ("seconds", "made_from")}
+
+
+def reproducible_part(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without what legitimately differs between two runs of one config: wall-clock timings and the
+    output folder's paths. Used to check that a resumed run reproduced an uninterrupted one."""
+    import copy
+
+    report = copy.deepcopy(report)
+    report["config"].pop("output_dir", None)
+    for arm in report["arms"].values():
+        arm.pop("artifacts", None)
+        arm["curation"].get("engine", {}).pop("runtime", None)
+        for replicate in arm["replicates"]:
+            replicate.pop("artifacts", None)
+            replicate.pop("checkpoints", None)
+            replicate["training"].pop("tokens_per_second", None)
+            replicate["training"].pop("resumed_from_step", None)
+    return report
+
+
+def reports_match(a: Any, b: Any, rel: float = 1e-6, path: str = "") -> list[str]:
+    """Where two reports differ: exact for everything but floats, which may differ by `rel` (CPU float32
+    reductions can change in the last bits with memory alignment, so evaluation numbers of a resumed process
+    can move by ~1e-8 while the trained weights are identical)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{path}: keys {sorted(set(a) ^ set(b))}"]
+        return [d for key in a for d in reports_match(a[key], b[key], rel, f"{path}.{key}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: lengths {len(a)} != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in reports_match(x, y, rel, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float):
+        close = a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+        return [] if close else [f"{path}: {a} != {b}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]

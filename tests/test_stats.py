@@ -31,3 +31,13 @@ def test_data_equivalent_factor_interpolates_and_extrapolates():
     beyond = data_equivalent_factor(CURVE, 4.0 * 64000 ** -0.1, arm_tokens=16000)
     assert beyond["method"].startswith("extrapolated") and math.isclose(beyond["factor"], 4.0, rel_tol=1e-3)
     assert data_equivalent_factor(CURVE, 10.0, arm_tokens=1000)["factor"] is None
+
+
+def test_reports_match_is_exact_except_for_float_noise():
+    from corpuslab.report import reports_match
+
+    a = {"x": [1.0, 2], "name": "near", "n": 3}
+    assert reports_match(a, {"x": [1.0 + 1e-9, 2], "name": "near", "n": 3}) == []
+    assert reports_match(a, {"x": [1.001, 2], "name": "near", "n": 3}) == [".x[0]: 1.0 != 1.001"]
+    assert reports_match(a, {"x": [1.0, 3], "name": "near", "n": 3}) == [".x[1]: 2 != 3"]
+    assert reports_match(a, {"x": [1.0, 2], "name": "exact", "n": 3})

@@ -208,19 +208,20 @@ def reproducible_part(report: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def reports_match(a: Any, b: Any, rel: float = 1e-6, path: str = "") -> list[str]:
-    """Where two reports differ: exact for everything but floats, which may differ by `rel` (CPU float32
-    reductions can change in the last bits with memory alignment, so evaluation numbers of a resumed process
-    can move by ~1e-8 while the trained weights are identical)."""
+def reports_match(a: Any, b: Any, rel: float = 1e-6, path: str = "", absolute: float = 1e-5) -> list[str]:
+    """Where two reports differ: exact for everything but floats, which may differ by `rel` relative or
+    `absolute` (CPU float32 reductions can change in the last bits with memory alignment, so evaluation losses
+    of a resumed process can move by ~1e-7 while the trained weights are identical; differences of two such
+    losses need the absolute bound)."""
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
             return [f"{path}: keys {sorted(set(a) ^ set(b))}"]
-        return [d for key in a for d in reports_match(a[key], b[key], rel, f"{path}.{key}")]
+        return [d for key in a for d in reports_match(a[key], b[key], rel, f"{path}.{key}", absolute)]
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{path}: lengths {len(a)} != {len(b)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in reports_match(x, y, rel, f"{path}[{i}]")]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in reports_match(x, y, rel, f"{path}[{i}]", absolute)]
     if isinstance(a, float) and isinstance(b, float):
-        close = a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+        close = a == b or abs(a - b) <= max(rel * max(abs(a), abs(b)), absolute)
         return [] if close else [f"{path}: {a} != {b}"]
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]

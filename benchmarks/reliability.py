@@ -4,7 +4,7 @@
 
 1. Crash points: a tiny experiment is SIGKILLed when its log reaches each marker (every stage, several
    training steps), then rerun; the rerun's report must equal an uninterrupted run's (timings and paths aside;
-   floats to 1e-6 relative, see `corpuslab.report.reports_match`),
+   floats to 1e-6 relative or 1e-5 absolute, see `corpuslab.report.reports_match`),
    and no stage folder may exist without its manifest at the moment of the kill.
 2. Malformed inputs: a catalogue of broken files goes through `corpuslab prepare` on local files under the
    default policy (skip); the run must finish, count each problem in bad_input.json with its file, and keep

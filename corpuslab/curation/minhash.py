@@ -242,12 +242,19 @@ def minhash_into(shingles, count, a, b, keys, out):
 
 
 @njit(cache=True, nogil=True)
+def _longest(offsets):
+    """Bytes in the longest document (at least 1): the size of the per-batch scratch buffers."""
+    longest = 1
+    for d in range(len(offsets) - 1):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    return longest
+
+
+@njit(cache=True, nogil=True)
 def signatures(data, offsets, word, ngram, a, b):
     """MinHash signatures (n_docs, num_perm) uint32 and shingle counts (0 = empty) of a whole batch."""
     n = len(offsets) - 1
-    longest = 1
-    for d in range(n):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+    longest = _longest(offsets)
     tokens = np.empty(longest, dtype=np.uint64)
     shingles = np.empty(longest, dtype=np.uint64)
     keys = np.empty(longest, dtype=np.uint64)
@@ -277,9 +284,7 @@ def band_keys(signature_matrix, bands, rows):
 def shingle_sets(data, offsets, word, ngram):
     """Sorted distinct shingle hashes of every doc, concatenated, with int64 offsets."""
     n = len(offsets) - 1
-    longest = 1
-    for d in range(n):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+    longest = _longest(offsets)
     tokens = np.empty(longest, dtype=np.uint64)
     shingles = np.empty(longest, dtype=np.uint64)
     bucket_starts = np.empty(2 * longest + 2, dtype=np.int64)

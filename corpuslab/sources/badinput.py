@@ -250,3 +250,15 @@ def check_positive_int(key: str, value: object, optional: bool = False) -> None:
 def check_bool(key: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(key, value, "true or false")
+
+
+def check_record_fields(prefix: str, cfg: Any) -> None:
+    """The checks every source shares: which record fields hold text, id, category and metadata, the bad-input
+    policy and the size limits."""
+    check_name(f"{prefix}.text_field", cfg.text_field)
+    check_name(f"{prefix}.id_field", cfg.id_field, optional=True)
+    check_name(f"{prefix}.category_field", cfg.category_field, optional=True)
+    check_names(f"{prefix}.metadata_fields", cfg.metadata_fields)
+    check_choice(f"{prefix}.on_bad_input", cfg.on_bad_input, POLICIES)
+    check_positive_int(f"{prefix}.max_doc_chars", cfg.max_doc_chars)
+    check_positive_int(f"{prefix}.max_docs", cfg.max_docs, optional=True)

@@ -29,15 +29,13 @@ from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
 from corpuslab.sources.badinput import (
     DEFAULT_MAX_DOC_CHARS,
-    POLICIES,
     BadInputLog,
     FieldSpec,
     RecordPlace,
     check_bool,
-    check_choice,
     check_name,
     check_names,
-    check_positive_int,
+    check_record_fields,
     document_from_record,
 )
 
@@ -70,17 +68,11 @@ class HFConfig:
         check_name(f"{prefix}.name", self.name)
         check_name(f"{prefix}.subset", self.subset, optional=True)
         check_name(f"{prefix}.split", self.split)
-        check_name(f"{prefix}.text_field", self.text_field)
-        check_name(f"{prefix}.id_field", self.id_field, optional=True)
-        check_name(f"{prefix}.category_field", self.category_field, optional=True)
-        check_names(f"{prefix}.metadata_fields", self.metadata_fields)
+        check_record_fields(prefix, self)
         check_bool(f"{prefix}.streaming", self.streaming)
         check_bool(f"{prefix}.trust_remote_code", self.trust_remote_code)
-        check_positive_int(f"{prefix}.max_docs", self.max_docs, optional=True)
-        check_positive_int(f"{prefix}.max_doc_chars", self.max_doc_chars)
         check_name(f"{prefix}.revision", self.revision, optional=True)
         check_name(f"{prefix}.cache_dir", self.cache_dir, optional=True)
-        check_choice(f"{prefix}.on_bad_input", self.on_bad_input, POLICIES)
         _check_data_files(f"{prefix}.data_files", self.data_files)
 
     def field_spec(self) -> FieldSpec:

@@ -47,14 +47,12 @@ from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
 from corpuslab.sources.badinput import (
     DEFAULT_MAX_DOC_CHARS,
-    POLICIES,
     BadInputLog,
     FieldSpec,
     RecordPlace,
     check_choice,
-    check_name,
     check_names,
-    check_positive_int,
+    check_record_fields,
     document_from_record,
     handle_bad_input,
     usable_text,
@@ -102,14 +100,8 @@ class LocalConfig:
         check_choice(f"{prefix}.format", self.format, FORMATS)
         check_choice(f"{prefix}.txt_mode", self.txt_mode, TXT_MODES)
         check_choice(f"{prefix}.category_from", self.category_from, CATEGORY_SOURCES)
-        check_choice(f"{prefix}.on_bad_input", self.on_bad_input, POLICIES)
-        check_name(f"{prefix}.text_field", self.text_field)
-        check_name(f"{prefix}.id_field", self.id_field, optional=True)
-        check_name(f"{prefix}.category_field", self.category_field, optional=True)
-        check_names(f"{prefix}.metadata_fields", self.metadata_fields)
+        check_record_fields(prefix, self)
         check_names(f"{prefix}.exclude", self.exclude)
-        check_positive_int(f"{prefix}.max_doc_chars", self.max_doc_chars)
-        check_positive_int(f"{prefix}.max_docs", self.max_docs, optional=True)
         if self.category_from == "parent_dir" and self.category_field is not None:
             raise ConfigError(f"{prefix}.category_field", self.category_field,
                               "null when category_from is 'parent_dir' (the folder name is the category)")

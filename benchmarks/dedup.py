@@ -141,8 +141,8 @@ def run_rensa(shards: list[str], bands: int, rows: int) -> set[tuple[str, str]]:
 
 
 def run_corpuslab(shards: list[str], bands: int, rows: int, processes: int) -> set[tuple[str, str]]:
-    from corpuslab.curation.minhash import MinHashConfig
-    from corpuslab.curation.near import find_near_duplicates
+    from corpuslab.curation.dedup.minhash import MinHashConfig
+    from corpuslab.curation.dedup.near import find_near_duplicates
     from corpuslab.executor import LocalExecutor, SerialExecutor
 
     cfg = MinHashConfig(
@@ -154,7 +154,7 @@ def run_corpuslab(shards: list[str], bands: int, rows: int, processes: int) -> s
 
 
 def run_exact(shards: list[str], processes: int) -> dict[str, str]:
-    from corpuslab.curation.exact import find_exact_duplicates
+    from corpuslab.curation.dedup.exact import find_exact_duplicates
     from corpuslab.executor import LocalExecutor, SerialExecutor
 
     with LocalExecutor(processes) if processes > 1 else SerialExecutor() as executor:
@@ -164,10 +164,10 @@ def run_exact(shards: list[str], processes: int) -> dict[str, str]:
 
 def corpuslab_candidates(shards: list[str], bands: int, rows: int) -> list[tuple[str, str]]:
     """LSH candidate pairs before verification, for the detection curve (not timed)."""
-    from corpuslab.curation.lsh import candidate_pairs
-    from corpuslab.curation.minhash import MinHashConfig
-    from corpuslab.curation.normalize import NormalizeConfig
-    from corpuslab.curation.scan import scan_corpus
+    from corpuslab.curation.dedup.lsh import candidate_pairs
+    from corpuslab.curation.dedup.minhash import MinHashConfig
+    from corpuslab.curation.dedup.normalize import NormalizeConfig
+    from corpuslab.curation.dedup.scan import scan_corpus
     from corpuslab.executor import LocalExecutor
 
     cfg = MinHashConfig(
@@ -219,7 +219,7 @@ def prepare(args: argparse.Namespace) -> Callable[[list[str]], list | dict]:
         import rensa  # noqa: F401
 
         return lambda shards: sorted(run_rensa(shards, args.bands, args.rows))
-    import corpuslab.curation.near  # noqa: F401
+    import corpuslab.curation.dedup.near  # noqa: F401
 
     if args.method == "exact":
         return lambda shards: run_exact(shards, args.processes)
@@ -399,7 +399,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.method:
         return child(args)
-    from corpuslab.curation.minhash import MinHashConfig
+    from corpuslab.curation.dedup.minhash import MinHashConfig
 
     bands, rows = MinHashConfig(ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD).bands_rows()
     args.methods = args.methods.split(",")

@@ -4,7 +4,7 @@
 
 1. Crash points: a tiny experiment is SIGKILLed when its log reaches each marker (every stage, several
    training steps), then rerun; the rerun's report must equal an uninterrupted run's (timings and paths aside;
-   floats to 1e-6 relative or 1e-5 absolute, see `corpuslab.report.reports_match`),
+   floats to 1e-6 relative or 1e-5 absolute, see `corpuslab.report.build.reports_match`),
    and no stage folder may exist without its manifest at the moment of the kill.
 2. Malformed inputs: a catalogue of broken files goes through `corpuslab prepare` on local files under the
    default policy (skip); the run must finish, count each problem in bad_input.json with its file, and keep
@@ -51,7 +51,7 @@ def corpuslab(*args: str) -> list[str]:
 
 
 def comparable(path: Path) -> dict:
-    from corpuslab.report import reproducible_part
+    from corpuslab.report.build import reproducible_part
 
     return reproducible_part(json.loads(path.read_text()))
 
@@ -69,7 +69,7 @@ def crash_points(markers: list[str]) -> tuple[int, int]:
                          if p.is_dir() and not p.name.startswith(".") and not p.name.endswith(".partial")
                          and not (p / "manifest.json").exists()]
             subprocess.run(corpuslab("run", f"output_dir={out}", *TINY), check=True, capture_output=True)
-            from corpuslab.report import reports_match
+            from corpuslab.report.build import reports_match
 
             same = not reports_match(comparable(out / "tiny" / "report.json"), expected)
             tried += 1

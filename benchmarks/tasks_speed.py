@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from corpuslab.model import ModelConfig, build_model
+from corpuslab.evaluation.tasks import Request, load_examples, loglikelihoods
 from corpuslab.sources.synthetic import SyntheticConfig, generate
-from corpuslab.tasks import Request, load_examples, loglikelihoods
-from corpuslab.tokenizer import TokenizerConfig, build_tokenizer
+from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from corpuslab.training.model import ModelConfig, build_model
 
 
 def make_checkpoint(folder: Path, preset: str, vocab_size: int) -> None:

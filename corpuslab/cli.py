@@ -94,7 +94,7 @@ def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
 
     def command(args: argparse.Namespace) -> int:
         from corpuslab.artifacts import exclusive_lock
-        from corpuslab.pipeline import Experiment
+        from corpuslab.experiment import Experiment
         from corpuslab.progress import RunLog
 
         cfg = _load(args)
@@ -167,7 +167,7 @@ def _report(args: argparse.Namespace) -> int:
         return _with_experiment(_run)(args)
     if len(folders) != len(args.overrides) or args.config:
         raise ConfigError("report", args.overrides, "either experiment folders (DIR...) or config overrides, not both")
-    from corpuslab.aggregate import run_aggregate
+    from corpuslab.report.aggregate import run_aggregate
 
     run_aggregate(folders, args.out)
     return 0

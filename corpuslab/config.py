@@ -14,18 +14,18 @@ from typing import Any, Literal
 
 import yaml
 
-from corpuslab.canaries import CanaryConfig
-from corpuslab.curation.minhash import MinHashConfig
-from corpuslab.curation.normalize import NormalizeConfig
+from corpuslab.corpus.canaries import CanaryConfig
+from corpuslab.corpus.split import SplitConfig
+from corpuslab.curation.dedup.minhash import MinHashConfig
+from corpuslab.curation.dedup.normalize import NormalizeConfig
 from corpuslab.errors import ConfigError, InputError
-from corpuslab.model import ModelConfig
 from corpuslab.schema import from_dict, require, to_dict
 from corpuslab.sources.hf import HFConfig
 from corpuslab.sources.local import LocalConfig
 from corpuslab.sources.synthetic import SyntheticConfig
-from corpuslab.split import SplitConfig
-from corpuslab.tokenizer import TokenizerConfig
-from corpuslab.train import TrainingConfig
+from corpuslab.tokens.tokenizer import TokenizerConfig
+from corpuslab.training.model import ModelConfig
+from corpuslab.training.trainer import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class EvaluationConfig:
     task_files: dict[str, str] = field(default_factory=dict)
 
     def task_config(self, categories: tuple[str, ...] | int) -> Any:
-        from corpuslab.tasks import TaskConfig
+        from corpuslab.evaluation.tasks import TaskConfig
 
         return from_dict(TaskConfig, {"tasks": self.tasks, "data_files": self.task_files, "categories": categories,
                                       "batch_size": self.batch_size}, "evaluation")
@@ -124,7 +124,7 @@ class LoggingConfig:
 
     def validate(self, prefix: str = "logging") -> None:
         if self.wandb:
-            from corpuslab.tracking import require_wandb
+            from corpuslab.training.tracking import require_wandb
 
             require_wandb()
 

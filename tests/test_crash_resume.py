@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from corpuslab.report import reports_match, reproducible_part
-from tests.test_pipeline import TINY
+from corpuslab.report.build import reports_match, reproducible_part
+from tests.conftest import TINY
 
 # A tiny run that saves trainer state often, so a kill mid-training has something to resume from.
 ARGS = [*TINY, "training.max_steps=16", "training.save_every=4", "training.eval_interval=8", "training.log_interval=2"]

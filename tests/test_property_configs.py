@@ -5,10 +5,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corpuslab.config import load_config
-from corpuslab.curation.exact import find_exact_duplicates
-from corpuslab.curation.minhash import MinHashConfig
-from corpuslab.curation.near import find_exact_and_near_duplicates
-from corpuslab.curation.normalize import NormalizeConfig
+from corpuslab.curation.dedup.exact import find_exact_duplicates
+from corpuslab.curation.dedup.minhash import MinHashConfig
+from corpuslab.curation.dedup.near import find_exact_and_near_duplicates
+from corpuslab.curation.dedup.normalize import NormalizeConfig
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
 from corpuslab.executor import SerialExecutor

@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpuslab.curation.minhash import MinHashConfig
-from corpuslab.curation.near import find_cross_duplicates
-from corpuslab.curation.normalize import NormalizeConfig
+from corpuslab.curation.dedup.minhash import MinHashConfig
+from corpuslab.curation.dedup.near import find_cross_duplicates
+from corpuslab.curation.dedup.normalize import NormalizeConfig
 from corpuslab.executor import Executor
 from corpuslab.shards import ShardWriter, read_documents
 

@@ -15,10 +15,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpuslab.curation.exact import find_exact_duplicates
-from corpuslab.curation.minhash import MinHashConfig
-from corpuslab.curation.near import find_exact_and_near_duplicates
-from corpuslab.curation.normalize import NormalizeConfig
+from corpuslab.curation.dedup.exact import find_exact_duplicates
+from corpuslab.curation.dedup.minhash import MinHashConfig
+from corpuslab.curation.dedup.near import find_exact_and_near_duplicates
+from corpuslab.curation.dedup.normalize import NormalizeConfig
 from corpuslab.executor import Executor
 from corpuslab.shards import read_documents
 

@@ -1,0 +1,1 @@
+"""The corpus before curation: train/val/test split and canary documents."""

@@ -1,0 +1,1 @@
+"""The dedup engine: normalisation, exact digests, MinHash LSH with verified Jaccard, clusters."""

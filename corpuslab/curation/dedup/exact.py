@@ -1,0 +1,50 @@
+"""Exact duplicates: documents whose normalized text is byte-identical.
+
+Each document's normalized text (see `normalize.py`) is hashed with 128-bit blake2b in the scan
+workers; the earliest document in corpus order with a given digest is kept and every later one is
+dropped as "exact_duplicate" with `duplicate_of` = the kept id. Empty documents are never matched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from corpuslab.curation.dedup.clusters import DedupResult, Links, build_result
+from corpuslab.curation.dedup.normalize import NormalizeConfig
+from corpuslab.curation.dedup.scan import CorpusScan, scan_corpus
+from corpuslab.executor import Executor
+
+
+def find_exact_duplicates(
+    shards: Sequence[str | Path], norm: NormalizeConfig = NormalizeConfig(), executor: Executor | None = None
+) -> DedupResult:
+    """Decisions for every exact-duplicate cluster of the corpus (shard order, then row order)."""
+    started = time.perf_counter()
+    norm.validate()
+    scan = scan_corpus(shards, norm, None, executor)
+    source, target = exact_links(scan.digests, ~scan.empty)
+    stats = {"method": "exact", "normalize": str(norm), **corpus_stats(scan)}
+    result = build_result(scan.ids, Links(exact_source=source, exact_target=target), stats)
+    result.stats["runtime"] = {"scan_s": scan.seconds, "total_s": time.perf_counter() - started}
+    return result
+
+
+def exact_links(digests: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(later copies, their earliest copy) among the active documents, as global indices."""
+    docs = np.flatnonzero(active)
+    high, low = digests[docs, 0], digests[docs, 1]
+    order = np.lexsort((docs, low, high))  # equal digests end up adjacent, earliest first
+    high, low, docs = high[order], low[order], docs[order]
+    starts_group = np.ones(len(docs), dtype=bool)
+    starts_group[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+    first = docs[np.flatnonzero(starts_group)[np.cumsum(starts_group) - 1]]
+    copies = ~starts_group
+    return docs[copies].astype(np.int64), first[copies].astype(np.int64)
+
+
+def corpus_stats(scan: CorpusScan) -> dict:
+    return {"shards": len(scan.paths), "docs_in": len(scan), "empty_docs": int(scan.empty.sum())}

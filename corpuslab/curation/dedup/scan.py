@@ -1,0 +1,181 @@
+"""One streaming pass over the shards: ids, exact-text digests and LSH band keys per document.
+
+Each shard is one executor task (`scan_shard`), so the pass runs in parallel and holds one batch of one
+shard per worker. What comes back is small: per document an id, a 16-byte digest and `bands` 8-byte
+band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
+corpus order (shard order, then row order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures
+from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
+from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, release_memory
+from corpuslab.errors import InputError
+from corpuslab.executor import Executor, SerialExecutor
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """What to compute for one shard. `minhash=None`: digests only (exact dedup)."""
+
+    path: str
+    norm: NormalizeConfig
+    minhash: MinHashConfig | None = None
+    digests: bool = True
+
+
+@dataclass
+class ShardScan:
+    """Per-document results of a scan, in row order (of one batch, one shard or the corpus)."""
+
+    ids: list[str]
+    empty: np.ndarray  # bool: normalized text has no tokens (no bytes, for digest-only scans)
+    digests: np.ndarray | None  # (n, 2) uint64: 128-bit blake2b of the normalized text
+    band_keys: np.ndarray | None  # (n, bands) uint64
+    shingle_counts: np.ndarray | None  # int32: bounds the size of a document's shingle set
+
+    @classmethod
+    def nothing(cls, minhash: MinHashConfig | None, digests: bool) -> ShardScan:
+        """Zero documents, with the right array shapes to concatenate onto."""
+        bands = minhash.bands_rows()[0] if minhash else 0
+        return cls(
+            [],
+            np.empty(0, bool),
+            np.empty((0, 2), np.uint64) if digests else None,
+            np.empty((0, bands), np.uint64) if minhash else None,
+            np.empty(0, np.int32) if minhash else None,
+        )
+
+    @classmethod
+    def concat(cls, parts: list[ShardScan]) -> ShardScan:
+        """Parts in order; parts[0] decides which arrays exist (see `nothing`)."""
+        arrays = {}
+        for name in ("empty", "digests", "band_keys", "shingle_counts"):
+            present = getattr(parts[0], name) is not None
+            arrays[name] = np.concatenate([getattr(part, name) for part in parts]) if present else None
+        return cls([doc_id for part in parts for doc_id in part.ids], **arrays)
+
+
+@dataclass
+class CorpusScan:
+    """All shards' scans concatenated in corpus order; `shard_starts[s]` = index of shard s's row 0."""
+
+    paths: list[str]
+    shard_starts: np.ndarray  # int64, len(paths) + 1
+    ids: list[str]
+    empty: np.ndarray
+    digests: np.ndarray | None
+    band_keys: np.ndarray | None
+    shingle_counts: np.ndarray | None
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def locate(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard number, row within shard) of global document indices."""
+        shard = np.searchsorted(self.shard_starts, docs, side="right") - 1
+        return shard, docs - self.shard_starts[shard]
+
+
+def normalized_batch(
+    batch: TextBatch, norm: NormalizeConfig, minhash: MinHashConfig | None, digests: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    # Word shingles split on whitespace anyway, so collapsing it first would change nothing.
+    collapse = norm.collapse_whitespace and (digests or minhash is None or minhash.shingle == "char")
+    return normalize_utf8(batch.data, batch.offsets, norm, collapse=collapse)
+
+
+def scan_shard(task: ScanTask) -> ShardScan:
+    """Executor task: digests and/or band keys of every document of one shard."""
+    parts = [ShardScan.nothing(task.minhash, task.digests)]
+    parts += [_scan_batch(batch, task) for batch in iter_batches(task.path)]
+    return ShardScan.concat(parts)
+
+
+def _scan_batch(batch: TextBatch, task: ScanTask) -> ShardScan:
+    data, offsets = normalized_batch(batch, task.norm, task.minhash, task.digests)
+    digests = text_digests(data, offsets) if task.digests else None
+    if task.minhash is None:
+        return ShardScan(batch.ids, np.diff(offsets) == 0, digests, None, None)
+    signature_matrix, shingle_counts = batch_signatures(data, offsets, task.minhash)
+    keys = band_keys(signature_matrix, *task.minhash.bands_rows())
+    return ShardScan(batch.ids, shingle_counts == 0, digests, keys, shingle_counts.astype(np.int32))
+
+
+def text_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(n, 2) uint64: blake2b-128 of each document's bytes (collisions: ~2^-64 at a billion docs)."""
+    view = memoryview(data)
+    joined = b"".join(
+        hashlib.blake2b(view[offsets[d] : offsets[d + 1]], digest_size=16).digest()
+        for d in range(len(offsets) - 1)
+    )
+    return np.frombuffer(joined, dtype=np.uint64).reshape(-1, 2)
+
+
+def scan_corpus(
+    shards: Sequence[str | Path],
+    norm: NormalizeConfig,
+    minhash: MinHashConfig | None,
+    executor: Executor | None,
+    digests: bool = True,
+) -> CorpusScan:
+    """Scan every shard through `executor` and join the results in corpus order."""
+    started = time.perf_counter()
+    paths = [str(path) for path in shards]
+    warm_kernels(minhash is not None)
+    tasks = [ScanTask(path, norm, minhash, digests) for path in paths]
+    scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
+    check_unique_ids(paths, scans)
+    joined = ShardScan.concat([ShardScan.nothing(minhash, digests), *scans])
+    starts = np.concatenate([[0], np.cumsum([len(scan.ids) for scan in scans])]).astype(np.int64)
+    del scans
+    release_memory()  # the per-shard copies just joined
+    return CorpusScan(
+        paths,
+        starts,
+        joined.ids,
+        joined.empty,
+        joined.digests,
+        joined.band_keys,
+        joined.shingle_counts,
+        time.perf_counter() - started,
+    )
+
+
+def check_unique_ids(paths: list[str], scans: list[ShardScan]) -> None:
+    """Decisions are keyed by id, so a repeated id would make them ambiguous."""
+    if len({doc_id for scan in scans for doc_id in scan.ids}) == sum(len(scan.ids) for scan in scans):
+        return
+    seen: dict[str, str] = {}
+    for path, scan in zip(paths, scans):
+        for doc_id in scan.ids:
+            if doc_id in seen:
+                raise InputError(path, f"id {doc_id!r} is not unique (also in {seen[doc_id]})")
+            seen[doc_id] = path
+
+
+def warm_kernels(minhash: bool = True) -> None:
+    """Compile (or load from numba's cache) the shard kernels in this process before workers fork.
+
+    Forked pool workers inherit the compiled code; otherwise each would load it on its first task.
+    numba specializes on writability, and Arrow hands out both writable and read-only buffers.
+    """
+    text = b"Warm up the kernels once"
+    offsets = np.array([0, len(text)], dtype=np.int64)
+    for data in (np.frombuffer(bytearray(text), dtype=np.uint8), np.frombuffer(text, dtype=np.uint8)):
+        for norm in (NormalizeConfig(), NormalizeConfig(collapse_whitespace=False)):
+            normalized, normalized_offsets = normalize_utf8(data, offsets, norm)
+    for shingle in ("word", "char") if minhash else ():
+        cfg = MinHashConfig(shingle=shingle, num_perm=4, bands=2, rows=2)
+        band_keys(batch_signatures(normalized, normalized_offsets, cfg)[0], 2, 2)
+        batch_shingle_sets(normalized, normalized_offsets, cfg)

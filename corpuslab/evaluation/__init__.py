@@ -1,0 +1,1 @@
+"""Evaluation: per-token losses, metrics, canary memorization, zero-shot tasks."""

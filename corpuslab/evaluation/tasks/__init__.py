@@ -1,0 +1,66 @@
+"""Zero-shot downstream tasks, scored exactly as lm-evaluation-harness (v0.4.13) scores them.
+
+Tasks (`TASKS`; their documents come from the Hugging Face dataset the harness uses, or from a local
+file with the same fields via `TaskConfig.data_files`):
+
+    lambada_openai   acc (every token of the last word greedy), perplexity of the last word
+    piqa, hellaswag, arc_easy, arc_challenge      acc, acc_norm
+    winogrande       acc, partial scoring (the options fill the blank; the rest of the sentence is scored)
+    blimp            acc per paradigm (`blimp_<paradigm>`) and their unweighted mean (`blimp`)
+    synthetic_cloze, synthetic_choice   generated from the synthetic corpus's grammars (see `synthetic`)
+
+Every score comes with its standard error as the harness computes it (`metrics`), and log-likelihoods
+with the harness's tokenization, truncation and greedy check (`scoring`). The test
+`tests/test_tasks_harness_parity.py` checks both against the harness itself.
+
+Differences from the harness, all deliberate:
+- a sample count draws a seeded random sample (in dataset order); the harness's `--limit` takes the
+  first documents. With no count (None) both score every document;
+- zero-shot only: no few-shot examples, chat templates or decontamination;
+- log-softmax only at continuation positions, and batches formed differently (the harness also
+  reuses logits of single-token continuations): same numbers up to float rounding (~1e-6).
+
+Use:
+    results = evaluate_tasks(model, tokenizer, TaskConfig(tasks={"piqa": 500}), device, seed=0)
+    results["piqa"] == {"acc": ..., "acc_stderr": ..., "acc_norm": ..., "acc_norm_stderr": ..., "n": 500}
+"""
+
+from corpuslab.evaluation.tasks.base import (
+    Example,
+    HFSource,
+    Request,
+    ScoredExample,
+    TaskSpec,
+)
+from corpuslab.evaluation.tasks.runner import (
+    TASKS,
+    TaskConfig,
+    TaskRun,
+    evaluate_tasks,
+    load_examples,
+    run_tasks,
+    score_examples,
+    summarise,
+    task_spec,
+)
+from corpuslab.evaluation.tasks.scoring import HarnessEncoder, loglikelihoods, model_max_length
+
+__all__ = [
+    "TASKS",
+    "Example",
+    "HFSource",
+    "HarnessEncoder",
+    "Request",
+    "ScoredExample",
+    "TaskConfig",
+    "TaskRun",
+    "TaskSpec",
+    "evaluate_tasks",
+    "load_examples",
+    "loglikelihoods",
+    "model_max_length",
+    "run_tasks",
+    "score_examples",
+    "summarise",
+    "task_spec",
+]

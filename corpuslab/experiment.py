@@ -1,0 +1,520 @@
+"""The experiment, stage by stage. The order of the pipeline lives here and nowhere else:
+
+    ingest -> split -> canaries -> decontaminate -> tokenizer -> tokens     (shared by every arm: `prepare`)
+    curate -> pack -> train -> evaluate                                     (per arm)
+    report
+
+Every stage reads the manifests of the stages it depends on and writes one folder named by a
+fingerprint of its config slice and of those inputs, so a changed knob recomputes only what depends
+on it and a rerun reuses the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpuslab.artifacts import Stage, StageRunner, read_json, write_json_atomic
+from corpuslab.config import ExperimentConfig, dump_config
+from corpuslab.corpus import canaries as canary_lib
+from corpuslab.corpus.split import SPLITS, assign_splits
+from corpuslab.curation.recipes import CurationOutcome, curate_items
+from corpuslab.documents import Document
+from corpuslab.errors import StageError
+from corpuslab.executor import LocalExecutor
+from corpuslab.progress import progress
+from corpuslab.schema import to_dict
+from corpuslab.shards import ShardWriter, read_documents, shard_paths
+from corpuslab.sources import open_source
+from corpuslab.tokens.stream import TokenStream, write_token_stream
+from corpuslab.tokens.tokenizer import build_tokenizer, encode_batch, load_tokenizer
+
+ENCODE_BATCH = 512
+
+
+@dataclass
+class Prepared:
+    """Manifests of the shared stages, which every arm reads."""
+
+    ingest: Stage
+    split: Stage
+    canaries: Stage
+    decontaminate: Stage
+    tokenizer: Stage
+    tokens: Stage
+
+    def train_shards(self, with_canaries: bool) -> list[Path]:
+        paths = shard_paths(self.split.path / "train")
+        return paths + (shard_paths(self.canaries.path) if with_canaries else [])
+
+
+@dataclass
+class ArmRun:
+    """One training replicate of an arm."""
+
+    seed: int
+    train: Stage
+    evaluate: Stage
+
+
+@dataclass
+class ArmStages:
+    curate: Stage
+    pack: Stage
+    replicates: list[ArmRun]
+
+
+class Experiment:
+    """One experiment: its config, its output folder, and the stages that fill it."""
+
+    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None]):
+        self.cfg = cfg
+        self.log = log
+        self.root = Path(cfg.output_dir) / cfg.experiment
+        self.stages = StageRunner(self.root / "stages", log)
+        self._executor: LocalExecutor | None = None
+
+    @property
+    def executor(self) -> LocalExecutor:
+        if self._executor is None:
+            self._executor = LocalExecutor(self.cfg.curation.workers)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    # ------------------------------------------------------------------ shared stages
+
+    def prepare(self) -> Prepared:
+        cfg = self.cfg
+        ingest = self.stages.stage("ingest", cfg.dataset, cfg.seed)
+        self.stages.run(ingest, self._build_ingest)
+        split = self.stages.stage("split", ingest.fingerprint, cfg.split, cfg.seed)
+        self.stages.run(split, lambda work: self._build_split(work, ingest))
+        # Only what shapes the canary documents; scoring knobs (num_candidates, decode_tokens) key evaluation.
+        canary_docs = (cfg.canaries.count, cfg.canaries.copies, cfg.canaries.secret_length)
+        canaries = self.stages.stage("canaries", canary_docs, cfg.seed)
+        self.stages.run(canaries, self._build_canaries)
+        decontaminate = self.stages.stage(
+            "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
+        )
+        self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split))
+        tokenizer = self.stages.stage("tokenizer", split.fingerprint, cfg.tokenizer, cfg.seed)
+        self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
+        tokens = self.stages.stage("tokens", tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
+        prepared = Prepared(ingest, split, canaries, decontaminate, tokenizer, tokens)
+        self.stages.run(tokens, lambda work: self._build_tokens(work, prepared))
+        return prepared
+
+    def _build_ingest(self, work: Path) -> dict[str, Any]:
+        cfg = self.cfg.dataset
+        source = open_source(cfg, self.cfg.seed)
+        seen_ids: set[str] = set()  # ids must be unique: decision tables and splits are keyed by them
+        renamed = 0
+        n_bytes = 0
+        with ShardWriter(work / "docs") as writer:
+            for doc in progress(source.documents(), "ingest", unit="doc"):
+                if doc.id in seen_ids:
+                    renamed += 1
+                    doc = Document(f"{doc.id}#{renamed}", doc.text, doc.metadata)
+                seen_ids.add(doc.id)
+                writer.write(doc)
+                n_bytes += len(doc.text.encode("utf-8"))
+                if cfg.max_docs is not None and writer.count >= cfg.max_docs:
+                    break
+            n_docs = writer.count
+        if renamed:
+            self.log(f"  {renamed} documents repeated an earlier id and were renamed '<id>#<n>'")
+        bad_input = source.bad_input_summary()
+        write_json_atomic(work / "bad_input.json", bad_input)
+        if n_docs == 0:
+            raise StageError("ingest", f"the source produced no documents ({source.describe()}); bad input: {bad_input}")
+        return {"documents": n_docs, "bytes": n_bytes, "source": source.describe(), "bad_input": bad_input,
+                "renamed_duplicate_ids": renamed}
+
+    def _build_split(self, work: Path, ingest: Stage) -> dict[str, Any]:
+        docs_dir = ingest.path / "docs"
+        pairs = ((d.id, d.category) for d in read_documents(shard_paths(docs_dir), columns=["id", "category"]))
+        assignment = assign_splits(pairs, self.cfg.split, self.cfg.seed)
+        writers = {name: ShardWriter(work / name) for name in SPLITS}
+        per_category: dict[str, Counter[str]] = {name: Counter() for name in SPLITS}
+        for doc in read_documents(shard_paths(docs_dir)):
+            name = assignment[doc.id]
+            writers[name].write(doc)
+            per_category[name][str(doc.category)] += 1
+        counts = {name: writers[name].count for name in SPLITS}
+        for writer in writers.values():
+            writer.close()
+        return {"documents": counts, "categories": {k: dict(v) for k, v in per_category.items()}}
+
+    def _build_canaries(self, work: Path) -> dict[str, Any]:
+        cfg = self.cfg.canaries
+        canaries = canary_lib.make_canaries(cfg, self.cfg.seed)
+        with ShardWriter(work) as writer:
+            writer.write_all(canary_lib.canary_documents(canaries))
+        write_json_atomic(work / "canaries.json", [to_dict(c) for c in canaries])
+        return {"canaries": len(canaries), "documents": writer.count, "placement": cfg.placement}
+
+    def _build_decontaminate(self, work: Path, split: Stage) -> dict[str, Any]:
+        from corpuslab.curation.decontaminate import decontaminate
+
+        cfg = self.cfg.curation
+        result = decontaminate(
+            train=shard_paths(split.path / "train"),
+            held_out={name: shard_paths(split.path / name) for name in ("val", "test")},
+            mode=cfg.decontaminate,
+            minhash=cfg.minhash,
+            normalize=cfg.normalize,
+            executor=self.executor,
+            out_dir=work,
+        )
+        return result
+
+    def _build_tokenizer(self, work: Path, split: Stage) -> dict[str, Any]:
+        texts = (d.text for d in read_documents(shard_paths(split.path / "train"), columns=["text"]))
+        tokenizer = build_tokenizer(self.cfg.tokenizer, texts)
+        tokenizer.save_pretrained(str(work))
+        return {"vocab_size": len(tokenizer), "eos_id": tokenizer.eos_token_id, "kind": self.cfg.tokenizer.kind}
+
+    def _build_tokens(self, work: Path, prepared: Prepared) -> dict[str, Any]:
+        tokenizer = load_tokenizer(prepared.tokenizer.path)
+        clean = prepared.decontaminate.path
+        sources = {
+            "train": prepared.train_shards(with_canaries=True),
+            "val": shard_paths(clean / "val"),
+            "test": shard_paths(clean / "test"),
+        }
+        summary = {}
+        for name, paths in sources.items():
+            summary[name] = self._tokenize_split(tokenizer, paths, work / name, name)
+        return {"splits": summary, "vocab_size": len(tokenizer)}
+
+    def _tokenize_split(self, tokenizer, paths: list[Path], prefix: Path, name: str) -> dict[str, Any]:
+        ids: list[str] = []
+        byte_counts: list[int] = []
+        categories: list[str | None] = []
+
+        def arrays() -> Iterator[np.ndarray]:
+            batch: list[Document] = []
+            for doc in progress(read_documents(paths), f"tokenize {name}", unit="doc"):
+                batch.append(doc)
+                if len(batch) == ENCODE_BATCH:
+                    yield from _encode(batch)
+                    batch = []
+            yield from _encode(batch)
+
+        def _encode(batch: list[Document]) -> Iterator[np.ndarray]:
+            for doc, tokens in zip(batch, encode_batch(tokenizer, [d.text for d in batch])):
+                ids.append(doc.id)
+                byte_counts.append(len(doc.text.encode("utf-8")))
+                categories.append(doc.category)
+                yield np.asarray(tokens, dtype=np.int64)
+
+        meta = write_token_stream(prefix, arrays(), vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
+        pq.write_table(pa.table({"id": ids, "bytes": pa.array(byte_counts, pa.int64()),
+                                 "category": pa.array(categories, pa.string())}), f"{prefix}.docs.parquet")
+        return {"documents": len(ids), "tokens": int(meta["n_tokens"]), "bytes": int(sum(byte_counts))}
+
+    # ------------------------------------------------------------------ per-arm stages
+
+    def curate(self, prepared: Prepared, index: int) -> Stage:
+        cfg, run = self.cfg, self.cfg.runs[index]
+        with_canaries = cfg.canaries.placement == "before_curation"
+        minhash = cfg.arm_minhash(index)
+        key: list[Any] = [prepared.split.fingerprint, prepared.canaries.fingerprint, with_canaries, run.recipe, run.level, cfg.curation.normalize]
+        if run.recipe == "near":
+            key.append(minhash)
+        elif run.level == "doc" and cfg.dataset.source == "synthetic":
+            key.append(minhash.threshold)  # ground-truth recall counts near duplicates above the threshold
+        if run.level == "chunk":
+            key += [prepared.tokens.fingerprint, cfg.training.chunk_len, cfg.training.stride]
+        stage = self.stages.stage(f"curate-{run.recipe}-{run.level}", *key)
+        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, minhash, with_canaries), label=f"curate {run.name}")
+        return stage
+
+    def _build_curate(self, work: Path, prepared: Prepared, index: int, minhash, with_canaries: bool) -> dict[str, Any]:
+        run = self.cfg.runs[index]
+        if run.level == "chunk":
+            items = self._write_chunk_items(work / "chunks", prepared)
+        else:
+            items = prepared.train_shards(with_canaries)
+        outcome: CurationOutcome = curate_items(
+            items, run.recipe, self.cfg.curation.normalize, minhash, self.executor, log=self.log
+        )
+        outcome.write(work)
+        stats = outcome.stats
+        _add_cluster_excerpts(stats.get("engine", {}).get("largest_clusters", []), items)
+        if run.level == "doc" and self.cfg.dataset.source == "synthetic":
+            stats["ground_truth"] = _score_against_truth(items, outcome.dropped_ids(), minhash.threshold)
+        write_json_atomic(work / "stats.json", stats)
+        return {"recipe": run.recipe, "level": run.level, "stats": stats}
+
+    def _write_chunk_items(self, folder: Path, prepared: Prepared) -> list[Path]:
+        """Chunk-level curation dedups the training windows themselves: one item per window, its decoded text."""
+        tokenizer = load_tokenizer(prepared.tokenizer.path)
+        stream = TokenStream.open(prepared.tokens.path / "train")
+        chunk_len = self.cfg.training.chunk_len
+        starts = stream.windows(chunk_len, self.cfg.training.stride or chunk_len)
+        with ShardWriter(folder) as writer:
+            for start in progress(starts, "decode chunks", unit="chunk"):
+                text = tokenizer.decode(stream.tokens[start : start + chunk_len].tolist())
+                writer.write(Document(f"chunk-{int(start)}", text, {"start": int(start)}))
+        return writer.paths
+
+    def pack(self, prepared: Prepared, index: int, curate: Stage) -> Stage:
+        cfg, run = self.cfg, self.cfg.runs[index]
+        stage = self.stages.stage("pack", prepared.tokens.fingerprint, curate.fingerprint, run.level, cfg.canaries.placement,
+                                  cfg.training.chunk_len, cfg.training.stride)
+        self.stages.run(stage, lambda work: self._build_pack(work, prepared, index, curate), label=f"pack {run.name}")
+        return stage
+
+    def _build_pack(self, work: Path, prepared: Prepared, index: int, curate: Stage) -> dict[str, Any]:
+        run, training = self.cfg.runs[index], self.cfg.training
+        dropped = set(_dropped_ids(curate.path))
+        stream = TokenStream.open(prepared.tokens.path / "train")
+        stride = training.stride or training.chunk_len
+        if run.level == "chunk":
+            starts = stream.windows(training.chunk_len, stride)
+            keep = np.array([f"chunk-{int(s)}" not in dropped for s in starts], dtype=bool)
+            if self.cfg.canaries.placement == "after_curation":
+                # Canary documents sit at the end of the train stream; windows touching them are never curated away.
+                keep |= starts + training.chunk_len > _first_canary_offset(prepared.tokens.path, stream)
+            np.save(work / "windows.npy", starts[keep])
+            return {"windows": int(keep.sum()), "tokens_in_windows": _covered_tokens(starts[keep], training.chunk_len),
+                    "documents_kept": None, "windows_dropped": int((~keep).sum())}
+        doc_ids = pq.read_table(prepared.tokens.path / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
+        always_keep = self.cfg.canaries.placement == "after_curation"
+        kept = [i for i, doc_id in enumerate(doc_ids) if doc_id not in dropped or (always_keep and doc_id.startswith("canary-"))]
+        meta = write_token_stream(work / "train", (stream.doc_slice(i) for i in kept), vocab_size=stream.vocab_size, eos_id=stream.eos_id)
+        arm_stream = TokenStream.open(work / "train")
+        starts = arm_stream.windows(training.chunk_len, stride)
+        np.save(work / "windows.npy", starts)
+        return {"windows": int(len(starts)), "tokens_in_windows": _covered_tokens(starts, training.chunk_len),
+                "documents_kept": len(kept), "tokens_kept": int(meta["n_tokens"])}
+
+    def train(self, prepared: Prepared, index: int, pack: Stage, seed: int) -> Stage:
+        from corpuslab.training.model import build_model
+        from corpuslab.training.trainer import train
+
+        cfg, run = self.cfg, self.cfg.runs[index]
+        training = dataclasses.replace(cfg.training, seed=seed)
+        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, _weights_key(training), seed)
+        label = f"train {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")
+
+        def build(work: Path) -> dict[str, Any]:
+            tokenizer = load_tokenizer(prepared.tokenizer.path)
+            model = build_model(cfg.model, vocab_size=len(tokenizer), seed=seed, eos_id=tokenizer.eos_token_id)
+            # Doc-level arms pack their own stream; chunk-level arms select windows of the shared one.
+            own = pack.path / "train.meta.json"
+            stream = TokenStream.open(pack.path / "train" if own.exists() else prepared.tokens.path / "train")
+            windows = np.load(pack.path / "windows.npy")
+            if len(windows) == 0:
+                raise StageError(f"train {run.name}", "the arm kept no training windows; lower training.chunk_len or keep more data")
+            val = TokenStream.open(prepared.tokens.path / "val")
+            val_windows = val.windows(cfg.training.chunk_len, cfg.training.chunk_len)
+            result = train(model, stream, windows, val, val_windows, training, work, log=self.log,
+                           callbacks=self._tracking_callbacks(run.name, seed, work))
+            for name in ("final", "best"):
+                if (work / name).exists():
+                    tokenizer.save_pretrained(str(work / name))
+            write_json_atomic(work / "curve.json", result.curve)
+            # Checkpoint paths point into the work folder, which is renamed on completion: report them from the stage.
+            summary = {k: v for k, v in to_dict(result).items() if k not in ("curve", "final_path", "best_path")}
+            return {"arm": run.name, "seed": seed, "result": summary}
+
+        self.stages.run(stage, build, label=label, resumable=True)
+        return stage
+
+    def _tracking_callbacks(self, arm: str, seed: int, work: Path) -> list:
+        if not self.cfg.logging.wandb:
+            return []
+        from corpuslab.training.tracking import WandbCallback
+
+        cfg = self.cfg
+        return [WandbCallback(cfg.logging.project, f"{cfg.experiment}-{arm}-s{seed}",
+                              {**to_dict(cfg), "arm": arm, "seed": seed},
+                              group=cfg.experiment, mode=cfg.logging.mode, dir=str(work))]
+
+    def evaluate(self, prepared: Prepared, index: int, trained: Stage, seed: int) -> Stage:
+        cfg, run = self.cfg, self.cfg.runs[index]
+        stage = self.stages.stage("evaluate", trained.fingerprint, prepared.tokens.fingerprint, prepared.canaries.fingerprint,
+                                  cfg.evaluation, cfg.canaries, cfg.seed)
+        label = f"evaluate {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")
+        self.stages.run(stage, lambda work: self._build_evaluate(work, prepared, trained), label=label)
+        return stage
+
+    def _build_evaluate(self, work: Path, prepared: Prepared, trained: Stage) -> dict[str, Any]:
+        from corpuslab.evaluation.lm import evaluate_lm, load_checkpoint
+        from corpuslab.evaluation.losses import analyse_losses, read_doc_categories
+
+        cfg = self.cfg
+        model, tokenizer, device = load_checkpoint(trained.path / "final", cfg.training.device)
+        metrics: dict[str, Any] = {}
+        for split in cfg.evaluation.splits:
+            stream = TokenStream.open(prepared.tokens.path / split)
+            doc_bytes = pq.read_table(prepared.tokens.path / f"{split}.docs.parquet", columns=["bytes"]).column("bytes").to_numpy()
+            metrics[split] = evaluate_lm(model, stream, doc_bytes, context=cfg.training.chunk_len,
+                                         batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
+            self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  bpb {metrics[split]['bits_per_byte']:.4f}")
+            if split == "val":  # where the validation loss comes from: position in the window, document category
+                categories = read_doc_categories(prepared.tokens.path / "val.docs.parquet")
+                breakdown = analyse_losses(model, stream, categories, context=cfg.training.chunk_len,
+                                           batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
+                metrics["val_by_position"], metrics["val_by_category"] = breakdown["by_position"], breakdown["by_category"]
+        if cfg.evaluation.tasks:
+            from corpuslab.evaluation.tasks import evaluate_tasks
+
+            categories = cfg.dataset.synthetic.categories
+            metrics["tasks"] = evaluate_tasks(model, tokenizer, cfg.evaluation.task_config(categories), device, seed=cfg.seed)
+            for task, scores in metrics["tasks"].items():
+                if not task.startswith("blimp_"):
+                    shown = {k: round(v, 4) for k, v in scores.items() if isinstance(v, float) and not k.endswith("stderr")}
+                    self.log(f"  {task}: {shown}")
+        canaries = [canary_lib.Canary(**c) for c in read_json(prepared.canaries.path / "canaries.json")]
+        memorization = canary_lib.measure_memorization(
+            model, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.decode,
+            canaries, cfg.canaries, device=device, seed=cfg.seed,
+        )
+        metrics["canaries"] = {"overall": _overall_memorization(memorization), "by_copies": canary_lib.summarize(memorization)}
+        write_json_atomic(work / "metrics.json", metrics)
+        write_json_atomic(work / "canaries.json", memorization)
+        return {"metrics": metrics}
+
+    def evaluate_checkpoint(self, prepared: Prepared, checkpoint: str) -> dict[str, Any]:
+        """Score any causal LM (a saved checkpoint folder, or a Hugging Face model name) on this experiment's
+        clean val/test documents, tokenized with the model's own tokenizer; bits per byte stays comparable."""
+        import tempfile
+
+        from corpuslab.evaluation.lm import evaluate_lm, load_any_checkpoint
+
+        cfg = self.cfg
+        model, tokenizer, device = load_any_checkpoint(checkpoint, cfg.training.device)
+        context = min(cfg.training.chunk_len, getattr(model.config, "n_positions", None)
+                      or getattr(model.config, "max_position_embeddings", cfg.training.chunk_len))
+        metrics: dict[str, Any] = {"checkpoint": checkpoint, "context": context}
+        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+            for split in cfg.evaluation.splits:
+                summary = self._tokenize_split(tokenizer, shard_paths(prepared.decontaminate.path / split), Path(tmp) / split, split)
+                stream = TokenStream.open(Path(tmp) / split)
+                doc_bytes = pq.read_table(Path(tmp) / f"{split}.docs.parquet", columns=["bytes"]).column("bytes").to_numpy()
+                metrics[split] = evaluate_lm(model, stream, doc_bytes, context=context, batch_size=cfg.evaluation.batch_size,
+                                             max_tokens=cfg.evaluation.max_tokens, device=device)
+                self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  "
+                         f"bpb {metrics[split]['bits_per_byte']:.4f} ({summary['documents']} docs)")
+        if cfg.evaluation.tasks:
+            from corpuslab.evaluation.tasks import evaluate_tasks
+
+            task_cfg = cfg.evaluation.task_config(cfg.dataset.synthetic.categories)
+            metrics["tasks"] = evaluate_tasks(model, tokenizer, task_cfg, device, seed=cfg.seed)
+        out = self.root / "checkpoints" / _safe_name(checkpoint)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "metrics.json", metrics)
+        self.log(f"metrics: {out / 'metrics.json'}")
+        return metrics
+
+    # ------------------------------------------------------------------ the whole thing
+
+    def run(self, arms: list[int] | None = None) -> dict[str, Any]:
+        from corpuslab.report.build import write_report
+
+        start = time.time()
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
+        prepared = self.prepare()
+        arm_stages = {}
+        for index in arms if arms is not None else range(len(self.cfg.runs)):
+            name = self.cfg.runs[index].name
+            self.log(f"== arm {name} ({self.cfg.runs[index].recipe}, {self.cfg.runs[index].level})")
+            curate = self.curate(prepared, index)
+            pack = self.pack(prepared, index, curate)
+            replicates = []
+            for seed in self.cfg.replicate_seeds:
+                trained = self.train(prepared, index, pack, seed)
+                replicates.append(ArmRun(seed, trained, self.evaluate(prepared, index, trained, seed)))
+            arm_stages[name] = ArmStages(curate, pack, replicates)
+        report = write_report(self, prepared, arm_stages)
+        self.log(f"report: {self.root / 'report.json'} ({time.time() - start:.1f}s)")
+        return report
+
+
+def _dropped_ids(curate_dir: Path) -> list[str]:
+    path = curate_dir / "decisions.parquet"
+    if not path.exists():
+        return []
+    table = pq.read_table(path, columns=["id", "kept"])
+    ids = table.column("id").to_pylist()
+    kept = table.column("kept").to_pylist()
+    return [i for i, k in zip(ids, kept) if not k]
+
+
+def _score_against_truth(shards: list[Path], dropped: set[str], threshold: float) -> dict[str, Any]:
+    """Precision and recall of the removals against the synthetic corpus's planted duplicates."""
+    from corpuslab.sources.synthetic import score_removals
+
+    rows = ((d.id, d.metadata) for d in read_documents(shards, columns=["id", "meta"]))
+    return score_removals(dropped, rows, threshold=threshold)
+
+
+def _overall_memorization(results: list[dict[str, Any]]) -> dict[str, Any]:
+    if not results:
+        return {"canaries": 0, "exact_rate": None, "mean_exposure": None}
+    return {
+        "canaries": len(results),
+        "exact_rate": sum(bool(r["exact"]) for r in results) / len(results),
+        "mean_exposure": float(np.mean([r["exposure"] for r in results])),
+    }
+
+
+def _safe_name(checkpoint: str) -> str:
+    """A folder name for a checkpoint path or hub name: its last two path parts, filesystem-safe."""
+    parts = [p for p in Path(checkpoint).parts if p not in ("/", ".", "..")][-2:]
+    return "__".join("".join(c if c.isalnum() or c in "-_." else "_" for c in part) for part in parts) or "checkpoint"
+
+
+def _add_cluster_excerpts(clusters: list[dict[str, Any]], shards: list[Path], chars: int = 200) -> None:
+    """Put the start of each large cluster's kept document next to it, so the report can show what it is."""
+    wanted = {c["cluster_id"]: c for c in clusters}
+    if not wanted:
+        return
+    for doc in read_documents(shards, columns=["id", "text"]):
+        if doc.id in wanted:
+            wanted[doc.id]["excerpt"] = " ".join(doc.text[:chars].split())
+
+
+def _weights_key(training) -> Any:
+    """The training config without the settings that cannot change the weights (train.RESUMABLE_CHANGES minus the
+    ones that shape the curve or the best checkpoint), so changing threads or save cadence neither retrains nor
+    orphans a resumable run."""
+    neutral = {"num_threads": None, "save_every": None, "keep_last": 2, "resume": "auto", "device": "auto"}
+    return dataclasses.replace(training, **neutral)
+
+
+def _first_canary_offset(tokens_dir: Path, stream: TokenStream) -> int:
+    ids = pq.read_table(tokens_dir / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
+    first = next((i for i, doc_id in enumerate(ids) if doc_id.startswith("canary-")), len(ids))
+    return int(stream.offsets[first])
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _covered_tokens(starts: np.ndarray, chunk_len: int) -> int:
+    """Distinct target tokens the windows cover (overlapping windows, stride < chunk_len, count once)."""
+    if len(starts) == 0:
+        return 0
+    gaps = np.minimum(np.diff(np.sort(starts)), chunk_len)
+    return int(gaps.sum()) + chunk_len

@@ -1,0 +1,1 @@
+"""report.json, summary.tsv, report.html, cross-experiment tables, statistics."""

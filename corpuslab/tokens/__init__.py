@@ -1,0 +1,1 @@
+"""Tokenizers and token streams: flat memmap files with a document-offset index."""

@@ -1,0 +1,1 @@
+"""The model, the training loop, its callbacks, samplers and procedures."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corpuslab.atomic import write_json_atomic  # noqa: F401  (re-exported: stages write JSON)
 from corpuslab.errors import ConfigError, CorpuslabError, StageError
 from corpuslab.schema import to_dict
 
@@ -30,16 +31,6 @@ def fingerprint(*parts: Any, length: int = 10) -> str:
     """A short stable hash of config slices and input fingerprints (canonical JSON, sorted keys)."""
     blob = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary name and rename it, so readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> Any:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpuslab.artifacts import Stage, StageRunner, read_json, write_json_atomic
+from corpuslab.atomic import write_text_atomic
 from corpuslab.config import ExperimentConfig, dump_config
 from corpuslab.corpus import canaries as canary_lib
 from corpuslab.corpus.split import SPLITS, assign_splits
@@ -430,7 +431,7 @@ class Experiment:
 
         start = time.time()
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
+        write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
         prepared = self.prepare()
         arm_stages = {}
         for index in arms if arms is not None else range(len(self.cfg.runs)):
@@ -504,12 +505,6 @@ def _first_canary_offset(tokens_dir: Path, stream: TokenStream) -> int:
     ids = pq.read_table(tokens_dir / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
     first = next((i for i, doc_id in enumerate(ids) if doc_id.startswith("canary-")), len(ids))
     return int(stream.offsets[first])
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _covered_tokens(starts: np.ndarray, chunk_len: int) -> int:

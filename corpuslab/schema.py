@@ -139,3 +139,11 @@ def require(condition: bool, key: str, value: object, expected: str) -> None:
     if not condition:
         raise ConfigError(key, value, expected)
 
+
+
+def require_int(value: object, key: str, minimum: int, optional: bool = False) -> None:
+    """An integer (not a bool) >= `minimum`, or None when `optional`."""
+    if value is None and optional:
+        return
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    require(ok, key, value, f"an integer >= {minimum}" + (" or null" if optional else ""))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from corpuslab.atomic import atomic_file
 from corpuslab.errors import InputError
 
 SUMMARY = "summary.tsv"
@@ -83,13 +84,11 @@ def aggregate(paths: Sequence[str | Path]) -> tuple[list[str], list[dict[str, An
 
 def write_tsv(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_file(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", extrasaction="ignore", restval="")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
-    tmp.replace(path)
 
 
 def format_table(columns: list[str], rows: list[dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corpuslab.artifacts import read_json, write_json_atomic
+from corpuslab.atomic import atomic_file
 from corpuslab.report.html import write_html_report
 from corpuslab.report.stats import data_equivalent_factor, flatten_metrics, mean_ci, paired_difference
 from corpuslab.schema import to_dict
@@ -172,13 +173,11 @@ def summary_row(name: str, arm: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(path: Path, report: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_file(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, delimiter="\t", extrasaction="ignore")
         writer.writeheader()
         for name, arm in report["arms"].items():
             writer.writerow({k: ("" if v is None else v) for k, v in summary_row(name, arm).items()})
-    tmp.replace(path)
 
 
 def _round(value: Any, digits: int = 4) -> Any:

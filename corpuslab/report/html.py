@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from corpuslab.atomic import write_text_atomic
 from corpuslab.report.stats import mean_ci
 
 # Colour-blind-safe (Okabe-Ito, black last); an arm keeps its colour in every plot and table.
@@ -87,9 +88,7 @@ figure svg { max-width: 100%; height: auto; display: block; }
 def write_html_report(report: dict[str, Any], path: Path) -> Path:
     """Render `report` (the dict of report.json) to a self-contained HTML file at `path`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(report), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, render_html(report))
     return path
 
 

@@ -24,7 +24,6 @@ cost the page). Under "stop" it raises.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -32,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from corpuslab.atomic import write_json_atomic
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
 
@@ -115,11 +115,7 @@ class BadInputLog:
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
         """Write atomically: a crash never leaves a half-written log that looks complete."""
-        tmp_path = f"{os.fspath(path)}.tmp"
-        with open(tmp_path, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=2, ensure_ascii=False)
-            out.write("\n")
-        os.replace(tmp_path, path)
+        write_json_atomic(path, self.to_dict())
 
 
 def handle_bad_input(log: BadInputLog, policy: str, reason: str, path: str, line: int | None,

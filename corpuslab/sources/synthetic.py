@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from corpuslab.documents import Document
-from corpuslab.errors import ConfigError
+from corpuslab.schema import require, require_int
 
 TRUTH_KINDS = ("original", "exact_duplicate", "near_duplicate", "boilerplate")
 BOILERPLATE_CATEGORY = "boilerplate"
@@ -91,10 +91,10 @@ class SyntheticConfig:
                 object.__setattr__(self, name, tuple(value))
 
     def validate(self, prefix: str = "dataset.synthetic") -> None:
-        _require_int(self.num_docs, 1, f"{prefix}.num_docs")
+        require_int(self.num_docs, f"{prefix}.num_docs", 1)
         self._validate_categories(f"{prefix}.categories")
-        _require_int(self.words_per_doc, SHINGLE_WORDS, f"{prefix}.words_per_doc")
-        _require(
+        require_int(self.words_per_doc, f"{prefix}.words_per_doc", SHINGLE_WORDS)
+        require(
             _is_number(self.length_spread) and 0 <= self.length_spread <= 2,
             f"{prefix}.length_spread",
             self.length_spread,
@@ -102,17 +102,17 @@ class SyntheticConfig:
         )
         for name in ("exact_dup_fraction", "near_dup_fraction", "boilerplate_fraction"):
             value = getattr(self, name)
-            _require(_is_number(value) and 0 <= value <= 1, f"{prefix}.{name}", value, "a fraction in [0, 1]")
-        _require(
+            require(_is_number(value) and 0 <= value <= 1, f"{prefix}.{name}", value, "a fraction in [0, 1]")
+        require(
             _is_number(self.dup_copies_alpha) and self.dup_copies_alpha > 1,
             f"{prefix}.dup_copies_alpha",
             self.dup_copies_alpha,
             "a Zipf exponent > 1",
         )
-        _require_int(self.max_copies, 1, f"{prefix}.max_copies")
+        require_int(self.max_copies, f"{prefix}.max_copies", 1)
         self._validate_edit_rates(f"{prefix}.near_dup_edit_rates")
         templates = self.boilerplate_templates
-        _require(
+        require(
             isinstance(templates, int)
             and not isinstance(templates, bool)
             and 1 <= templates <= len(_BOILERPLATE_BODIES),
@@ -120,21 +120,21 @@ class SyntheticConfig:
             templates,
             f"an integer in [1, {len(_BOILERPLATE_BODIES)}]",
         )
-        _require(isinstance(self.shuffle, bool), f"{prefix}.shuffle", self.shuffle, "true or false")
+        require(isinstance(self.shuffle, bool), f"{prefix}.shuffle", self.shuffle, "true or false")
 
     def _validate_categories(self, key: str) -> None:
         if isinstance(self.categories, int) and not isinstance(self.categories, bool):
-            _require(self.categories >= 1, key, self.categories, "a positive count or a list of names")
+            require(self.categories >= 1, key, self.categories, "a positive count or a list of names")
             return
         names = self.categories
-        _require(
+        require(
             isinstance(names, tuple) and len(names) >= 1 and all(isinstance(n, str) and n for n in names),
             key,
             names,
             "a positive count or a non-empty list of names",
         )
-        _require(len(set(names)) == len(names), key, names, "distinct category names")
-        _require(
+        require(len(set(names)) == len(names), key, names, "distinct category names")
+        require(
             BOILERPLATE_CATEGORY not in names,
             key,
             names,
@@ -143,14 +143,14 @@ class SyntheticConfig:
 
     def _validate_edit_rates(self, key: str) -> None:
         rates = self.near_dup_edit_rates
-        _require(
+        require(
             isinstance(rates, tuple) and (len(rates) >= 1 or self.near_dup_fraction == 0),
             key,
             rates,
             "a non-empty list of edit rates when near_dup_fraction > 0",
         )
         for i, rate in enumerate(rates):
-            _require(_is_number(rate) and 0 <= rate < 1, f"{key}[{i}]", rate, "an edit rate in [0, 1)")
+            require(_is_number(rate) and 0 <= rate < 1, f"{key}[{i}]", rate, "an edit rate in [0, 1)")
 
     @property
     def category_names(self) -> tuple[str, ...]:
@@ -165,18 +165,8 @@ def category_names(count: int) -> tuple[str, ...]:
     return builtin[:count] + tuple(f"topic{i + 1}" for i in range(len(builtin), count))
 
 
-def _require(condition: bool, key: str, value: object, expected: str) -> None:
-    if not condition:
-        raise ConfigError(key, value, expected)
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
-def _require_int(value: object, minimum: int, key: str) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    _require(ok, key, value, f"an integer >= {minimum}")
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -967,7 +957,7 @@ def generate(cfg: SyntheticConfig, seed: int) -> Iterator[Document]:
     Only texts that a later duplicate still needs are held in memory.
     """
     cfg.validate()
-    _require(
+    require(
         isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
         "seed",
         seed,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from corpuslab.atomic import temp_path
 from corpuslab.errors import InputError
 
 UINT16_MAX_VOCAB = 65535  # ids 0..65534 fit in uint16 with room to spare for the eos id
@@ -39,12 +40,6 @@ def stream_paths(path_prefix: str | Path) -> tuple[Path, Path, Path]:
     """(`.bin`, `.idx.npy`, `.meta.json`) paths of the stream at `path_prefix`."""
     prefix = str(path_prefix)
     return Path(prefix + ".bin"), Path(prefix + ".idx.npy"), Path(prefix + ".meta.json")
-
-
-def _temp_path(path: Path) -> Path:
-    # The pid keeps two writers of the same prefix apart; the name keeps its suffix because
-    # np.save appends ".npy" to names that lack it.
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
 
 
 def _check_ids(doc: np.ndarray, doc_index: int, vocab_size: int) -> None:
@@ -76,7 +71,7 @@ def write_token_stream(
     bin_path.parent.mkdir(parents=True, exist_ok=True)
     eos = np.array([eos_id], dtype=dtype)
     offsets = array.array("q", [0])  # compact: 8 bytes per document, not a Python int object each
-    bin_tmp = _temp_path(bin_path)
+    bin_tmp = temp_path(bin_path)
     with open(bin_tmp, "wb") as out:
         for doc_index, doc in enumerate(docs_token_arrays):
             doc = np.asarray(doc)
@@ -84,7 +79,7 @@ def write_token_stream(
             out.write(doc.astype(dtype, copy=False).tobytes())
             out.write(eos.tobytes())
             offsets.append(offsets[-1] + doc.size + 1)
-    idx_tmp = _temp_path(idx_path)
+    idx_tmp = temp_path(idx_path)
     np.save(idx_tmp, np.frombuffer(offsets, dtype=np.int64))
     meta = {
         "dtype": dtype.name,
@@ -93,7 +88,7 @@ def write_token_stream(
         "vocab_size": int(vocab_size),
         "eos_id": int(eos_id),
     }
-    meta_tmp = _temp_path(meta_path)
+    meta_tmp = temp_path(meta_path)
     meta_tmp.write_text(json.dumps(meta, indent=2))
     os.replace(bin_tmp, bin_path)
     os.replace(idx_tmp, idx_path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -31,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from corpuslab.atomic import replace_dir, temp_path
 from corpuslab.errors import ConfigError, StageError
 from corpuslab.evaluation.lm import mean_window_loss
+from corpuslab.schema import require, require_int
 from corpuslab.tokens.stream import TokenStream
 from corpuslab.training.model import resolve_device
 
@@ -91,45 +92,31 @@ class TrainingConfig:
 
     def validate(self, prefix: str = "training") -> TrainingConfig:
         for key in ("chunk_len", "batch_size", "log_interval", "eval_interval", "eval_batches"):
-            _check_int(self, key, prefix, minimum=1)
+            require_int(getattr(self, key), f"{prefix}.{key}", 1)
         for key in ("stride", "max_train_tokens", "max_steps", "save_every", "num_threads"):
-            _check_int(self, key, prefix, minimum=1, optional=True)
+            require_int(getattr(self, key), f"{prefix}.{key}", 1, optional=True)
         for key in ("warmup_steps", "keep_last", "seed"):
-            _check_int(self, key, prefix, minimum=0)
+            require_int(getattr(self, key), f"{prefix}.{key}", 0)
         if self.max_steps is None and self.max_train_tokens is None:
             raise ConfigError(f"{prefix}.max_steps", None, "an integer when max_train_tokens is not set")
         if self.total_steps() < 1:
             one_step = f">= one step ({self.tokens_per_step} tokens)"
             raise ConfigError(f"{prefix}.max_train_tokens", self.max_train_tokens, one_step)
-        _check(self.lr > 0 and math.isfinite(self.lr), f"{prefix}.lr", self.lr, "a positive number")
-        _check(0 <= self.min_lr_ratio <= 1, f"{prefix}.min_lr_ratio", self.min_lr_ratio, "a number in [0, 1]")
-        _check(self.weight_decay >= 0, f"{prefix}.weight_decay", self.weight_decay, "a number >= 0")
-        _check(self.grad_clip >= 0, f"{prefix}.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
-        _check(
+        require(self.lr > 0 and math.isfinite(self.lr), f"{prefix}.lr", self.lr, "a positive number")
+        require(0 <= self.min_lr_ratio <= 1, f"{prefix}.min_lr_ratio", self.min_lr_ratio, "a number in [0, 1]")
+        require(self.weight_decay >= 0, f"{prefix}.weight_decay", self.weight_decay, "a number >= 0")
+        require(self.grad_clip >= 0, f"{prefix}.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
+        require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             f"{prefix}.betas", list(self.betas), "two numbers in [0, 1)",
         )
-        _check(self.precision in ("fp32", "bf16"), f"{prefix}.precision", self.precision, "'fp32' or 'bf16'")
-        _check(
+        require(self.precision in ("fp32", "bf16"), f"{prefix}.precision", self.precision, "'fp32' or 'bf16'")
+        require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"{prefix}.device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'",
         )
-        _check(self.resume in ("auto", "never"), f"{prefix}.resume", self.resume, "'auto' or 'never'")
+        require(self.resume in ("auto", "never"), f"{prefix}.resume", self.resume, "'auto' or 'never'")
         return self
-
-
-def _check(ok: bool, key: str, value: object, expected: str) -> None:
-    if not ok:
-        raise ConfigError(key, value, expected)
-
-
-def _check_int(cfg: TrainingConfig, key: str, prefix: str, minimum: int, optional: bool = False) -> None:
-    value = getattr(cfg, key)
-    if value is None and optional:
-        return
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    expected = f"an integer >= {minimum}" + (" or null" if optional else "")
-    _check(is_int and value >= minimum, f"{prefix}.{key}", value, expected)
 
 
 def learning_rate(update: int, cfg: TrainingConfig, total_steps: int) -> float:
@@ -222,21 +209,8 @@ def _set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Move the finished folder `tmp` to `target`. The old target is moved aside first, so at every
-    instant a complete copy exists as `target` or `target.old` (which `_find_state` also accepts)."""
-    old = target.with_name(target.name + ".old")
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    # When `target` is missing (a crash between the two renames), `old` is the only complete copy:
-    # it is removed only after `tmp` has taken its place.
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _tmp_dir(target: Path) -> Path:
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    tmp = temp_path(target)
     shutil.rmtree(tmp, ignore_errors=True)
     return tmp
 
@@ -343,7 +317,7 @@ class Trainer:
         tmp = _tmp_dir(target)
         self.model.save_pretrained(tmp, safe_serialization=True)
         (tmp / "training_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
         return target
 
     def save_state(self, target: Path) -> Path:
@@ -351,7 +325,7 @@ class Trainer:
         tmp = _tmp_dir(target)
         self.model.save_pretrained(tmp, safe_serialization=True)
         torch.save(self._state_dict(), tmp / STATE_FILE)
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
         return target
 
     def _state_dict(self) -> dict:

@@ -76,6 +76,10 @@ class StageRunner:
     def stage(self, name: str, *key: Any) -> Stage:
         return Stage(self.root, name, fingerprint(*key), key)
 
+    def plugin_stage(self, name: str, plugin: Any, *inputs: Any) -> Stage:
+        """A stage made by a plug-in: named by the plug-in's own fingerprint of itself and its inputs."""
+        return Stage(self.root, name, plugin.fingerprint(*inputs), (plugin.describe(), *inputs))
+
     def run(
         self,
         stage: Stage,

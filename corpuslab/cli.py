@@ -105,7 +105,7 @@ def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
             log(f"corpuslab {args.command}: experiment '{cfg.experiment}' -> {experiment.root}")
             try:
                 extra = {"checkpoint": args.checkpoint} if getattr(args, "checkpoint", None) else {}
-                action(experiment, _arm_indices(cfg, getattr(args, "arm", [])), **extra)
+                action(experiment, _arm_indices(cfg, getattr(args, "arm", [])), args.command, **extra)
             finally:
                 experiment.close()
         return 0
@@ -123,37 +123,14 @@ def _arm_indices(cfg, names: list[str]) -> list[int]:
     return [i for i, name in enumerate(all_names) if not names or name in names]
 
 
-def _run(experiment, arms: list[int]) -> None:
-    experiment.run(arms)
+def _stage_command(experiment, arms: list[int], command: str, checkpoint: str | None = None) -> None:
+    """Every stage command walks the one pipeline in `corpuslab.experiment` up to its own stage."""
+    from corpuslab.experiment import COMMAND_TARGETS
 
-
-def _prepare(experiment, arms: list[int]) -> None:
-    experiment.prepare()
-
-
-def _curate(experiment, arms: list[int]) -> None:
-    prepared = experiment.prepare()
-    for index in arms:
-        experiment.curate(prepared, index)
-
-
-def _train(experiment, arms: list[int]) -> None:
-    prepared = experiment.prepare()
-    for index in arms:
-        pack = experiment.pack(prepared, index, experiment.curate(prepared, index))
-        for seed in experiment.cfg.replicate_seeds:
-            experiment.train(prepared, index, pack, seed)
-
-
-def _evaluate(experiment, arms: list[int], checkpoint: str | None = None) -> None:
-    prepared = experiment.prepare()
     if checkpoint:
-        experiment.evaluate_checkpoint(prepared, checkpoint)
+        experiment.evaluate_checkpoint(experiment.prepare(), checkpoint)
         return
-    for index in arms:
-        pack = experiment.pack(prepared, index, experiment.curate(prepared, index))
-        for seed in experiment.cfg.replicate_seeds:
-            experiment.evaluate(prepared, index, experiment.train(prepared, index, pack, seed), seed)
+    experiment.build(COMMAND_TARGETS[command], arms)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -164,7 +141,7 @@ def _report(args: argparse.Namespace) -> int:
     if not folders:
         if args.out is not None:
             raise ConfigError("--out", args.out, "experiment folders to aggregate: corpuslab report DIR... --out FILE")
-        return _with_experiment(_run)(args)
+        return _with_experiment(_stage_command)(args)
     if len(folders) != len(args.overrides) or args.config:
         raise ConfigError("report", args.overrides, "either experiment folders (DIR...) or config overrides, not both")
     from corpuslab.report.aggregate import run_aggregate
@@ -185,11 +162,11 @@ def _prefetch(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": _with_experiment(_run),
-    "prepare": _with_experiment(_prepare),
-    "curate": _with_experiment(_curate),
-    "train": _with_experiment(_train),
-    "evaluate": _with_experiment(_evaluate),
+    "run": _with_experiment(_stage_command),
+    "prepare": _with_experiment(_stage_command),
+    "curate": _with_experiment(_stage_command),
+    "train": _with_experiment(_stage_command),
+    "evaluate": _with_experiment(_stage_command),
     "report": _report,
     "prefetch": _prefetch,
 }

@@ -7,10 +7,12 @@ context, an arm whose recipe needs settings that are missing).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -19,6 +21,7 @@ from corpuslab.corpus.split import SplitConfig
 from corpuslab.curation.dedup.minhash import MinHashConfig
 from corpuslab.curation.dedup.normalize import NormalizeConfig
 from corpuslab.errors import ConfigError, InputError
+from corpuslab.registry import split_spec
 from corpuslab.schema import from_dict, require, to_dict
 from corpuslab.sources.hf import HFConfig
 from corpuslab.sources.local import LocalConfig
@@ -65,21 +68,82 @@ class CurationConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One arm of the experiment: a curation recipe applied to the shared train split.
+    """One arm of the experiment: a curation recipe applied to the shared train split, then trained.
 
-    recipe: `none` keeps everything, `exact` drops all but the earliest copy of identical normalized
-    text, `near` runs `exact` then MinHash LSH with verified Jaccard. level: `doc` dedups whole
-    documents, `chunk` dedups the fixed-length training windows. minhash: keys of `curation.minhash`
-    to change for this arm only (e.g. `{threshold: 0.9}`).
+    recipe: a registered recipe (`none`, `exact`, `near`, or your own), by name or as a mapping
+    `{name: near, minhash: {threshold: 0.9}}`; its parameters may also sit on the arm itself
+    (`{name: near_0.9, recipe: near, minhash: {threshold: 0.9}}`). Parameters the arm does not give come
+    from the experiment-wide `curation` section (`normalize`, `minhash`). level: `doc` curates whole
+    documents, `chunk` the fixed-length training windows. procedure: the training procedure (default
+    `standard`), by name or mapping. group: arms of one group are replicates of one setting (a sweep
+    fills it in); the report pools them.
     """
 
+    EXTRA_FIELD: ClassVar[str] = "params"  # keys the arm does not know are the recipe's parameters
+
     name: str
-    recipe: Literal["none", "exact", "near"] = "none"
+    recipe: str | dict[str, Any] = "none"
     level: Literal["doc", "chunk"] = "doc"
-    minhash: dict[str, Any] = field(default_factory=dict)
+    procedure: str | dict[str, Any] | None = None
+    group: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str) -> None:
         require(bool(self.name) and "/" not in self.name, f"{prefix}.name", self.name, "a non-empty name without '/'")
+
+    @property
+    def group_name(self) -> str:
+        return self.group or self.name
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of arms. `arm` is an arm without its name (recipe, level, procedure, recipe parameters);
+    `grid` maps dotted keys inside the arm to lists of values, one group per combination; `replicates`
+    does the same for the axes pooled inside each group (curation-time seeds such as `minhash.seed`, a
+    sampler's seed). Arms are named `<name>-<key><value>...`; replicates add `-<key><value>`.
+
+        sweeps:
+          - name: near
+            arm: {recipe: near}
+            grid: {minhash.threshold: [0.8, 0.9]}
+            replicates: {minhash.seed: [1, 2, 3]}
+    """
+
+    name: str
+    arm: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    replicates: dict[str, list[Any]] = field(default_factory=dict)
+
+    def validate(self, prefix: str) -> None:
+        require(bool(self.name) and "/" not in self.name, f"{prefix}.name", self.name, "a non-empty name without '/'")
+        require("name" not in self.arm, f"{prefix}.arm.name", self.arm.get("name"), "no name: arms are named by the sweep")
+        for axes, label in ((self.grid, "grid"), (self.replicates, "replicates")):
+            for dotted, values in axes.items():
+                require(len(values) > 0, f"{prefix}.{label}.{dotted}", values, "a non-empty list of values")
+
+    def arms(self) -> list[dict[str, Any]]:
+        """The arms this sweep expands into, as raw arm mappings (validated with the other arms)."""
+        out = []
+        for point in _product(self.grid):
+            group = _label(self.name, point)
+            for replicate in _product(self.replicates):
+                arm = copy.deepcopy(self.arm)
+                for dotted, value in {**point, **replicate}.items():
+                    apply_override(arm, f"{dotted}={yaml.safe_dump(value, default_flow_style=True).strip()}")
+                out.append({**arm, "name": _label(group, replicate), "group": group})
+        return out
+
+
+def _product(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = [{}]
+    for dotted, values in axes.items():
+        points = [{**point, dotted: value} for point in points for value in values]
+    return points
+
+
+def _label(prefix: str, point: dict[str, Any]) -> str:
+    return "-".join([prefix] + [f"{dotted.split('.')[-1]}{value}" for dotted, value in point.items()])
 
 
 @dataclass(frozen=True)
@@ -97,6 +161,7 @@ class EvaluationConfig:
     splits: list[str] = field(default_factory=lambda: ["val", "test"])
     tasks: dict[str, int | None] = field(default_factory=dict)
     task_files: dict[str, str] = field(default_factory=dict)
+    metrics: list[str | dict[str, Any]] | None = None  # registered metrics to compute; null = the default set
 
     def task_config(self, categories: tuple[str, ...] | int) -> Any:
         from corpuslab.evaluation.tasks import TaskConfig
@@ -143,8 +208,10 @@ class ExperimentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     runs: list[RunConfig] = field(default_factory=list)
+    sweeps: list[SweepConfig] = field(default_factory=list)  # expanded into `runs` at load
     seeds: list[int] | None = None
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    plugins: list[str] = field(default_factory=list)  # your modules (files or importable names) that register plug-ins
 
     @property
     def replicate_seeds(self) -> list[int]:
@@ -162,7 +229,7 @@ class ExperimentConfig:
         names = [run.name for run in self.runs]
         require(len(set(names)) == len(names), "runs", names, "arms with distinct names")
         for index in range(len(self.runs)):
-            self.arm_minhash(index)  # an arm's minhash overrides are checked now, not when it runs
+            self.arm_recipe(index)  # an arm's recipe and its parameters are checked now, not when it runs
         context = self.model.resolved().context
         require(
             self.training.chunk_len <= context,
@@ -171,11 +238,29 @@ class ExperimentConfig:
             f"at most the model context ({context}, model.context)",
         )
 
-    def arm_minhash(self, index: int) -> MinHashConfig:
-        """The MinHash settings of arm `index`: `curation.minhash` with the arm's overrides applied."""
-        run = self.runs[index]
-        merged = {**to_dict(self.curation.minhash), **run.minhash}
-        return from_dict(MinHashConfig, merged, f"runs[{index}].minhash")
+    def arm_recipe(self, index: int):
+        """The recipe of arm `index`, its parameters merged over the experiment-wide `curation` settings."""
+        from corpuslab.curation.recipes import recipes
+
+        run, key = self.runs[index], f"runs[{index}]"
+        name, params = split_spec(run.recipe, f"{key}.recipe")
+        cls = recipes.get(name, f"{key}.recipe" + (".name" if isinstance(run.recipe, dict) else ""))
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        shared = {"normalize": to_dict(self.curation.normalize), "minhash": to_dict(self.curation.minhash),
+                  "truth_threshold": self.curation.minhash.threshold}
+        for inline in run.params:
+            if inline not in known:
+                arm_keys = sorted(f.name for f in dataclasses.fields(RunConfig) if f.name != "params")
+                raise ConfigError(f"{key}.{inline}", run.params[inline],
+                                  f"one of the arm's keys {arm_keys} or the '{name}' recipe's parameters {sorted(known)}")
+        merged = deep_merge(deep_merge({k: v for k, v in shared.items() if k in known}, run.params), params)
+        return cls.from_params(merged, key if run.params or not isinstance(run.recipe, dict) else f"{key}.recipe")
+
+    def arm_procedure(self, index: int):
+        """The training procedure of arm `index` (`standard` unless the arm names another)."""
+        from corpuslab.training.procedures import procedures
+
+        return procedures.build(self.runs[index].procedure, f"runs[{index}].procedure", default="standard")
 
 
 def default_config_path() -> Path:
@@ -183,20 +268,55 @@ def default_config_path() -> Path:
 
 
 def load_config(paths: list[str] | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Merge the YAML files in order (the built-in default when none), apply `key.path=value` overrides, validate."""
+    """Merge the YAML files in order (the built-in default when none), apply `key.path=value` overrides,
+    load the `plugins` modules they name, expand `sweeps` into arms, validate."""
     merged: dict[str, Any] = {}
+    plugin_dirs: dict[str, Path] = {}  # a plugin file named in a config resolves against that config's folder
     for path in paths or [str(default_config_path())]:
-        merged = deep_merge(merged, read_yaml(Path(path)))
+        data = read_yaml(Path(path))
+        for plugin in data.get("plugins", None) or []:
+            plugin_dirs.setdefault(str(plugin), Path(path).resolve().parent)
+        merged = deep_merge(merged, data)
     for override in overrides or []:
         apply_override(merged, override)
+    load_plugins(merged.get("plugins") or [], plugin_dirs)
+    merged = expand_sweeps(merged)
     return from_dict(ExperimentConfig, merged, "")
+
+
+def load_plugins(plugins: Any, base_dirs: dict[str, Path] | None = None) -> None:
+    """Import each plugin module (a .py file, or an importable module name) so its registrations take effect."""
+    from corpuslab.plugins import load_plugin
+
+    if not isinstance(plugins, list):
+        raise ConfigError("plugins", plugins, "a list of Python files or importable module names")
+    for index, plugin in enumerate(plugins):
+        if not isinstance(plugin, str) or not plugin:
+            raise ConfigError(f"plugins[{index}]", plugin, "a Python file path or an importable module name")
+        load_plugin(plugin, (base_dirs or {}).get(plugin), f"plugins[{index}]")
+
+
+def expand_sweeps(merged: dict[str, Any]) -> dict[str, Any]:
+    """`sweeps` become arms appended to `runs` (validated like hand-written arms); the sweeps stay for the record."""
+    sweeps = merged.get("sweeps") or []
+    if not sweeps:
+        return merged
+    if not isinstance(sweeps, list):
+        raise ConfigError("sweeps", sweeps, "a list of sweeps, each with name, arm, grid and replicates")
+    runs = list(merged.get("runs") or [])
+    for index, raw in enumerate(sweeps):
+        runs += from_dict(SweepConfig, raw, f"sweeps[{index}]").arms()
+    return {**merged, "runs": runs}
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise InputError(str(path), "config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except DuplicateKeyError as err:
+        raise InputError(str(path), f"key '{err.key}' is given twice (lines {err.first_line} and {err.line}); "
+                         "the second would silently replace the first: merge them into one", err.line) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise InputError(str(path), f"not valid YAML: {getattr(err, 'problem', err)}", mark.line + 1 if mark else None) from err
@@ -209,6 +329,26 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(str(path), f"expected a mapping of config keys at the top level, got {type(data).__name__}")
     return data
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: str, first_line: int, line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error instead of last-wins."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(str(key), seen[key], line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -28,9 +28,10 @@ from corpuslab.atomic import write_text_atomic
 from corpuslab.config import ExperimentConfig, dump_config
 from corpuslab.corpus import canaries as canary_lib
 from corpuslab.corpus.split import SPLITS, assign_splits
-from corpuslab.curation.recipes import CurationOutcome, curate_items
+from corpuslab.curation.decisions import DecisionWriter, repeat_counts
+from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
-from corpuslab.errors import StageError
+from corpuslab.errors import ConfigError, StageError
 from corpuslab.executor import LocalExecutor
 from corpuslab.progress import progress
 from corpuslab.schema import to_dict
@@ -40,6 +41,9 @@ from corpuslab.tokens.stream import TokenStream, write_token_stream
 from corpuslab.tokens.tokenizer import build_tokenizer, encode_batch, load_tokenizer
 
 ENCODE_BATCH = 512
+# Bumped when a stage's code changes what it writes, so folders made by older code are not reused.
+TOKENS_VERSION = 2  # 2: train.docs.parquet marks canaries
+PACK_VERSION = 2  # 2: repeat counts, stream kind in the manifest
 
 
 @dataclass
@@ -72,6 +76,15 @@ class ArmStages:
     curate: Stage
     pack: Stage
     replicates: list[ArmRun]
+
+
+# The pipeline, in order: `corpuslab run` walks all of it, each stage command (`prepare`, `curate`, `train`,
+# `evaluate`, `report`) walks it up to its own stage, building what is missing and reusing the rest.
+SHARED_STAGES = ("ingest", "split", "canaries", "decontaminate", "tokenizer", "tokens")  # every arm reads them
+ARM_STAGES = ("curate", "pack", "train", "evaluate")  # per arm (train and evaluate per seed)
+PIPELINE = (*SHARED_STAGES, *ARM_STAGES, "report")
+COMMAND_TARGETS = {"prepare": "tokens", "curate": "curate", "train": "train", "evaluate": "evaluate",
+                   "report": "report", "run": "report"}
 
 
 class Experiment:
@@ -113,7 +126,7 @@ class Experiment:
         self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split))
         tokenizer = self.stages.stage("tokenizer", split.fingerprint, cfg.tokenizer, cfg.seed)
         self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
-        tokens = self.stages.stage("tokens", tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
+        tokens = self.stages.stage("tokens", TOKENS_VERSION, tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
         prepared = Prepared(ingest, split, canaries, decontaminate, tokenizer, tokens)
         self.stages.run(tokens, lambda work: self._build_tokens(work, prepared))
         return prepared
@@ -205,6 +218,7 @@ class Experiment:
         ids: list[str] = []
         byte_counts: list[int] = []
         categories: list[str | None] = []
+        canaries: list[bool] = []
 
         def arrays() -> Iterator[np.ndarray]:
             batch: list[Document] = []
@@ -220,49 +234,51 @@ class Experiment:
                 ids.append(doc.id)
                 byte_counts.append(len(doc.text.encode("utf-8")))
                 categories.append(doc.category)
+                canaries.append(doc.metadata.get("canary") is not None)
                 yield np.asarray(tokens, dtype=np.int64)
 
         meta = write_token_stream(prefix, arrays(), vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
         pq.write_table(pa.table({"id": ids, "bytes": pa.array(byte_counts, pa.int64()),
-                                 "category": pa.array(categories, pa.string())}), f"{prefix}.docs.parquet")
+                                 "category": pa.array(categories, pa.string()), "canary": pa.array(canaries, pa.bool_())}),
+                       f"{prefix}.docs.parquet")
         return {"documents": len(ids), "tokens": int(meta["n_tokens"]), "bytes": int(sum(byte_counts))}
 
     # ------------------------------------------------------------------ per-arm stages
 
     def curate(self, prepared: Prepared, index: int) -> Stage:
         cfg, run = self.cfg, self.cfg.runs[index]
+        recipe = cfg.arm_recipe(index)
         with_canaries = cfg.canaries.placement == "before_curation"
-        minhash = cfg.arm_minhash(index)
-        key: list[Any] = [prepared.split.fingerprint, prepared.canaries.fingerprint, with_canaries, run.recipe, run.level, cfg.curation.normalize]
-        if run.recipe == "near":
-            key.append(minhash)
-        elif run.level == "doc" and cfg.dataset.source == "synthetic":
-            key.append(minhash.threshold)  # ground-truth recall counts near duplicates above the threshold
+        # What the recipe reads: the train split (with the canaries when curation sees them), or its windows.
+        inputs: list[Any] = [prepared.split.fingerprint, prepared.canaries.fingerprint if with_canaries else None, run.level]
         if run.level == "chunk":
-            key += [prepared.tokens.fingerprint, cfg.training.chunk_len, cfg.training.stride]
-        stage = self.stages.stage(f"curate-{run.recipe}-{run.level}", *key)
-        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, minhash, with_canaries), label=f"curate {run.name}")
+            inputs += [prepared.tokens.fingerprint, cfg.training.chunk_len, cfg.training.stride]
+        stage = self.stages.plugin_stage(f"curate-{recipe.name}-{run.level}", recipe, *inputs)
+        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, recipe, with_canaries),
+                        label=f"curate {run.name}")
         return stage
 
-    def _build_curate(self, work: Path, prepared: Prepared, index: int, minhash, with_canaries: bool) -> dict[str, Any]:
+    def _build_curate(self, work: Path, prepared: Prepared, index: int, recipe: Recipe, with_canaries: bool) -> dict[str, Any]:
         run = self.cfg.runs[index]
-        if run.level == "chunk":
-            items = self._write_chunk_items(work / "chunks", prepared)
-        else:
-            items = prepared.train_shards(with_canaries)
-        outcome: CurationOutcome = curate_items(
-            items, run.recipe, self.cfg.curation.normalize, minhash, self.executor, log=self.log
-        )
-        outcome.write(work)
-        stats = outcome.stats
-        _add_cluster_excerpts(stats.get("engine", {}).get("largest_clusters", []), items)
-        if run.level == "doc" and self.cfg.dataset.source == "synthetic":
-            stats["ground_truth"] = _score_against_truth(items, outcome.dropped_ids(), minhash.threshold)
+        items = self._write_chunk_items(work / "chunks", prepared) if run.level == "chunk" else prepared.train_shards(with_canaries)
+        context = CurationContext(self.executor, self.log, self.cfg.seed, work / "scratch")
+        decided = {d.id: d for d in recipe.decide(items, {"documents": prepared.split.path}, context)}
+        writer = DecisionWriter(work)
+        used = writer.write_all((d.id for d in read_documents(items, columns=["id"])), decided)
+        counts = writer.close()
+        if used != len(decided):
+            raise StageError(f"curate {run.name}", f"recipe '{recipe.name}' decided {len(decided) - used} ids that are "
+                             "not among its items")
+        stats = {"recipe": recipe.name, **counts, **context.stats}
+        truth = recipe.grade(items, {d.id for d in decided.values() if not d.kept})
+        if truth is not None:
+            stats["ground_truth"] = truth
         write_json_atomic(work / "stats.json", stats)
-        return {"recipe": run.recipe, "level": run.level, "stats": stats}
+        return {"recipe": recipe.describe(), "level": run.level, "stats": stats}
 
     def _write_chunk_items(self, folder: Path, prepared: Prepared) -> list[Path]:
-        """Chunk-level curation dedups the training windows themselves: one item per window, its decoded text."""
+        """Chunk-level curation curates the training windows themselves: one item per window, its decoded
+        text, in window order (the pack stage reads the decisions back in that order)."""
         tokenizer = load_tokenizer(prepared.tokenizer.path)
         stream = TokenStream.open(prepared.tokens.path / "train")
         chunk_len = self.cfg.training.chunk_len
@@ -270,39 +286,47 @@ class Experiment:
         with ShardWriter(folder) as writer:
             for start in progress(starts, "decode chunks", unit="chunk"):
                 text = tokenizer.decode(stream.tokens[start : start + chunk_len].tolist())
-                writer.write(Document(f"chunk-{int(start)}", text, {"start": int(start)}))
+                writer.write(Document(f"chunk-{int(start)}", text, {"window_start": int(start)}))
         return writer.paths
 
     def pack(self, prepared: Prepared, index: int, curate: Stage) -> Stage:
         cfg, run = self.cfg, self.cfg.runs[index]
-        stage = self.stages.stage("pack", prepared.tokens.fingerprint, curate.fingerprint, run.level, cfg.canaries.placement,
-                                  cfg.training.chunk_len, cfg.training.stride)
+        stage = self.stages.stage("pack", PACK_VERSION, prepared.tokens.fingerprint, curate.fingerprint, run.level,
+                                  cfg.canaries.placement, cfg.training.chunk_len, cfg.training.stride)
         self.stages.run(stage, lambda work: self._build_pack(work, prepared, index, curate), label=f"pack {run.name}")
         return stage
 
     def _build_pack(self, work: Path, prepared: Prepared, index: int, curate: Stage) -> dict[str, Any]:
         run, training = self.cfg.runs[index], self.cfg.training
-        dropped = set(_dropped_ids(curate.path))
         stream = TokenStream.open(prepared.tokens.path / "train")
         stride = training.stride or training.chunk_len
+        canaries_kept = self.cfg.canaries.placement == "after_curation"  # curation never saw them: always train on them
         if run.level == "chunk":
             starts = stream.windows(training.chunk_len, stride)
-            keep = np.array([f"chunk-{int(s)}" not in dropped for s in starts], dtype=bool)
-            if self.cfg.canaries.placement == "after_curation":
-                # Canary documents sit at the end of the train stream; windows touching them are never curated away.
-                keep |= starts + training.chunk_len > _first_canary_offset(prepared.tokens.path, stream)
-            np.save(work / "windows.npy", starts[keep])
-            return {"windows": int(keep.sum()), "tokens_in_windows": _covered_tokens(starts[keep], training.chunk_len),
-                    "documents_kept": None, "windows_dropped": int((~keep).sum())}
-        doc_ids = pq.read_table(prepared.tokens.path / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
-        always_keep = self.cfg.canaries.placement == "after_curation"
-        kept = [i for i, doc_id in enumerate(doc_ids) if doc_id not in dropped or (always_keep and doc_id.startswith("canary-"))]
-        meta = write_token_stream(work / "train", (stream.doc_slice(i) for i in kept), vocab_size=stream.vocab_size, eos_id=stream.eos_id)
+            _, times = repeat_counts(curate.path)
+            if len(times) != len(starts):
+                raise StageError(f"pack {run.name}", f"the decision table has {len(times)} rows for {len(starts)} windows")
+            times = np.asarray(times, dtype=np.int64)
+            if canaries_kept:  # canary documents sit at the end of the train stream
+                touches_canary = starts + training.chunk_len > _first_canary_offset(prepared.tokens.path, stream)
+                times[touches_canary] = np.maximum(times[touches_canary], 1)
+            windows = np.repeat(starts, times)
+            np.save(work / "windows.npy", windows)
+            return {"stream": "shared", "windows": int(len(windows)), "tokens_in_windows": _covered_tokens(windows, training.chunk_len),
+                    "documents_kept": None, "windows_dropped": int((times == 0).sum())}
+        ids, times = repeat_counts(curate.path)
+        decided = {i: t for i, t in zip(ids, times) if t != 1}  # most items are kept once: hold only the others
+        docs = pq.read_table(prepared.tokens.path / "train.docs.parquet")
+        doc_ids = docs.column("id").to_pylist()
+        is_canary = _canary_column(docs)
+        order = [i for i, doc_id in enumerate(doc_ids)
+                 for _ in range(1 if canaries_kept and is_canary[i] else decided.get(doc_id, 1))]
+        meta = write_token_stream(work / "train", (stream.doc_slice(i) for i in order), vocab_size=stream.vocab_size, eos_id=stream.eos_id)
         arm_stream = TokenStream.open(work / "train")
         starts = arm_stream.windows(training.chunk_len, stride)
         np.save(work / "windows.npy", starts)
-        return {"windows": int(len(starts)), "tokens_in_windows": _covered_tokens(starts, training.chunk_len),
-                "documents_kept": len(kept), "tokens_kept": int(meta["n_tokens"])}
+        return {"stream": "arm", "windows": int(len(starts)), "tokens_in_windows": _covered_tokens(starts, training.chunk_len),
+                "documents_kept": len(set(order)), "tokens_kept": int(meta["n_tokens"])}
 
     def train(self, prepared: Prepared, index: int, pack: Stage, seed: int) -> Stage:
         from corpuslab.training.model import build_model
@@ -317,8 +341,8 @@ class Experiment:
             tokenizer = load_tokenizer(prepared.tokenizer.path)
             model = build_model(cfg.model, vocab_size=len(tokenizer), seed=seed, eos_id=tokenizer.eos_token_id)
             # Doc-level arms pack their own stream; chunk-level arms select windows of the shared one.
-            own = pack.path / "train.meta.json"
-            stream = TokenStream.open(pack.path / "train" if own.exists() else prepared.tokens.path / "train")
+            own = pack.manifest()["stream"] == "arm"
+            stream = TokenStream.open(pack.path / "train" if own else prepared.tokens.path / "train")
             windows = np.load(pack.path / "windows.npy")
             if len(windows) == 0:
                 raise StageError(f"train {run.name}", "the arm kept no training windows; lower training.chunk_len or keep more data")
@@ -426,45 +450,47 @@ class Experiment:
 
     # ------------------------------------------------------------------ the whole thing
 
-    def run(self, arms: list[int] | None = None) -> dict[str, Any]:
-        from corpuslab.report.build import write_report
-
+    def build(self, until: str = "report", arms: list[int] | None = None) -> dict[str, Any] | None:
+        """Walk the pipeline (`PIPELINE`) up to and including stage `until`, for the given arms (all by
+        default), reusing every finished stage. `until="report"` is the whole experiment."""
+        if until not in PIPELINE:
+            raise ConfigError("stage", until, f"one of {list(PIPELINE)}")
         start = time.time()
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
         prepared = self.prepare()
+        if until in SHARED_STAGES:
+            return None
         arm_stages = {}
         for index in arms if arms is not None else range(len(self.cfg.runs)):
-            name = self.cfg.runs[index].name
-            self.log(f"== arm {name} ({self.cfg.runs[index].recipe}, {self.cfg.runs[index].level})")
-            curate = self.curate(prepared, index)
-            pack = self.pack(prepared, index, curate)
-            replicates = []
-            for seed in self.cfg.replicate_seeds:
-                trained = self.train(prepared, index, pack, seed)
-                replicates.append(ArmRun(seed, trained, self.evaluate(prepared, index, trained, seed)))
-            arm_stages[name] = ArmStages(curate, pack, replicates)
+            arm_stages[self.cfg.runs[index].name] = self._build_arm(prepared, index, until)
+        if until != "report":
+            return None
+        from corpuslab.report.build import write_report
+
         report = write_report(self, prepared, arm_stages)
+        # The config is written with the report, after it: the pair always describes one run.
+        write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
         self.log(f"report: {self.root / 'report.json'} ({time.time() - start:.1f}s)")
         return report
 
+    def _build_arm(self, prepared: Prepared, index: int, until: str) -> ArmStages | None:
+        run = self.cfg.runs[index]
+        self.log(f"== arm {run.name} ({run.recipe}, {run.level})")
+        curate = self.curate(prepared, index)
+        if until == "curate":
+            return None
+        pack = self.pack(prepared, index, curate)
+        replicates = []
+        for seed in self.cfg.replicate_seeds:
+            trained = self.train(prepared, index, pack, seed)
+            if until != "train":
+                replicates.append(ArmRun(seed, trained, self.evaluate(prepared, index, trained, seed)))
+        return ArmStages(curate, pack, replicates)
 
-def _dropped_ids(curate_dir: Path) -> list[str]:
-    path = curate_dir / "decisions.parquet"
-    if not path.exists():
-        return []
-    table = pq.read_table(path, columns=["id", "kept"])
-    ids = table.column("id").to_pylist()
-    kept = table.column("kept").to_pylist()
-    return [i for i, k in zip(ids, kept) if not k]
-
-
-def _score_against_truth(shards: list[Path], dropped: set[str], threshold: float) -> dict[str, Any]:
-    """Precision and recall of the removals against the synthetic corpus's planted duplicates."""
-    from corpuslab.sources.synthetic import score_removals
-
-    rows = ((d.id, d.metadata) for d in read_documents(shards, columns=["id", "meta"]))
-    return score_removals(dropped, rows, threshold=threshold)
+    def run(self, arms: list[int] | None = None) -> dict[str, Any]:
+        """The whole experiment: every stage, every arm, then the report."""
+        report = self.build("report", arms)
+        assert report is not None
+        return report
 
 
 def _overall_memorization(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -483,16 +509,6 @@ def _safe_name(checkpoint: str) -> str:
     return "__".join("".join(c if c.isalnum() or c in "-_." else "_" for c in part) for part in parts) or "checkpoint"
 
 
-def _add_cluster_excerpts(clusters: list[dict[str, Any]], shards: list[Path], chars: int = 200) -> None:
-    """Put the start of each large cluster's kept document next to it, so the report can show what it is."""
-    wanted = {c["cluster_id"]: c for c in clusters}
-    if not wanted:
-        return
-    for doc in read_documents(shards, columns=["id", "text"]):
-        if doc.id in wanted:
-            wanted[doc.id]["excerpt"] = " ".join(doc.text[:chars].split())
-
-
 def _weights_key(training) -> Any:
     """The training config without the settings that cannot change the weights (train.RESUMABLE_CHANGES minus the
     ones that shape the curve or the best checkpoint), so changing threads or save cadence neither retrains nor
@@ -502,9 +518,14 @@ def _weights_key(training) -> Any:
 
 
 def _first_canary_offset(tokens_dir: Path, stream: TokenStream) -> int:
-    ids = pq.read_table(tokens_dir / "train.docs.parquet", columns=["id"]).column("id").to_pylist()
-    first = next((i for i, doc_id in enumerate(ids) if doc_id.startswith("canary-")), len(ids))
+    is_canary = _canary_column(pq.read_table(tokens_dir / "train.docs.parquet"))
+    first = next((i for i, canary in enumerate(is_canary) if canary), len(is_canary))
     return int(stream.offsets[first])
+
+
+def _canary_column(docs: pa.Table) -> list[bool]:
+    """Which documents of a tokens stage are canaries (marked by metadata when the stage tokenized them)."""
+    return docs.column("canary").to_pylist()
 
 
 def _covered_tokens(starts: np.ndarray, chunk_len: int) -> int:

@@ -25,9 +25,15 @@ def from_dict(cls: type[T], data: Any, prefix: str) -> T:
         raise ConfigError(prefix, data, f"a mapping with keys {sorted(_field_names(cls))}")
     hints = get_type_hints(cls)
     known = _field_names(cls)
+    # A dataclass may collect the keys it does not know into one mapping field (an arm's inline recipe
+    # parameters); the plug-in that owns them validates them.
+    extra_field = getattr(cls, "EXTRA_FIELD", None)
+    extra = {k: v for k, v in data.items() if k not in known} if extra_field else {}
     for key in data:
-        if key not in known:
+        if key not in known and not extra_field:
             raise ConfigError(_join(prefix, str(key)), data[key], f"one of the known keys {sorted(known)}")
+    if extra:
+        data = {**{k: v for k, v in data.items() if k in known}, extra_field: {**data.get(extra_field, {}), **extra}}
     kwargs = {key: coerce(hints[key], value, _join(prefix, key)) for key, value in data.items()}
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
@@ -94,10 +100,16 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        number = _number(value)  # 1e5 and 1_000_000.0 are integers too when they are integral
+        if number is not None and number.is_integer():
+            return int(number)
         raise ConfigError(key, value, "an integer")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        number = _number(value)
+        if number is not None:
+            return number
         raise ConfigError(key, value, "a number")
     if tp is str:
         if isinstance(value, str):
@@ -106,6 +118,19 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise ConfigError(key, value, _describe(tp))
+
+
+def _number(value: Any) -> float | None:
+    """A float from a float or from text YAML left unparsed (YAML 1.1 reads `1e5` as a string)."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            return None
+        return number if number == number and abs(number) != float("inf") else None
+    return None
 
 
 def _describe(tp: Any) -> str:

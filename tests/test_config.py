@@ -34,8 +34,8 @@ def test_layered_files_merge_in_order_and_overrides_come_last(tmp_path):
     cfg = load_config([str(default_config_path()), base, over], ["training.lr=0.5", "runs.2.minhash.threshold=0.9"])
     assert cfg.training.batch_size == 4
     assert cfg.training.lr == 0.5
-    assert cfg.arm_minhash(2).threshold == 0.9
-    assert cfg.arm_minhash(1).threshold == cfg.curation.minhash.threshold
+    assert cfg.arm_recipe(2).config.minhash.threshold == 0.9
+    assert cfg.arm_recipe(1).config.truth_threshold == cfg.curation.minhash.threshold
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,10 @@ def test_layered_files_merge_in_order_and_overrides_come_last(tmp_path):
         ("tokenizer.kind=wordpiece", "tokenizer.kind"),
         ("training.chunk_len=4096", "training.chunk_len"),
         ("runs.1.recipe=fuzzy", "runs[1].recipe"),
-        ("runs.0.minhash.bogus=1", "runs[0].minhash.bogus"),
+        ("runs.2.minhash.bogus=1", "runs[2].minhash.bogus"),
+        ("runs.0.minhash.threshold=0.9", "runs[0].minhash"),  # the `none` recipe has no minhash parameters
+        ("runs.2.recipe={name: near, minhash: {ngram: 0}}", "runs[2].recipe.minhash.ngram"),
+        ("runs.2.recipe={name: fuzzy}", "runs[2].recipe.name"),
         ("canaries.count=-1", "canaries.count"),
     ],
 )
@@ -97,3 +100,51 @@ def test_wandb_logging_fails_before_work_when_wandb_is_missing():
     with pytest.raises(CorpuslabError, match="pip install wandb"):
         load_config(None, ["logging.wandb=true"])
     assert load_config(None, ["logging.wandb=false"]).logging.wandb is False
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["runs.1.recipe=fuzzy"])
+    assert "exact" in err.value.expected and "near" in err.value.expected
+
+
+def test_recipe_parameters_inline_or_as_a_mapping_are_the_same_recipe():
+    inline = load_config(None, ["runs.2.minhash.threshold=0.9"]).arm_recipe(2)
+    mapping = load_config(None, ["runs.2.recipe={name: near, minhash: {threshold: 0.9}}"]).arm_recipe(2)
+    assert inline.config == mapping.config and inline.fingerprint() == mapping.fingerprint()
+
+
+def test_duplicate_yaml_keys_stop_the_load_naming_key_file_and_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("training:\n  lr: 0.1\nseed: 3\ntraining:\n  batch_size: 4\n")
+    with pytest.raises(InputError) as err:
+        load_config([str(path)])
+    message = str(err.value)
+    assert "'training'" in message and "lines 1 and 4" in message and str(path) in message
+
+
+def test_integral_numbers_in_e_notation_are_integers():
+    cfg = load_config(None, ["training.max_train_tokens=1e5", "training.lr=2e-3"])
+    assert cfg.training.max_train_tokens == 100_000 and isinstance(cfg.training.max_train_tokens, int)
+    assert cfg.training.lr == 0.002
+    with pytest.raises(ConfigError):
+        load_config(None, ["training.max_train_tokens=1.5e2"])
+
+
+def test_a_sweep_expands_into_grouped_arms():
+    sweep = ("sweeps=[{name: near, arm: {recipe: near}, grid: {minhash.threshold: [0.8, 0.9]}, "
+             "replicates: {minhash.seed: [1, 2]}}]")
+    cfg = load_config(None, [sweep, "runs=[{name: none, recipe: none}]"])
+    names = [run.name for run in cfg.runs]
+    assert names == ["none", "near-threshold0.8-seed1", "near-threshold0.8-seed2", "near-threshold0.9-seed1",
+                     "near-threshold0.9-seed2"]
+    assert [run.group_name for run in cfg.runs] == ["none"] + ["near-threshold0.8"] * 2 + ["near-threshold0.9"] * 2
+    recipes = [cfg.arm_recipe(i).config.minhash for i in range(1, 5)]
+    assert [(m.threshold, m.seed) for m in recipes] == [(0.8, 1), (0.8, 2), (0.9, 1), (0.9, 2)]
+    assert len({cfg.arm_recipe(i).fingerprint() for i in range(1, 5)}) == 4
+
+
+def test_a_sweep_with_a_bad_parameter_names_the_expanded_arm():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["sweeps=[{name: s, arm: {recipe: near}, grid: {minhash.ngram: [0]}}]"])
+    assert err.value.key.endswith("minhash.ngram")

@@ -7,7 +7,7 @@ but A and C are not similar, A, B and C still form one cluster (B bridges them),
 connected components of Lee et al. 2021; A and C never join through an unverified LSH collision.
 
 In each cluster the earliest document in corpus order is kept; every other member is dropped with its
-reason and `duplicate_of`:
+reason and `duplicate_of` (decisions as in `curation/decisions.py`, `similarity` = verified Jaccard):
 
 - exact_duplicate: the earliest document with the same normalized text (`jaccard` 1.0);
 - near_duplicate: the member's earliest verified neighbour, so `jaccard(doc, duplicate_of)` is always a
@@ -18,32 +18,20 @@ reason and `duplicate_of`:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from numba import njit
+
+from corpuslab.atomic import write_json_atomic
+from corpuslab.curation.decisions import Decision, DecisionWriter
 
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
 LARGEST_CLUSTERS = 10
 MEMBERS_LISTED = 100  # member ids listed per large cluster in stats.json
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The fate of one document that belongs to a duplicate cluster."""
-
-    id: str
-    kept: bool
-    reason: str | None  # None when kept
-    cluster_id: str  # id of the document the cluster keeps
-    duplicate_of: str | None  # None when kept
-    jaccard: float | None  # verified Jaccard with duplicate_of (1.0 for exact copies)
 
 
 @dataclass
@@ -57,27 +45,15 @@ class DedupResult:
     def dropped_ids(self) -> set[str]:
         return {d.id for d in self.decisions if not d.kept}
 
-    def to_table(self) -> pa.Table:
-        columns = {name: [getattr(d, name) for d in self.decisions] for name in Decision.__dataclass_fields__}
-        schema = pa.schema(
-            [
-                ("id", pa.string()),
-                ("kept", pa.bool_()),
-                ("reason", pa.string()),
-                ("cluster_id", pa.string()),
-                ("duplicate_of", pa.string()),
-                ("jaccard", pa.float64()),
-            ]
-        )
-        return pa.table(columns, schema=schema)
-
     def write(self, folder: str | Path) -> None:
-        """decisions.parquet and stats.json (written last, so its presence means complete)."""
+        """decisions.parquet (a row per clustered document) and stats.json."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(self.to_table(), folder / "decisions.parquet")
-        (folder / "stats.json").write_text(json.dumps(self.stats, indent=2))
-
+        writer = DecisionWriter(folder)
+        for decision in self.decisions:
+            writer.write(decision)
+        writer.close()
+        write_json_atomic(folder / "stats.json", self.stats)
 
 def _no_docs() -> np.ndarray:
     return np.empty(0, dtype=np.int64)

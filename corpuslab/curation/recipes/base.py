@@ -1,0 +1,65 @@
+"""What a curation recipe is: a registered plug-in that decides, per item, kept or dropped (or repeated).
+
+A recipe never copies the corpus. It reads the items (documents, or training windows at chunk level) and
+any shared inputs it declares in `needs` (later: embeddings, clusters, a reference model's losses, each a
+cached stage of its own), and returns decisions for the items it has something to say about plus its own
+stats. The curate stage writes the decision table for every item (see `curation/decisions.py`), counts
+every drop by reason, and names its folder by `recipe.fingerprint(inputs)`.
+
+Adding a recipe is one class:
+
+    @recipes.register
+    class ShortDocs(Recipe):
+        '''Keep documents of at most `max_words` words.'''
+        name = "short_docs"
+
+        @dataclass(frozen=True)
+        class Config:
+            max_words: int = 200
+
+        def decide(self, items, inputs, context):
+            for doc in read_documents(items, columns=["id", "text"]):
+                if len(doc.text.split()) > self.config.max_words:
+                    yield Decision(doc.id, False, "too_long")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from corpuslab.curation.decisions import Decision
+from corpuslab.executor import Executor
+from corpuslab.registry import Plugin, Registry
+
+
+@dataclass
+class CurationContext:
+    """What a recipe may use besides its items: the worker pool, the log, the experiment seed, a scratch
+    folder inside the stage, and `stats`, where `decide` puts what it wants reported."""
+
+    executor: Executor
+    log: Callable[[str], None]
+    seed: int
+    scratch: Path
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Recipe(Plugin):
+    """Base of every curation recipe."""
+
+    # Shared inputs the recipe reads besides its items, by stage name. "documents" is always given.
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def decide(self, items: list[Path], inputs: dict[str, Path], context: CurationContext) -> Iterable[Decision]:
+        """Decisions for the items in these shards that are not simply kept once (any order)."""
+        raise NotImplementedError
+
+    def grade(self, items: list[Path], dropped: set[str]) -> dict[str, Any] | None:
+        """Quality of the removals against ground truth carried by the items, when there is any."""
+        return None
+
+
+recipes: Registry[Recipe] = Registry("recipe", Recipe)

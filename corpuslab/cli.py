@@ -93,34 +93,16 @@ def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
     """Load and validate the config before any work, lock the output folder, then run `action`."""
 
     def command(args: argparse.Namespace) -> int:
-        from corpuslab.artifacts import exclusive_lock
-        from corpuslab.experiment import Experiment
-        from corpuslab.progress import RunLog
+        from corpuslab.api import arm_indices, open_experiment
 
         cfg = _load(args)
-        log = RunLog()
-        experiment = Experiment(cfg, log)
-        with exclusive_lock(experiment.root):
-            log.attach(experiment.root / "run.log")
-            log(f"corpuslab {args.command}: experiment '{cfg.experiment}' -> {experiment.root}")
-            try:
-                extra = {"checkpoint": args.checkpoint} if getattr(args, "checkpoint", None) else {}
-                action(experiment, _arm_indices(cfg, getattr(args, "arm", [])), args.command, **extra)
-            finally:
-                experiment.close()
+        arms = arm_indices(cfg, getattr(args, "arm", []), "--arm")
+        with open_experiment(cfg, label=args.command) as experiment:
+            extra = {"checkpoint": args.checkpoint} if getattr(args, "checkpoint", None) else {}
+            action(experiment, arms, args.command, **extra)
         return 0
 
     return command
-
-
-def _arm_indices(cfg, names: list[str]) -> list[int]:
-    from corpuslab.errors import ConfigError
-
-    all_names = [run.name for run in cfg.runs]
-    for name in names:
-        if name not in all_names:
-            raise ConfigError("--arm", name, f"one of the arms in runs: {all_names}")
-    return [i for i, name in enumerate(all_names) if not names or name in names]
 
 
 def _stage_command(experiment, arms: list[int], command: str, checkpoint: str | None = None) -> None:

@@ -20,18 +20,16 @@ _LOADED: dict[str, object] = {}
 
 
 def load_plugin(entry: str, base_dir: Path | None = None, key: str = "plugins") -> object:
-    """Import `entry` once per process and return the module."""
-    if entry in _LOADED:
-        return _LOADED[entry]
+    """Import `entry` once per process (per resolved file) and return the module."""
     if entry.endswith(".py") or "/" in entry:
-        module = _load_file(_resolve(entry, base_dir, key), key)
-    else:
-        try:
-            module = importlib.import_module(entry)
-        except ImportError as err:
-            raise ConfigError(key, entry, f"an importable module ({err}); or give the path of a .py file") from None
-    _LOADED[entry] = module
-    return module
+        path = _resolve(entry, base_dir, key)
+        if str(path) not in _LOADED:
+            _LOADED[str(path)] = _load_file(path, key)
+        return _LOADED[str(path)]
+    try:
+        return importlib.import_module(entry)
+    except ImportError as err:
+        raise ConfigError(key, entry, f"an importable module ({err}); or give the path of a .py file") from None
 
 
 def _resolve(entry: str, base_dir: Path | None, key: str) -> Path:

@@ -41,6 +41,9 @@ def open_experiment(cfg: ExperimentConfig, log: Callable[[str], None] | None = N
         experiment.log(f"corpuslab {label}: experiment '{cfg.experiment}' -> {experiment.root}")
         try:
             yield experiment
+        except KeyboardInterrupt:
+            experiment.close(interrupted=True)
+            raise
         finally:
             experiment.close()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable
 
 from corpuslab.errors import CorpuslabError
@@ -35,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="corpuslab",
         description="Does this training data make a better model? Curate a corpus, train small GPTs per recipe, compare.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in STAGE_HELP.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the Python traceback of an error")
         sub.add_argument("--config", action="append", default=[], metavar="FILE",
                          help="YAML config; repeat to layer files (later ones win). Default: the built-in configs/default.yaml")
         sub.add_argument("overrides", nargs="*", metavar="key.path=value",
@@ -60,11 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CorpuslabError as err:
+        _traceback_if(args.debug)
         print(f"corpuslab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _traceback_if(args.debug)
         print("corpuslab: interrupted; finished stages are kept and the next run resumes", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, or a failure no check anticipated: still one paragraph, not a traceback
+        _traceback_if(args.debug)
+        print(f"corpuslab: unexpected error in '{args.command}': {type(err).__name__}: {err}. Finished stages are "
+              "kept. Rerun with --debug for the traceback, and please report it.", file=sys.stderr)
+        return 1
+
+
+def _traceback_if(debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
 
 
 def _fixed_thread_counts() -> None:

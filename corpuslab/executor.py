@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -77,25 +78,35 @@ class LocalExecutor:
         if self._pool is not None:
             return self._pool.map(fn, items)
         context = multiprocessing.get_context(self.start_method)
-        self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+        self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_ignore_interrupts)
         # Under 'fork' the workers start at this first submit and share the parent's memory pages.
         # A garbage-collector pass writes to every object's header, copying those pages (~30 MB
         # per process measured), so objects that exist now stay out of collection until `close()`.
         gc.freeze()
         return self._pool.map(fn, items)
 
-    def close(self) -> None:
-        """Stop the worker processes; a later `map` starts a fresh pool."""
+    def close(self, interrupted: bool = False) -> None:
+        """Stop the worker processes; a later `map` starts a fresh pool. After Ctrl-C the workers are
+        terminated rather than waited for: their half-done shards are worthless."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if interrupted:
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.terminate()
+            self._pool.shutdown(wait=not interrupted, cancel_futures=True)
             self._pool = None
             gc.unfreeze()
 
     def __enter__(self) -> LocalExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(interrupted=exc_type is KeyboardInterrupt)
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them: otherwise every worker prints its own
+    KeyboardInterrupt traceback before the parent's one-line message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _default_start_method(available: list[str]) -> str:

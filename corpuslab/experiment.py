@@ -103,9 +103,9 @@ class Experiment:
             self._executor = LocalExecutor(self.cfg.curation.workers)
         return self._executor
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
         if self._executor is not None:
-            self._executor.close()
+            self._executor.close(interrupted=interrupted)
             self._executor = None
 
     # ------------------------------------------------------------------ shared stages

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from corpuslab.report.build import reports_match, reproducible_part
 from tests.conftest import TINY
@@ -35,18 +36,21 @@ def run_to_end(out: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def kill_when_logged(out: Path, marker: str) -> bool:
-    """Start a run, SIGKILL it as soon as `marker` appears in its log; False if it finished first."""
+def kill_when_logged(out: Path, marker: str, extra: tuple[str, ...] = (), sig: int = signal.SIGKILL) -> bool | str:
+    """Start a run, send `sig` to its whole process group (as a terminal's Ctrl-C does) as soon as `marker`
+    appears in its log; False if it finished first, else True (or its stderr for SIGINT)."""
     log = out / "tiny" / "run.log"
-    proc = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    seen = log.read_text() if log.exists() else ""  # a rerun appends to the log: look past what is there
+    proc = subprocess.Popen([*command(out), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
-        if log.exists() and marker in log.read_text():
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return True
+        if log.exists() and marker in log.read_text()[len(seen):]:
+            os.killpg(proc.pid, sig)
+            _, stderr = proc.communicate(timeout=120)
+            return stderr if sig == signal.SIGINT else True
         time.sleep(0.02)
-    proc.wait()
+    proc.communicate()
     return False
 
 
@@ -71,3 +75,20 @@ def test_killed_run_resumes_to_the_same_report(tmp_path, reference, marker, stag
             assert (folder / "manifest.json").exists(), folder
     run_to_end(tmp_path)
     assert reports_match(comparable(tmp_path), reference) == []
+
+
+def test_a_changed_config_killed_after_ingest_leaves_a_consistent_report(tmp_path):
+    run_to_end(tmp_path)
+    before = json.loads((tmp_path / "tiny" / "report.json").read_text())
+    assert kill_when_logged(tmp_path, "[ingest] finished", ("dataset.synthetic.num_docs=160",))
+    # The report and the config next to it still describe the same (first) run.
+    config = yaml.safe_load((tmp_path / "tiny" / "config.yaml").read_text())
+    assert config["dataset"]["synthetic"]["num_docs"] == before["config"]["dataset"]["synthetic"]["num_docs"] == 150
+    assert json.loads((tmp_path / "tiny" / "report.json").read_text()) == before
+
+
+def test_ctrl_c_stops_workers_quietly_with_one_line(tmp_path):
+    stderr = kill_when_logged(tmp_path, "step 2/16", sig=signal.SIGINT)
+    assert isinstance(stderr, str), "the run finished before it could be interrupted"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith("corpuslab: interrupted")

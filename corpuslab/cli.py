@@ -125,6 +125,7 @@ def _stage_command(experiment, arms: list[int], command: str, checkpoint: str | 
     from corpuslab.experiment import COMMAND_TARGETS
 
     if checkpoint:
+        experiment.preflight("evaluate", checkpoint)
         experiment.evaluate_checkpoint(experiment.prepare(), checkpoint)
         return
     experiment.build(COMMAND_TARGETS[command], arms)

@@ -159,14 +159,14 @@ class EvaluationConfig:
     batch_size: int = 32
     max_tokens: int | None = 200_000
     splits: list[str] = field(default_factory=lambda: ["val", "test"])
-    tasks: dict[str, int | None] = field(default_factory=dict)
+    tasks: dict[str, int | None] | None = None  # null: the synthetic tasks on the synthetic corpus, none otherwise
     task_files: dict[str, str] = field(default_factory=dict)
     metrics: list[str | dict[str, Any]] | None = None  # registered metrics to compute; null = the default set
 
     def task_config(self, categories: tuple[str, ...] | int) -> Any:
         from corpuslab.evaluation.tasks import TaskConfig
 
-        return from_dict(TaskConfig, {"tasks": self.tasks, "data_files": self.task_files, "categories": categories,
+        return from_dict(TaskConfig, {"tasks": self.tasks or {}, "data_files": self.task_files, "categories": categories,
                                       "batch_size": self.batch_size}, "evaluation")
 
     def validate(self, prefix: str = "evaluation") -> None:
@@ -174,7 +174,12 @@ class EvaluationConfig:
         require(self.max_tokens is None or self.max_tokens > 0, f"{prefix}.max_tokens", self.max_tokens, "a positive integer or null")
         for split in self.splits:
             require(split in ("val", "test"), f"{prefix}.splits", self.splits, "a list drawn from 'val', 'test'")
+        for task, path in self.task_files.items():
+            require(Path(path).is_file(), f"{prefix}.task_files.{task}", path, "a JSONL or Parquet file that exists")
         self.task_config(4)  # names, counts and files are checked now, before any work
+
+
+SYNTHETIC_TASKS = {"synthetic_cloze": 200, "synthetic_choice": 200}
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,13 @@ class ExperimentConfig:
     seeds: list[int] | None = None
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     plugins: list[str] = field(default_factory=list)  # your modules (files or importable names) that register plug-ins
+
+    def __post_init__(self) -> None:
+        # `evaluation.tasks: null` means: the built-in synthetic tasks when the corpus is the synthetic one
+        # (they are written in its categories), no tasks otherwise, where they would score noise.
+        if self.evaluation.tasks is None:
+            auto = dict(SYNTHETIC_TASKS) if self.dataset.source == "synthetic" else {}
+            object.__setattr__(self, "evaluation", dataclasses.replace(self.evaluation, tasks=auto))
 
     @property
     def replicate_seeds(self) -> list[int]:

@@ -31,7 +31,7 @@ from corpuslab.corpus.split import SPLITS, assign_splits
 from corpuslab.curation.decisions import DecisionWriter, repeat_counts
 from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
-from corpuslab.errors import ConfigError, StageError
+from corpuslab.errors import ConfigError, InputError, StageError
 from corpuslab.executor import LocalExecutor
 from corpuslab.progress import progress
 from corpuslab.schema import to_dict
@@ -450,12 +450,28 @@ class Experiment:
 
     # ------------------------------------------------------------------ the whole thing
 
+    def preflight(self, until: str = "report", checkpoint: str | None = None) -> None:
+        """Check what the run will need before the first stage, so a typo fails in seconds, not after
+        training: task files exist and parse, a pretrained tokenizer and a checkpoint to score resolve."""
+        from corpuslab.evaluation.tasks.data import load_local_docs
+
+        cfg = self.cfg
+        if PIPELINE.index(until) >= PIPELINE.index("evaluate") or checkpoint:
+            for task, path in cfg.evaluation.task_files.items():
+                if not load_local_docs(path):
+                    raise InputError(path, f"task file for '{task}' (evaluation.task_files.{task}) holds no documents")
+        if cfg.tokenizer.kind == "pretrained":
+            _resolve_pretrained(cfg.tokenizer.name, "tokenizer.name", "tokenizer")
+        if checkpoint:
+            _resolve_pretrained(checkpoint, "--checkpoint", "model")
+
     def build(self, until: str = "report", arms: list[int] | None = None) -> dict[str, Any] | None:
         """Walk the pipeline (`PIPELINE`) up to and including stage `until`, for the given arms (all by
         default), reusing every finished stage. `until="report"` is the whole experiment."""
         if until not in PIPELINE:
             raise ConfigError("stage", until, f"one of {list(PIPELINE)}")
         start = time.time()
+        self.preflight(until)
         prepared = self.prepare()
         if until in SHARED_STAGES:
             return None
@@ -491,6 +507,25 @@ class Experiment:
         report = self.build("report", arms)
         assert report is not None
         return report
+
+
+def _resolve_pretrained(name: str, key: str, what: str) -> None:
+    """A local folder with a config/tokenizer, or a name the Hugging Face hub (or its local cache) knows."""
+    folder = Path(name)
+    if folder.exists():
+        wanted = ("config.json",) if what == "model" else ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+        if not any((folder / f).exists() for f in wanted):
+            raise InputError(name, f"not a {what} folder (none of {', '.join(wanted)} in it) [{key}]")
+        return
+    import os
+
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, token=os.environ.get("HF_TOKEN"))
+    except Exception as err:  # offline, misspelt, gated: the same advice
+        raise InputError(name, f"{key}: neither a local folder nor a {what} the Hugging Face hub or its cache "
+                         f"knows ({type(err).__name__}); give a local folder, or prefetch it and set HF_HUB_OFFLINE=1") from None
 
 
 def _overall_memorization(results: list[dict[str, Any]]) -> dict[str, Any]:

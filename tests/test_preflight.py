@@ -1,0 +1,48 @@
+"""Everything a run needs is checked before the first stage: a typo fails in seconds, not after training."""
+
+import pytest
+
+import corpuslab
+from corpuslab.cli import main
+from corpuslab.errors import ConfigError, InputError
+from tests.conftest import TINY
+
+
+def test_a_missing_task_file_is_named_at_load(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        corpuslab.load_config(overrides=[f"evaluation.task_files={{piqa: {tmp_path / 'piqa.jsonl'}}}",
+                                         "evaluation.tasks={piqa: 5}"])
+    assert err.value.key == "evaluation.task_files.piqa"
+
+
+def test_bad_task_file_and_tokenizer_stop_before_any_stage(tmp_path):
+    broken = tmp_path / "piqa.jsonl"
+    broken.write_text('{"goal": "x"}\nnot json\n')
+    cfg = corpuslab.load_config(overrides=[f"output_dir={tmp_path}", *TINY, f"evaluation.task_files={{piqa: {broken}}}",
+                                           "evaluation.tasks={piqa: 1}"])
+    with pytest.raises(InputError) as err:
+        corpuslab.run(cfg, log=lambda _: None)
+    assert err.value.line == 2 and str(broken) in str(err.value)
+    assert not list((tmp_path / "tiny" / "stages").iterdir())  # nothing was built
+
+    cfg = corpuslab.load_config(overrides=[f"output_dir={tmp_path}", *TINY, "tokenizer.kind=pretrained",
+                                           f"tokenizer.name={tmp_path}"])
+    with pytest.raises(InputError, match="not a tokenizer folder"):
+        corpuslab.run(cfg, log=lambda _: None)
+
+
+def test_an_unloadable_checkpoint_is_refused_before_preparing(tmp_path, capsys):
+    empty = tmp_path / "ckpt"
+    empty.mkdir()
+    assert main(["evaluate", "--checkpoint", str(empty), f"output_dir={tmp_path}", *TINY]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+    assert not list((tmp_path / "tiny" / "stages").iterdir())
+
+
+def test_synthetic_tasks_run_only_on_the_synthetic_corpus_unless_named():
+    assert set(corpuslab.load_config().evaluation.tasks) == {"synthetic_cloze", "synthetic_choice"}
+    local = corpuslab.load_config(overrides=["dataset.source=local", "dataset.local.paths=[x]"])
+    assert local.evaluation.tasks == {}
+    named = corpuslab.load_config(overrides=["dataset.source=local", "dataset.local.paths=[x]",
+                                             "evaluation.tasks={synthetic_choice: 10}"])
+    assert named.evaluation.tasks == {"synthetic_choice": 10}

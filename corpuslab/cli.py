@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the Python traceback of an error")
         sub.add_argument("--config", action="append", default=[], metavar="FILE",
-                         help="YAML config; repeat to layer files (later ones win). Default: the built-in configs/default.yaml")
+                         help="YAML config layered on the built-in default (configs/default.yaml); repeat to layer "
+                              "more files (later ones win). Relative paths inside a file resolve against its folder")
+        sub.add_argument("--no-defaults", action="store_true",
+                         help="start from nothing instead of the built-in default: the files must give every arm and setting")
         sub.add_argument("overrides", nargs="*", metavar="key.path=value",
                          help="overrides applied after the files, e.g. training.max_steps=50 runs.2.minhash.threshold=0.9")
         if name == "report":
@@ -101,7 +104,7 @@ def _quiet_libraries() -> None:
 def _load(args: argparse.Namespace):
     from corpuslab.config import load_config
 
-    return load_config(args.config or None, args.overrides)
+    return load_config(args.config or None, args.overrides, defaults=not getattr(args, "no_defaults", False))
 
 
 def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:

@@ -279,21 +279,71 @@ def default_config_path() -> Path:
     return Path(str(resources.files("corpuslab") / "configs" / "default.yaml"))
 
 
-def load_config(paths: list[str] | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Merge the YAML files in order (the built-in default when none), apply `key.path=value` overrides,
-    load the `plugins` modules they name, expand `sweeps` into arms, validate."""
+def load_config(paths: list[str] | None = None, overrides: list[str] | None = None, defaults: bool = True) -> ExperimentConfig:
+    """Layer the YAML files in order on the built-in default (`defaults=False`: on nothing), apply
+    `key.path=value` overrides, load the `plugins` modules they name, expand `sweeps` into arms, validate.
+
+    Relative input paths inside a file (local data, task files, a tokenizer folder, plugin files) are
+    resolved against that file's folder, so a config works from any working directory; paths given as
+    command-line overrides are resolved against the working directory."""
     merged: dict[str, Any] = {}
     plugin_dirs: dict[str, Path] = {}  # a plugin file named in a config resolves against that config's folder
-    for path in paths or [str(default_config_path())]:
+    default = str(default_config_path())
+    files = ([default] if defaults else []) + [p for p in paths or [] if not _same_file(p, default)]
+    for path in files:
         data = read_yaml(Path(path))
+        folder = Path(path).resolve().parent
+        _resolve_input_paths(data, folder)
         for plugin in data.get("plugins", None) or []:
-            plugin_dirs.setdefault(str(plugin), Path(path).resolve().parent)
+            plugin_dirs.setdefault(str(plugin), folder)
         merged = deep_merge(merged, data)
     for override in overrides or []:
         apply_override(merged, override)
     load_plugins(merged.get("plugins") or [], plugin_dirs)
     merged = expand_sweeps(merged)
     return from_dict(ExperimentConfig, merged, "")
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+# Config keys holding input paths, resolved against the folder of the file that sets them.
+_PATH_LISTS = (("dataset", "local", "paths"),)
+_PATH_MAPS = (("evaluation", "task_files"),)
+_PATH_SCALARS = (("dataset", "hf", "data_files"), ("tokenizer", "name"))
+
+
+def _resolve_input_paths(data: dict[str, Any], folder: Path) -> None:
+    def node(keys: tuple[str, ...]) -> tuple[dict[str, Any] | None, str]:
+        current: Any = data
+        for key in keys[:-1]:
+            current = current.get(key) if isinstance(current, dict) else None
+        return (current if isinstance(current, dict) else None), keys[-1]
+
+    def resolve(value: Any, must_exist: bool = False) -> Any:
+        if not isinstance(value, str) or not value or "://" in value or Path(value).is_absolute():
+            return value
+        candidate = folder / value
+        if must_exist and not candidate.exists():  # a hub name such as `gpt2`, not a path
+            return value
+        return str(candidate)
+
+    for keys in _PATH_LISTS:
+        parent, last = node(keys)
+        if parent is not None and isinstance(parent.get(last), list):
+            parent[last] = [resolve(v) for v in parent[last]]
+        elif parent is not None and isinstance(parent.get(last), str):
+            parent[last] = resolve(parent[last])
+    for keys in _PATH_MAPS:
+        parent, last = node(keys)
+        if parent is not None and isinstance(parent.get(last), dict):
+            parent[last] = {k: resolve(v) for k, v in parent[last].items()}
+    for keys in _PATH_SCALARS:
+        parent, last = node(keys)
+        if parent is not None and last in parent:
+            value = parent[last]
+            parent[last] = [resolve(v, True) for v in value] if isinstance(value, list) else resolve(value, True)
 
 
 def load_plugins(plugins: Any, base_dirs: dict[str, Path] | None = None) -> None:

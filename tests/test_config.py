@@ -148,3 +148,20 @@ def test_a_sweep_with_a_bad_parameter_names_the_expanded_arm():
     with pytest.raises(ConfigError) as err:
         load_config(None, ["sweeps=[{name: s, arm: {recipe: near}, grid: {minhash.ngram: [0]}}]"])
     assert err.value.key.endswith("minhash.ngram")
+
+
+def test_a_config_file_layers_on_the_defaults_and_its_paths_resolve_against_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    (folder / "data").mkdir(parents=True)
+    (folder / "tasks.jsonl").write_text('{"goal": "g", "sol1": "a", "sol2": "b", "label": 0}\n')
+    config = write(folder, "mine.yaml", {"experiment": "mine", "dataset": {"source": "local", "local": {"paths": ["data/*.txt"]}},
+                                         "evaluation": {"tasks": {"piqa": 1}, "task_files": {"piqa": "tasks.jsonl"}}})
+    monkeypatch.chdir(tmp_path)  # anywhere but the config's folder
+    cfg = load_config([config])
+    assert [run.name for run in cfg.runs] == ["no_dedup", "exact", "near"]  # the built-in default's arms
+    assert cfg.training.max_train_tokens == 1_000_000
+    assert cfg.dataset.local.paths == [str(folder.resolve() / "data/*.txt")]
+    assert cfg.evaluation.task_files == {"piqa": str(folder.resolve() / "tasks.jsonl")}
+    with pytest.raises(ConfigError) as err:  # from nothing, the file must give the arms itself
+        load_config([config], defaults=False)
+    assert err.value.key == "runs"

@@ -130,28 +130,46 @@ def _os_error_as_stage_error(label: str, err: OSError) -> CorpuslabError:
 
 @contextlib.contextmanager
 def exclusive_lock(folder: Path) -> Iterator[None]:
-    """Hold `<folder>/.lock` for the duration; a second run on the same folder stops with a clear message."""
+    """Hold `<folder>/.lock` for the duration; a second run on the same folder stops with a clear message.
+    The lock file is removed when the run ends, so a finished experiment folder holds only results."""
     lock_path = folder / ".lock"
+    handle = _acquire(folder, lock_path)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")
-    except OSError as err:
-        raise ConfigError("output_dir", str(folder), f"a folder corpuslab can create and write ({err.strerror})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        yield
+    finally:
+        # Unlink while still holding the lock: a process that opened the old file meanwhile sees, after it
+        # gets the lock, that the path no longer names its file, and starts over (see `_acquire`).
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-        raise CorpuslabError(
-            f"{folder} is in use by another corpuslab run ({holder}); wait for it to finish or use another output folder"
-        ) from None
+
+
+def _acquire(folder: Path, lock_path: Path):
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_path, "a+")
+        except OSError as err:
+            raise ConfigError("output_dir", str(folder), f"a folder corpuslab can create and write ({err.strerror})") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise CorpuslabError(
+                f"{folder} is in use by another corpuslab run ({holder}); wait for it to finish or use another output folder"
+            ) from None
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()  # the previous holder removed the file between our open and our lock: try again
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}")
     handle.flush()
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+    return handle

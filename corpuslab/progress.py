@@ -14,14 +14,38 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], desc: str, unit: str = "it", total: int | None = None) -> Iterator[T]:
-    """A tqdm bar on stderr; when stderr is not a terminal it prints a rate line every 10 seconds instead."""
+    """A tqdm bar on a terminal (cleared when done); in a log file or CI, where a bar's carriage returns
+    turn into debris, a plain rate line every `LOG_EVERY` seconds and a last one when the loop took long."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    interactive = sys.stderr.isatty()
-    return iter(
-        tqdm(items, desc=desc, unit=unit, total=total, leave=False, dynamic_ncols=True,
-             mininterval=0.5 if interactive else 10.0, disable=None if interactive else False, file=sys.stderr)
-    )
+    if sys.stderr.isatty():
+        return iter(tqdm(items, desc=desc, unit=unit, total=total, leave=False, dynamic_ncols=True, mininterval=0.5,
+                         file=sys.stderr))
+    return _rate_lines(items, desc, unit, total)
+
+
+LOG_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
+
+
+def _rate_lines(items: Iterable[T], desc: str, unit: str, total: int | None) -> Iterator[T]:
+    start = last = time.monotonic()
+    count = 0
+    for item in items:
+        yield item
+        count += 1
+        now = time.monotonic()
+        if now - last >= LOG_EVERY:
+            last = now
+            print(_rate_line(desc, unit, count, total, now - start), file=sys.stderr, flush=True)
+    if last != start:  # the loop printed progress: say it finished
+        print(_rate_line(desc, unit, count, total, time.monotonic() - start), file=sys.stderr, flush=True)
+
+
+def _rate_line(desc: str, unit: str, count: int, total: int | None, seconds: float) -> str:
+    rate = count / seconds if seconds > 0 else 0.0
+    done = f"{count:,}/{total:,}" if total else f"{count:,}"
+    eta = f", about {(total - count) / rate:.0f}s left" if total and rate > 0 and count < total else ""
+    return f"  {desc}: {done} {unit}s ({rate:,.0f} {unit}/s{eta})"
 
 
 class RunLog:

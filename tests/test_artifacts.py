@@ -96,3 +96,25 @@ def test_out_of_disk_names_the_stage_and_keeps_finished_stages(tmp_path):
         runner.run(runner.stage("second", 1), full_disk)
     assert done.is_complete()
     assert done.manifest()["made_from"] == [1]
+
+
+def test_the_lock_file_is_removed_when_the_run_ends(tmp_path):
+    from corpuslab.artifacts import exclusive_lock
+
+    with exclusive_lock(tmp_path):
+        assert (tmp_path / ".lock").exists()
+    assert not (tmp_path / ".lock").exists()
+    with exclusive_lock(tmp_path):  # and the folder can be locked again
+        pass
+
+
+def test_progress_in_a_log_is_plain_rate_lines(capsys, monkeypatch):
+    from corpuslab import progress as progress_module
+
+    assert list(progress_module.progress(range(3), "quick", unit="doc")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""  # a short loop prints nothing, and never a bar's debris
+    monkeypatch.setattr(progress_module, "LOG_EVERY", 0.0)
+    list(progress_module.progress(range(4), "slow", unit="doc"))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("  slow: ") and "\r" not in line for line in lines)
+    assert "4/4 docs" in lines[-1]

@@ -211,17 +211,18 @@ def _write_folder(target: Path, write: Callable[[Path], None]) -> Path:
     """Build `target` by `write(tmp)` in a temporary sibling and move it into place only when complete.
 
     A write that fails (a full disk: safetensors raises SafetensorError, torch.save RuntimeError, plain
-    files OSError) removes the temporary folder, leaves `target` as it was and stops training with what
-    to do; the run's last complete save still resumes."""
+    files OSError) leaves `target` as it was and stops training with what to do; the run's last complete
+    save still resumes. Whatever fails, the temporary folder is removed."""
     tmp = _tmp_dir(target)
     try:
         write(tmp)
         replace_dir(tmp, target)
     except (OSError, RuntimeError, SafetensorError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise StageError("train", f"could not write the checkpoint {target} ({type(err).__name__}: "
                          f"{_first_line(err)}); {_free_space(target.parent)}. Free disk space there and "
                          "rerun: training resumes from its last complete save") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -244,9 +245,10 @@ def _link_files(source: Path, target: Path) -> None:
             shutil.copy2(path, target / path.name)
 
 
-def _first_line(err: BaseException, limit: int = 200) -> str:
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    """The gist of an error for a one-paragraph message: torch's run on for several sentences."""
     lines = str(err).strip().splitlines()
-    return (lines[0] if lines else "")[:limit]
+    return (lines[0] if lines else "").split(". ")[0][:limit]
 
 
 def _state_candidates(out_dir: Path) -> list[Path]:
@@ -413,9 +415,11 @@ class Trainer:
 
     def save_state(self, target: Path) -> Path:
         """Everything an exact resume needs; the state file is written last inside a temp folder."""
+        state = self._state_dict()  # first: a callback state that cannot be saved fails before any write
+
         def write(tmp: Path) -> None:
             self.model.save_pretrained(tmp, safe_serialization=True)
-            torch.save(self._state_dict(), tmp / STATE_FILE)
+            torch.save(state, tmp / STATE_FILE)
 
         return _write_folder(target, write)
 
@@ -443,6 +447,8 @@ class Trainer:
         """Continue from the state saved in `source`. A StageError when it belongs to a differently
         configured run; any other error means the files are damaged."""
         state = torch.load(source / STATE_FILE, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"{STATE_FILE} holds a {type(state).__name__}, not a trainer state")
         self._check_compatible(state, source)
         self._load_weights(source)
         self.optimizer.load_state_dict(state["optimizer"])

@@ -219,7 +219,7 @@ def _write_folder(target: Path, write: Callable[[Path], None]) -> Path:
         replace_dir(tmp, target)
     except (OSError, RuntimeError, SafetensorError) as err:
         raise StageError("train", f"could not write the checkpoint {target} ({type(err).__name__}: "
-                         f"{_first_line(err)}); {_free_space(target.parent)}. Free disk space there and "
+                         f"{_gist(err)}); {_free_space(target.parent)}. Free disk space there and "
                          "rerun: training resumes from its last complete save") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -245,7 +245,7 @@ def _link_files(source: Path, target: Path) -> None:
             shutil.copy2(path, target / path.name)
 
 
-def _first_line(err: BaseException, limit: int = 160) -> str:
+def _gist(err: BaseException, limit: int = 160) -> str:
     """The gist of an error for a one-paragraph message: torch's run on for several sentences."""
     lines = str(err).strip().splitlines()
     return (lines[0] if lines else "").split(". ")[0][:limit]
@@ -528,7 +528,7 @@ def _start(trainer: Trainer) -> int | None:
         except CorpuslabError:
             raise  # made by a differently configured run: an older state of it would not fit either
         except Exception as err:  # noqa: BLE001 - damage takes many forms (zip, pickle, shape, key errors)
-            damaged.append(f"{source.name}: {type(err).__name__}: {_first_line(err)}")
+            damaged.append(f"{source.name}: {type(err).__name__}: {_gist(err)}")
             continue
         if damaged:
             trainer.log(f"could not load the saved state in {'; '.join(damaged)}; using {source.name} instead")
@@ -588,9 +588,10 @@ def _run(trainer: Trainer, resumed_from: int | None) -> TrainResult:
     cfg = trainer.cfg
     epochs = trainer.total_steps * cfg.tokens_per_step / (len(trainer.train_windows) * cfg.chunk_len)
     sampler_stats = trainer.sampler.stats()
+    drawn = ", ".join(f"{key} {value}" for key, value in sampler_stats.items())
     trainer.log(f"training {trainer.total_steps} steps x {cfg.tokens_per_step} tokens on {trainer.device} "
-                f"({len(trainer.train_windows)} windows, {epochs:.2f} epochs; procedure {trainer.procedure.name}, "
-                f"sampler {trainer.sampler.name} {sampler_stats})")
+                f"({len(trainer.train_windows)} windows, {epochs:.2f} epochs); procedure {trainer.procedure.name}, "
+                f"sampler {trainer.sampler.name} ({drawn})")
     trainer.model.train()
     for callback in trainer.callbacks:
         callback.on_train_start(trainer)

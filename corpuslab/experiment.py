@@ -330,11 +330,14 @@ class Experiment:
 
     def train(self, prepared: Prepared, index: int, pack: Stage, seed: int) -> Stage:
         from corpuslab.training.model import build_model
+        from corpuslab.training.procedures import procedures
         from corpuslab.training.trainer import train
 
         cfg, run = self.cfg, self.cfg.runs[index]
         training = dataclasses.replace(cfg.training, seed=seed)
-        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, _weights_key(training), seed)
+        procedure = procedures.build(getattr(run, "procedure", None), f"runs[{index}].procedure", default="standard")
+        stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, _weights_key(training), seed,
+                                  procedure.fingerprint())
         label = f"train {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")
 
         def build(work: Path) -> dict[str, Any]:
@@ -349,7 +352,7 @@ class Experiment:
             val = TokenStream.open(prepared.tokens.path / "val")
             val_windows = val.windows(cfg.training.chunk_len, cfg.training.chunk_len)
             result = train(model, stream, windows, val, val_windows, training, work, log=self.log,
-                           callbacks=self._tracking_callbacks(run.name, seed, work))
+                           callbacks=self._tracking_callbacks(run.name, seed, work), procedure=procedure)
             for name in ("final", "best"):
                 if (work / name).exists():
                     tokenizer.save_pretrained(str(work / name))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from corpuslab.errors import CorpuslabError
-from corpuslab.training.trainer import Callback
+from corpuslab.training.callbacks import Callback
 
 if TYPE_CHECKING:
     from corpuslab.training.trainer import Trainer

@@ -1,15 +1,19 @@
 """Training: AdamW, warmup + cosine, gradient clipping, exact resume.
 
 Determinism is by construction, not by luck:
-- the batch of step s is a pure function of (seed, s): sample index i = s * batch_size + j lives in epoch
-  i // n_windows, at position i % n_windows of that epoch's permutation, drawn from a generator seeded
-  with (seed, epoch). Resuming needs only the step, never a pickled data loader.
+- the batch of step s is a pure function of (seed, s), whatever the sampler (see `samplers`): resuming
+  needs only the step, never a pickled data loader.
 - the learning rate is a pure function of the step, so "scheduler state" is the step.
-- the trainer state (optimizer tensors, RNG states, step, progress) is saved with `torch.save` of
-  tensors and plain containers only, loaded with `weights_only=True`: nothing arbitrary is unpickled.
+- the trainer state (optimizer tensors, RNG states, step, progress, callbacks' state) is saved with
+  `torch.save` of tensors and plain containers only, loaded with `weights_only=True`: nothing arbitrary
+  is unpickled.
 
-Extras (rate logging, evaluation + best checkpoint, periodic checkpoints, anything a user adds) are
-callbacks; the loop itself only steps.
+Extras (rate logging, evaluation + best checkpoint, periodic checkpoints, loss terms, masks, anything a
+user adds) are callbacks (`callbacks`); a training procedure (`procedures`) supplies the sampler and its
+own callbacks. The loop itself only steps.
+
+Saves survive a full disk (a clear error, the previous save intact) and resumes survive a damaged save
+(the next older loadable one is used, or the error says which folder to delete).
 """
 
 from __future__ import annotations
@@ -17,25 +21,36 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from corpuslab.atomic import replace_dir, temp_path
-from corpuslab.errors import ConfigError, StageError
+from corpuslab.errors import ConfigError, CorpuslabError, StageError
 from corpuslab.evaluation.lm import mean_window_loss
 from corpuslab.schema import require, require_int
 from corpuslab.tokens.stream import TokenStream
+from corpuslab.training.callbacks import (  # noqa: F401  (Callback re-exported: the public place it was)
+    Callback,
+    Evaluate,
+    LogRate,
+    PeriodicCheckpoint,
+    snapshots,
+)
 from corpuslab.training.model import resolve_device
+from corpuslab.training.procedures import Procedure, Standard
+from corpuslab.training.samplers import Sampler, SamplingData, WindowSampler  # noqa: F401  (re-exported)
 
 STATE_FILE = "trainer_state.pt"
 STATE_FORMAT = 1
@@ -129,31 +144,6 @@ def learning_rate(update: int, cfg: TrainingConfig, total_steps: int) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
-class WindowSampler:
-    """Window indices of each step's batch: a pure function of (seed, step), see the module docstring."""
-
-    def __init__(self, n_windows: int, batch_size: int, seed: int):
-        self.n_windows, self.batch_size, self.seed = n_windows, batch_size, seed
-        self._permutations: dict[int, np.ndarray] = {}
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch not in self._permutations:
-            if len(self._permutations) >= 2:  # a batch spans at most two epochs... unless tiny data
-                self._permutations.pop(min(self._permutations))
-            rng = np.random.default_rng([self.seed, epoch])
-            self._permutations[epoch] = rng.permutation(self.n_windows)
-        return self._permutations[epoch]
-
-    def batch_indices(self, update: int) -> np.ndarray:
-        samples = np.arange(update * self.batch_size, (update + 1) * self.batch_size, dtype=np.int64)
-        epochs, positions = np.divmod(samples, self.n_windows)
-        indices = np.empty(self.batch_size, dtype=np.int64)
-        for epoch in np.unique(epochs):
-            mask = epochs == epoch
-            indices[mask] = self._permutation(int(epoch))[positions[mask]]
-        return indices
-
-
 @dataclass
 class TrainResult:
     steps: int
@@ -166,6 +156,8 @@ class TrainResult:
     best_path: Path | None
     tokens_per_second: float  # training compute only (eval and checkpoint time excluded), this call
     resumed_from_step: int | None = None
+    procedure: dict[str, Any] = field(default_factory=dict)  # what trained: name, version, config (sampler resolved)
+    sampler_stats: dict[str, Any] = field(default_factory=dict)  # what the sampler drew from and skipped
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -215,11 +207,78 @@ def _tmp_dir(target: Path) -> Path:
     return tmp
 
 
-def _find_state(out_dir: Path) -> Path | None:
-    for candidate in (out_dir / "last", out_dir / "last.old"):
-        if (candidate / STATE_FILE).exists():
-            return candidate
-    return None
+def _write_folder(target: Path, write: Callable[[Path], None]) -> Path:
+    """Build `target` by `write(tmp)` in a temporary sibling and move it into place only when complete.
+
+    A write that fails (a full disk: safetensors raises SafetensorError, torch.save RuntimeError, plain
+    files OSError) leaves `target` as it was and stops training with what to do; the run's last complete
+    save still resumes. Whatever fails, the temporary folder is removed."""
+    tmp = _tmp_dir(target)
+    try:
+        write(tmp)
+        replace_dir(tmp, target)
+    except (OSError, RuntimeError, SafetensorError) as err:
+        raise StageError("train", f"could not write the checkpoint {target} ({type(err).__name__}: "
+                         f"{_gist(err)}); {_free_space(target.parent)}. Free disk space there and "
+                         "rerun: training resumes from its last complete save") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:,.0f} MiB are free in {folder}"
+    except OSError:
+        return f"the free space in {folder} is unknown"
+
+
+def _link_files(source: Path, target: Path) -> None:
+    """Hard-link every file of `source` into the new folder `target`, copying where links are not
+    supported. Links cost no space; files are never rewritten in place, so the two folders stay
+    independent."""
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+
+
+def _gist(err: BaseException, limit: int = 160) -> str:
+    """The gist of an error for a one-paragraph message: torch's run on for several sentences."""
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else "").split(". ")[0][:limit]
+
+
+def _state_candidates(out_dir: Path) -> list[Path]:
+    """Folders holding a trainer state, in the order a resume tries them: the last save, the copy an
+    interrupted replacement moved aside, then the step-N snapshots, newest first."""
+    folders = [out_dir / "last", out_dir / "last.old", *(path for _, path in snapshots(out_dir))]
+    return [folder for folder in folders if (folder / STATE_FILE).is_file()]
+
+
+def _is_stateful(callback: Callback) -> bool:
+    return type(callback).state_dict is not Callback.state_dict
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise unless `value` is tensors and plain containers: anything else would be saved by torch.save
+    and then refused by the `weights_only=True` load, making the save useless for resume."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise TypeError(f"{where}: key {key!r} must be a str or int")
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif not (type(value) in _PLAIN_TYPES or isinstance(value, torch.Tensor)):
+        raise TypeError(f"{where} is a {type(value).__name__}; a callback's state must be tensors and "
+                        "dict/list/tuple/str/int/float/bool/None (it is loaded with weights_only=True)")
 
 
 class Trainer:
@@ -227,15 +286,21 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, train_stream: TokenStream, train_windows: np.ndarray,
                  val_stream: TokenStream | None, val_windows: np.ndarray | None, cfg: TrainingConfig,
-                 out_dir: Path, log: Callable[[str], None]):
+                 out_dir: Path, log: Callable[[str], None], procedure: Procedure | None = None,
+                 callbacks: Sequence[Callback] = ()):
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
+        self.vocab_size = model.get_input_embeddings().num_embeddings
         self.train_stream, self.train_windows = train_stream, np.asarray(train_windows, dtype=np.int64)
         self.val_stream = val_stream
         self.val_windows = np.asarray(val_windows if val_windows is not None else [], dtype=np.int64)
         self.total_steps = cfg.total_steps()
-        self.sampler = WindowSampler(len(self.train_windows), cfg.batch_size, cfg.seed)
+        self.procedure = procedure if procedure is not None else Standard()
+        self.sampler: Sampler = self.procedure.sampler
+        self.sampler.setup(SamplingData(train_stream, self.train_windows, cfg.chunk_len, cfg.batch_size, cfg.seed))
+        self.callbacks = list(callbacks)
+        self.stateful = _stateful_by_key(self.callbacks)
         self.optimizer = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
@@ -257,11 +322,13 @@ class Trainer:
         return self.tokens_seen / (len(self.train_windows) * self.cfg.chunk_len)
 
     def train_step(self) -> None:
-        """One optimizer update: batch of step `self.step`, forward, backward, clip, AdamW."""
+        """One optimizer update: the sampler's batch of step `self.step`, forward, the callbacks' loss
+        terms, backward, clip, AdamW, each with its callback hook (see `callbacks`)."""
         started = time.perf_counter()
         update = self.step  # 0-based; it completes step `update + 1`
-        starts = self.train_windows[self.sampler.batch_indices(update)]
+        starts = self.sampler.batch_starts(update)
         inputs, targets = self.train_stream.batch(starts, self.cfg.chunk_len)
+        self._check_token_ids(inputs, targets, starts, update)
         inputs = inputs.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
         lr = learning_rate(update, self.cfg, self.total_steps)
@@ -274,21 +341,42 @@ class Trainer:
         if not math.isfinite(loss_value):
             raise StageError("train", f"non-finite loss at step {update + 1} (loss={loss_value}); "
                              f"{self._advice()}")
+        for callback in self.callbacks:
+            callback.on_batch_loss(self, loss_value, targets.numel())
+        for callback in self.callbacks:
+            loss = callback.loss(self, loss)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf")).item()
         if not math.isfinite(grad_norm):
             raise StageError("train", f"non-finite gradient norm at step {update + 1} ({grad_norm}); "
                              f"{self._advice()}")
+        for callback in self.callbacks:
+            callback.before_optimizer_step(self)
         self.optimizer.step()
+        for callback in self.callbacks:
+            callback.after_optimizer_step(self)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.loss_sum, self.loss_count = self.loss_sum + loss_value, self.loss_count + 1
         self.last_lr, self.last_grad_norm = lr, grad_norm
         self.train_seconds += time.perf_counter() - started
 
+    def _check_token_ids(self, inputs: torch.Tensor, targets: torch.Tensor, starts: np.ndarray, update: int) -> None:
+        """Every id of the batch must index the model's embedding table. On CUDA an id past it fails with
+        an opaque device-side assert, or worse reads garbage and turns the loss NaN steps later (the arXiv
+        seed lost days to this), so the batch is checked on the host, before it moves."""
+        largest = torch.maximum(inputs.amax(dim=1), targets[:, -1])  # the window's tokens: inputs + last target
+        if int(largest.max()) < self.vocab_size:
+            return
+        row = int(torch.argmax(largest))
+        raise StageError("train", f"step {update + 1}: the window at token offset {int(starts[row])} holds "
+                         f"token id {int(largest[row])}, outside the model's vocabulary of {self.vocab_size} "
+                         f"(the token stream declares {self.train_stream.vocab_size}); the tokens do not match "
+                         "the model: rebuild them with this tokenizer or size the model to the stream")
+
     def _advice(self) -> str:
-        saved = _find_state(self.out_dir)
-        where = f"the last saved state is in {saved}" if saved else "no resumable state was saved"
+        saved = _state_candidates(self.out_dir)
+        where = f"the last saved state is in {saved[0]}" if saved else "no resumable state was saved"
         return f"lower training.lr (now {self.cfg.lr}) or use fp32; {where}"
 
     def curve_entry(self) -> dict:
@@ -312,23 +400,33 @@ class Trainer:
         return mean_window_loss(self.model, self.val_stream, starts, self.cfg.chunk_len,
                                 self.cfg.batch_size, self.device, self.autocast_dtype)
 
-    def save_snapshot(self, target: Path) -> Path:
-        """Hugging Face checkpoint (config.json + model.safetensors) plus the training config."""
-        tmp = _tmp_dir(target)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "training_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
-        replace_dir(tmp, target)
-        return target
+    def save_snapshot(self, target: Path, state_from: Path | None = None) -> Path:
+        """Hugging Face checkpoint (config.json + model.safetensors) plus the training config. With
+        `state_from`, a folder `save_state` wrote at this very step, its files are linked in instead of
+        written again: the snapshot is then resumable too."""
+        def write(tmp: Path) -> None:
+            if state_from is None:
+                self.model.save_pretrained(tmp, safe_serialization=True)
+            else:
+                _link_files(state_from, tmp)
+            (tmp / "training_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+
+        return _write_folder(target, write)
 
     def save_state(self, target: Path) -> Path:
         """Everything an exact resume needs; the state file is written last inside a temp folder."""
-        tmp = _tmp_dir(target)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        torch.save(self._state_dict(), tmp / STATE_FILE)
-        replace_dir(tmp, target)
-        return target
+        state = self._state_dict()  # first: a callback state that cannot be saved fails before any write
+
+        def write(tmp: Path) -> None:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            torch.save(state, tmp / STATE_FILE)
+
+        return _write_folder(target, write)
 
     def _state_dict(self) -> dict:
+        callbacks = {key: callback.state_dict() for key, callback in self.stateful.items()}
+        for key, state in callbacks.items():
+            _check_plain(state, f"the state of callback '{key}'")
         return {
             "format": STATE_FORMAT,
             "step": self.step,
@@ -340,11 +438,17 @@ class Trainer:
                 "next_sample": self.step * self.cfg.batch_size,
             },
             "config": asdict(self.cfg),
+            "procedure": self.procedure.describe(),
             "progress": {key: getattr(self, key) for key in PROGRESS_FIELDS},
+            "callbacks": callbacks,
         }
 
     def load_state(self, source: Path) -> None:
+        """Continue from the state saved in `source`. A StageError when it belongs to a differently
+        configured run; any other error means the files are damaged."""
         state = torch.load(source / STATE_FILE, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"{STATE_FILE} holds a {type(state).__name__}, not a trainer state")
         self._check_compatible(state, source)
         self._load_weights(source)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -352,6 +456,8 @@ class Trainer:
         self.step = state["step"]
         for key in PROGRESS_FIELDS:
             setattr(self, key, state["progress"][key])
+        for key, callback in self.stateful.items():
+            callback.load_state_dict(state["callbacks"][key])
 
     def _check_compatible(self, state: dict, source: Path) -> None:
         saved, now = state["config"], asdict(self.cfg)
@@ -359,6 +465,12 @@ class Trainer:
         changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
         if state["data"]["windows"] != _windows_fingerprint(self.train_windows):
             changed.append("training windows (the token stream or chunking)")
+        # States saved before procedures existed were made by the standard one.
+        if state.get("procedure", Standard().describe()) != self.procedure.describe():
+            changed.append(f"training procedure (saved: {state.get('procedure', 'standard')})")
+        saved_callbacks = sorted(state.get("callbacks", {}))
+        if saved_callbacks != sorted(self.stateful):
+            changed.append(f"stateful callbacks (saved: {saved_callbacks}, now: {sorted(self.stateful)})")
         if changed:
             raise StageError("train", f"cannot resume from {source}: it was made with different "
                              f"{', '.join(changed)}; use training.resume=never or another output folder")
@@ -373,74 +485,17 @@ class Trainer:
         self.model.tie_weights()
 
 
-class Callback:
-    """A hook into `train()`. Override what you need. Raising aborts training; the state on disk stays
-    at the last save, so a later call with resume="auto" continues from there."""
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        pass
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        pass
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        pass
-
-
-class Evaluate(Callback):
-    """Validation loss every `eval_interval` steps and at the end; keeps the best model in out_dir/best."""
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.step % trainer.cfg.eval_interval and trainer.step != trainer.total_steps:
-            return
-        val_loss = trainer.val_loss()
-        if val_loss is None:
-            return
-        trainer.curve_entry()["val_loss"] = val_loss
-        improved = trainer.best_val_loss is None or val_loss < trainer.best_val_loss
-        if improved:
-            trainer.best_val_loss, trainer.best_step = val_loss, trainer.step
-            trainer.save_snapshot(trainer.out_dir / "best")
-        best = " (best)" if improved else ""
-        trainer.log(f"step {trainer.step}/{trainer.total_steps} | val loss {val_loss:.4f}{best}")
-
-
-class LogRate(Callback):
-    """Every `log_interval` steps and at the end: mean loss, lr, grad norm and tokens per second."""
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        self.seconds, self.step = trainer.train_seconds, trainer.step
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.step % trainer.cfg.log_interval and trainer.step != trainer.total_steps:
-            return
-        entry = trainer.curve_entry()
-        seconds = trainer.train_seconds - self.seconds
-        tokens = (trainer.step - self.step) * trainer.cfg.tokens_per_step
-        rate = tokens / seconds if seconds > 0 else float("nan")
-        self.seconds, self.step = trainer.train_seconds, trainer.step
-        trainer.log(f"step {trainer.step}/{trainer.total_steps} | loss {entry['loss']:.4f} "
-                    f"| lr {entry['lr']:.3e} | grad norm {entry['grad_norm']:.3f} | {rate:,.0f} tok/s")
-
-
-class PeriodicCheckpoint(Callback):
-    """Every `save_every` steps: the resumable state (out_dir/last) and a snapshot out_dir/step-N,
-    keeping the newest `keep_last` snapshots."""
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        every = trainer.cfg.save_every
-        if every is None or trainer.step % every:
-            return
-        trainer.save_state(trainer.out_dir / "last")
-        if trainer.cfg.keep_last > 0:
-            trainer.save_snapshot(trainer.out_dir / f"step-{trainer.step}")
-        self._prune(trainer.out_dir, trainer.cfg.keep_last)
-
-    @staticmethod
-    def _prune(out_dir: Path, keep_last: int) -> None:
-        snapshots = sorted(out_dir.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-        for old in snapshots[: max(0, len(snapshots) - keep_last)]:
-            shutil.rmtree(old, ignore_errors=True)
+def _stateful_by_key(callbacks: Sequence[Callback]) -> dict[str, Callback]:
+    """The callbacks that keep state, by the key their state is saved under (which must be unique)."""
+    stateful: dict[str, Callback] = {}
+    for callback in callbacks:
+        if not _is_stateful(callback):
+            continue
+        if callback.state_key in stateful:
+            raise ValueError(f"two callbacks save their state under '{callback.state_key}': give them "
+                             "distinct `name`s")
+        stateful[callback.state_key] = callback
+    return stateful
 
 
 def _clear_run_artifacts(out_dir: Path) -> list[str]:
@@ -454,17 +509,35 @@ def _clear_run_artifacts(out_dir: Path) -> list[str]:
 
 
 def _start(trainer: Trainer) -> int | None:
-    """Resume from out_dir/last when asked and present; returns the step resumed from."""
-    source = _find_state(trainer.out_dir) if trainer.cfg.resume == "auto" else None
-    if source is None:
+    """Resume from the newest loadable saved state when asked and present; returns the step resumed from.
+
+    A damaged state (truncated, corrupt, not written by corpuslab) must not block the run: the next older
+    one is tried (last.old, then step-N snapshots, newest first). When none loads, training stops with
+    one message naming the folder and the fix; a state from a differently configured run stops it at once."""
+    candidates = _state_candidates(trainer.out_dir) if trainer.cfg.resume == "auto" else []
+    if not candidates:
         removed = _clear_run_artifacts(trainer.out_dir)
         if removed:
             trainer.log(f"starting fresh in {trainer.out_dir}: removed {', '.join(removed)} "
                         "of an earlier run")
         return None
-    trainer.load_state(source)
-    trainer.log(f"resumed from {source} at step {trainer.step}/{trainer.total_steps}")
-    return trainer.step
+    damaged: list[str] = []
+    for source in candidates:
+        try:
+            trainer.load_state(source)
+        except CorpuslabError:
+            raise  # made by a differently configured run: an older state of it would not fit either
+        except Exception as err:  # noqa: BLE001 - damage takes many forms (zip, pickle, shape, key errors)
+            damaged.append(f"{source.name}: {type(err).__name__}: {_gist(err)}")
+            continue
+        if damaged:
+            trainer.log(f"could not load the saved state in {'; '.join(damaged)}; using {source.name} instead")
+        trainer.log(f"resumed from {source} at step {trainer.step}/{trainer.total_steps}")
+        return trainer.step
+    raise StageError("train", f"cannot resume the run in {trainer.out_dir}: none of its saved states loads "
+                     f"({'; '.join(damaged)}). They are damaged (an interrupted copy, a full disk) or were "
+                     f"not written by corpuslab. To train this run from the start, delete {trainer.out_dir} "
+                     "or set training.resume=never.")
 
 
 def train(
@@ -477,10 +550,15 @@ def train(
     out_dir: Path,
     log: Callable[[str], None] = print,
     callbacks: Sequence[Callback] = (),
+    procedure: Procedure | None = None,
 ) -> TrainResult:
     """Train `model` in place on `train_windows` of `train_stream` (window starts, each chunk_len + 1
-    tokens); evaluate on the first eval_batches * batch_size `val_windows`. Writes out_dir/final,
-    out_dir/best (when there is validation data), out_dir/last (resumable) and out_dir/step-N."""
+    tokens) the way `procedure` says (None: standard, shuffled windows); evaluate on the first
+    eval_batches * batch_size `val_windows`. Writes out_dir/final, out_dir/best (when there is validation
+    data), out_dir/last (resumable) and out_dir/step-N.
+
+    Callbacks run in this order at every hook: the procedure's, validation, rate logging, `callbacks`,
+    then the periodic checkpoint, so a save at step N holds everything the others did at step N."""
     cfg.validate()
     context = getattr(model.config, "n_positions", None)
     if context is not None and cfg.chunk_len > context:
@@ -490,34 +568,40 @@ def train(
                          f"a window needs chunk_len + 1 = {cfg.chunk_len + 1}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    procedure = procedure if procedure is not None else Standard()
     previous_threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     was_training = model.training
     try:
-        trainer = Trainer(model, train_stream, train_windows, val_stream, val_windows, cfg, out_dir, log)
+        every = [*procedure.callbacks(), Evaluate(), LogRate(), *callbacks, PeriodicCheckpoint()]
+        trainer = Trainer(model, train_stream, train_windows, val_stream, val_windows, cfg, out_dir, log,
+                          procedure, every)
         resumed_from = _start(trainer)
-        return _run(trainer, [Evaluate(), LogRate(), PeriodicCheckpoint(), *callbacks], resumed_from)
+        return _run(trainer, resumed_from)
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)
 
 
-def _run(trainer: Trainer, callbacks: list[Callback], resumed_from: int | None) -> TrainResult:
+def _run(trainer: Trainer, resumed_from: int | None) -> TrainResult:
     cfg = trainer.cfg
     epochs = trainer.total_steps * cfg.tokens_per_step / (len(trainer.train_windows) * cfg.chunk_len)
+    sampler_stats = trainer.sampler.stats()
+    drawn = ", ".join(f"{key} {value}" for key, value in sampler_stats.items())
     trainer.log(f"training {trainer.total_steps} steps x {cfg.tokens_per_step} tokens on {trainer.device} "
-                f"({len(trainer.train_windows)} windows, {epochs:.2f} epochs)")
+                f"({len(trainer.train_windows)} windows, {epochs:.2f} epochs); procedure {trainer.procedure.name}, "
+                f"sampler {trainer.sampler.name} ({drawn})")
     trainer.model.train()
-    for callback in callbacks:
+    for callback in trainer.callbacks:
         callback.on_train_start(trainer)
     while trainer.step < trainer.total_steps:
         trainer.train_step()
-        for callback in callbacks:
+        for callback in trainer.callbacks:
             callback.on_step_end(trainer)
     final_path = trainer.save_snapshot(trainer.out_dir / "final")
     trainer.save_state(trainer.out_dir / "last")  # a rerun with resume="auto" finds the run complete
-    for callback in callbacks:
+    for callback in trainer.callbacks:
         callback.on_train_end(trainer)
     trained = (trainer.step - (resumed_from or 0)) * cfg.tokens_per_step
     best = trainer.out_dir / "best"
@@ -532,4 +616,6 @@ def _run(trainer: Trainer, callbacks: list[Callback], resumed_from: int | None) 
         best_path=best if trainer.best_step is not None else None,
         tokens_per_second=trained / trainer.train_seconds if trainer.train_seconds > 0 else 0.0,
         resumed_from_step=resumed_from,
+        procedure=trainer.procedure.describe(),
+        sampler_stats=sampler_stats,
     )

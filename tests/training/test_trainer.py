@@ -7,48 +7,17 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from corpuslab.errors import ConfigError, StageError
-from corpuslab.tokens.stream import TokenStream, write_token_stream
 from corpuslab.training.model import PRESETS, ModelConfig, build_model, count_parameters
 from corpuslab.training.trainer import (
     STATE_FILE,
     Callback,
-    TrainingConfig,
     WindowSampler,
     learning_rate,
-    train,
 )
-
-TEXT = "the quick brown fox jumps over the lazy dog. "
-ALPHABET = sorted(set(TEXT))
-VOCAB = len(ALPHABET) + 1  # id 0 is eos
-MODEL = ModelConfig("tiny", n_layer=2, n_head=2, n_embd=32, context=32)
-
-
-def _encode(text: str) -> np.ndarray:
-    return np.array([ALPHABET.index(c) + 1 for c in text], dtype=np.int64)
-
-
-@pytest.fixture(scope="module")
-def streams(tmp_path_factory):
-    root = tmp_path_factory.mktemp("streams")
-    write_token_stream(root / "train", [_encode(TEXT * 3)] * 4, vocab_size=VOCAB, eos_id=0)
-    write_token_stream(root / "val", [_encode(TEXT * 2)] * 2, vocab_size=VOCAB, eos_id=0)
-    return TokenStream.open(root / "train"), TokenStream.open(root / "val")
-
-
-def _config(**overrides) -> TrainingConfig:
-    base = dict(chunk_len=16, batch_size=8, max_steps=12, lr=3e-3, warmup_steps=2, log_interval=4,
-                eval_interval=6, eval_batches=2, seed=1, num_threads=1)
-    return TrainingConfig(**{**base, **overrides})
-
-
-def _train(streams, out_dir, cfg, model=None, **kwargs):
-    train_stream, val_stream = streams
-    model = model if model is not None else build_model(MODEL, VOCAB, seed=0, eos_id=0)
-    result = train(model, train_stream, train_stream.windows(cfg.chunk_len, cfg.stride), val_stream,
-                   val_stream.windows(cfg.chunk_len), cfg, out_dir, log=lambda line: None, **kwargs)
-    return model, result
-
+from tests.training.toy import MODEL, TEXT, VOCAB
+from tests.training.toy import config as _config
+from tests.training.toy import encode as _encode
+from tests.training.toy import run as _train
 
 # ---- model ----------------------------------------------------------------------------------------
 

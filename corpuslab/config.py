@@ -241,7 +241,8 @@ class ExperimentConfig:
         names = [run.name for run in self.runs]
         require(len(set(names)) == len(names), "runs", names, "arms with distinct names")
         for index in range(len(self.runs)):
-            self.arm_recipe(index)  # an arm's recipe and its parameters are checked now, not when it runs
+            self.arm_recipe(index)  # an arm's recipe, procedure and their parameters are checked now, not when it runs
+            self.arm_procedure(index)
         context = self.model.resolved().context
         require(
             self.training.chunk_len <= context,

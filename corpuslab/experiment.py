@@ -330,12 +330,11 @@ class Experiment:
 
     def train(self, prepared: Prepared, index: int, pack: Stage, seed: int) -> Stage:
         from corpuslab.training.model import build_model
-        from corpuslab.training.procedures import procedures
         from corpuslab.training.trainer import train
 
         cfg, run = self.cfg, self.cfg.runs[index]
         training = dataclasses.replace(cfg.training, seed=seed)
-        procedure = procedures.build(getattr(run, "procedure", None), f"runs[{index}].procedure", default="standard")
+        procedure = cfg.arm_procedure(index)
         stage = self.stages.stage("train", pack.fingerprint, prepared.tokens.fingerprint, cfg.model, _weights_key(training), seed,
                                   procedure.fingerprint())
         label = f"train {run.name}" + (f" seed {seed}" if len(cfg.replicate_seeds) > 1 else "")

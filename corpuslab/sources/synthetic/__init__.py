@@ -18,7 +18,8 @@ original.
 
 Layout: `vocabulary` (the hand-written grammar data), `grammar` (a category's generator), `sampler`
 (randomness), `boilerplate`, `generation` (the corpus plan and the documents, planted duplicates included),
-`truth` (ground truth and `score_removals`), `config` (the knobs). Every public name is re-exported here.
+`truth` (ground truth and `score_removals`), `config` (the knobs), `source` (the `synthetic` source
+plug-in). Every public name is re-exported here.
 """
 
 from corpuslab.sources.synthetic.boilerplate import BOILERPLATE_CATEGORY, boilerplate_group
@@ -26,6 +27,7 @@ from corpuslab.sources.synthetic.config import SyntheticConfig
 from corpuslab.sources.synthetic.generation import PlannedDocument, generate, plan_corpus
 from corpuslab.sources.synthetic.grammar import MARKOV_SLOTS, CategoryGrammar, DocState, category_names, grammar_for
 from corpuslab.sources.synthetic.sampler import Sampler
+from corpuslab.sources.synthetic.source import SyntheticSource
 from corpuslab.sources.synthetic.truth import (
     SHINGLE_WORDS,
     TRUTH_KINDS,
@@ -52,6 +54,7 @@ __all__ = [
     "PlannedDocument",
     "Sampler",
     "SyntheticConfig",
+    "SyntheticSource",
     "TruthRecord",
     "boilerplate_group",
     "category_names",

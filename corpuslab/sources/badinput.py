@@ -198,8 +198,8 @@ def binary_content(text: str) -> str | None:
     replaced = text.count("\ufffd")
     if replaced > MAX_REPLACEMENT_SHARE * len(text):
         return (f"{replaced} of {len(text)} characters are U+FFFD replacement characters, over "
-                f"{MAX_REPLACEMENT_SHARE:.0%}: binary data, or text in an encoding other than UTF-8 (re-encode "
-                "it as UTF-8); expected text")
+                f"{MAX_REPLACEMENT_SHARE:.0%}: binary data, or text in a legacy encoding such as Latin-1 "
+                "(re-encode it as UTF-8); expected text")
     return None
 
 

@@ -73,20 +73,20 @@ sources: Registry[Source] = Registry("source", Source)
 
 
 def open_source(dataset: DatasetConfig, seed: int) -> Source:
-    """The source `dataset.source` names, with its config: the `dataset.<name>` section, or the parameters
-    given next to the name."""
+    """The source `dataset.source` names, with its config: the parameters given next to the name, else the
+    `dataset.<name>` section."""
     name, params = split_spec(dataset.source, "dataset.source")
     cls = sources.get(name, "dataset.source")
+    if params:
+        return cls(from_dict(cls.Config, params, "dataset.source"), seed)
     section = getattr(dataset, name, None)
-    if params or section is None:
-        return cls(_config_from_params(cls, params, f"dataset.{name}"), seed)
-    return cls(section, seed)
+    return cls(section if section is not None else _default_config(cls, f"dataset.{name}"), seed)
 
 
-def _config_from_params(cls: type[Source], params: dict[str, Any], key: str) -> Any:
+def _default_config(cls: type[Source], key: str) -> Any:
+    """The config of a source given by name alone: its defaults, unless it has required fields."""
     required = [f.name for f in dataclasses.fields(cls.Config)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [name for name in required if name not in params]
-    if missing:
-        raise ConfigError(key, None, f"a `{cls.name}` section with {', '.join(missing)} when source is '{cls.name}'")
-    return from_dict(cls.Config, params, key)
+    if required:
+        raise ConfigError(key, None, f"a `{cls.name}` section with {', '.join(required)} when source is '{cls.name}'")
+    return from_dict(cls.Config, {}, key)

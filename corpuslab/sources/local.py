@@ -18,8 +18,9 @@ contributes, and what happens to links, loops, FIFOs and files of other formats,
 corpora).
 
 Text is UTF-8, or UTF-16/UTF-32 when the file starts with that byte order mark (`corpuslab.sources.text`).
-Binary data is never a document: a file whose first 8 KiB, or a document whose text, is more than 1% NUL
-or 10% U+FFFD characters is skipped as ``binary_content`` (see `corpuslab.sources.badinput`).
+Binary data is never a document: a document whose text is more than 1% NUL or 10% U+FFFD characters is
+skipped as ``binary_content`` (see `corpuslab.sources.badinput`); so is a whole line-based file (txt
+lines, JSON lines, CSV) whose first 8 KiB are, counted once instead of once per line of garbage.
 
 `LocalSource.identity()` lists every input file with its size, modification time and content hash, so
 editing, adding or deleting a file changes the ingest fingerprint (`corpuslab.sources.identity`).
@@ -87,6 +88,8 @@ _MAX_BYTES_PER_CHAR = 4  # in UTF-8, UTF-16 and UTF-32 alike
 # How much of a line-based file is checked for binary content before any line is read: git's heuristic
 # (a NUL in the first 8000 bytes means binary), with the shares of `binary_content`.
 _SNIFF_BYTES = 8192
+# A shorter file is judged record by record instead: in a few lines, one damaged word is a large share.
+_SNIFF_MIN_CHARS = 512
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -371,7 +374,8 @@ def _text_lines(ctx: _FileContext) -> Iterator[tuple[int, str, Repair | None]]:
 
 def _check_not_binary(head: bytes, codec: str) -> None:
     # The cut at 8 KiB may split one character: at most one U+FFFD, far below the limit.
-    problem = binary_content(head.decode(codec, errors="replace"))
+    text = head.decode(codec, errors="replace")
+    problem = binary_content(text) if len(text) >= _SNIFF_MIN_CHARS else None
     if problem is not None:
         raise _FileProblem("binary_content", f"the file's first {len(head)} bytes are not text: {problem}; the "
                                              "whole file is skipped")

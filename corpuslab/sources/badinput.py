@@ -71,7 +71,7 @@ REASON_EFFECTS: dict[str, str] = {
     "malformed_csv_row": "record skipped",
     "empty_document": "record skipped",
     "document_too_long": "record skipped",
-    "binary_content": "record skipped",
+    "binary_content": "record skipped (the whole file, when its first 8 KiB are binary)",
     "non_utf8_replaced": "record kept, invalid bytes replaced by U+FFFD",
     "undecodable_replaced": "record kept, data invalid in the file's UTF-16/32 encoding replaced by U+FFFD",
     "empty_file": "warning only",

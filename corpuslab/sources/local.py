@@ -337,11 +337,14 @@ def _head(ctx: _FileContext, size: int) -> bytes:
         with open(ctx.path, "rb") as stream:
             return stream.read(size)
     head = bytearray()
-    with contextlib.closing(_chunks(ctx)) as chunks:  # closing: the rest of the archive is never read here
-        for chunk in chunks:
-            head += chunk
-            if len(head) >= size:
-                break
+    try:
+        with contextlib.closing(_chunks(ctx)) as chunks:  # closing: the rest of the archive is not read here
+            for chunk in chunks:
+                head += chunk
+                if len(head) >= size:
+                    break
+    except _FileProblem:
+        pass  # a cut or corrupt archive: raised again, at its line, by the read that follows
     return bytes(head[:size])
 
 

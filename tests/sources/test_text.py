@@ -104,3 +104,13 @@ def test_mostly_replaced_text_is_binary_but_a_few_bad_bytes_are_repaired(tmp_pat
     assert [doc.text for doc in docs] == ["A long sentence with one price of \ufffd10 in it."]
     assert dict(log.counts) == {"binary_content": 1, "non_utf8_replaced": 1}
     assert "re-encode it as UTF-8" in log.to_dict()["examples"]["binary_content"][0]["detail"]
+
+
+def test_small_cut_archive_still_keeps_the_records_before_the_cut(tmp_path: Path) -> None:
+    # Smaller than the 8 KiB looked at for binary content: that look must not lose the good records.
+    records = "".join(json.dumps({"text": f"record {i}"}) + "\n" for i in range(40)).encode()
+    blob = gzip.compress(records)
+    (tmp_path / "cut.jsonl.gz").write_bytes(blob[: len(blob) - 12])
+    docs, log = read([tmp_path / "cut.jsonl.gz"])
+    assert len(docs) > 0 and docs[0].text == "record 0"
+    assert dict(log.counts) == {"truncated_archive": 1}

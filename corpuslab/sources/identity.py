@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from corpuslab.artifacts import fingerprint
+from corpuslab.errors import InputError
 
 HASH_MAX_BYTES = 64 * 2**20  # files up to 64 MiB are hashed; larger ones are identified by size and mtime
 _HASH_READ_BYTES = 1 << 20
@@ -31,11 +32,14 @@ INPUTS_FILE = "inputs.json"  # the identity, as written into the ingest folder
 
 def file_identity(path: str | os.PathLike[str], shown: str | None = None, hash_content: bool = True) -> dict[str, Any]:
     """{path, size, mtime_ns[, blake2b]} of one file; `shown` is the path as the user gave it."""
-    stat = os.stat(path)
-    entry: dict[str, Any] = {"path": shown if shown is not None else str(path), "size": stat.st_size,
-                             "mtime_ns": stat.st_mtime_ns}
-    if hash_content and stat.st_size <= HASH_MAX_BYTES:
-        entry["blake2b"] = content_hash(Path(path))
+    shown = shown if shown is not None else str(path)
+    try:
+        stat = os.stat(path)
+        entry: dict[str, Any] = {"path": shown, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        if hash_content and stat.st_size <= HASH_MAX_BYTES:
+            entry["blake2b"] = content_hash(Path(path))
+    except OSError as err:  # permission denied, vanished: the run cannot say what it read
+        raise InputError(shown, f"cannot read the file: {err.strerror or err}") from err
     return entry
 
 

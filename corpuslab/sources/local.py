@@ -181,7 +181,12 @@ class LocalSource(Source):
 
     def changed_during_read(self, identity: dict[str, Any]) -> list[str]:
         """Files whose size or modification time moved since `identity`: stat only, no hashing."""
-        now = [file_identity(path, str(path), hash_content=False) for path in self.files() if path.exists()]
+        now = []
+        for path in self.files():
+            try:
+                now.append(file_identity(path, str(path), hash_content=False))
+            except InputError:
+                pass  # gone: reported as deleted
         return describe_changes({"files": identity.get("files", [])}, {"files": now})
 
     def description(self) -> str:

@@ -104,6 +104,8 @@ def test_changed_during_read_sees_a_file_rewritten_after_the_identity(tmp_path: 
     assert source.changed_during_read(identity) == []
     path.write_text("alpha and more")
     assert source.changed_during_read(identity) == [f"changed: {path}"]
+    path.unlink()
+    assert source.changed_during_read(identity) == [f"deleted: {path}"]
 
 
 def test_hf_identity_lists_local_data_files_and_pinned_commit(tmp_path: Path) -> None:

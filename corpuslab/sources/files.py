@@ -195,8 +195,8 @@ def _walk(folder: Path, ancestors: frozenset[tuple[int, int]], cfg: LocalConfig,
         elif kind == "folder":
             key = _folder_key(path)
             if key in ancestors:
-                _bad(log, cfg, "symlink_loop", str(path), f"a symbolic link to {os.readlink(path)!r}, a folder that "
-                                                          "contains it; not followed")
+                target = repr(os.readlink(path)) if os.path.islink(path) else "a folder"  # or a bind mount
+                _bad(log, cfg, "symlink_loop", str(path), f"a link to {target}, a folder that contains it; not followed")
             else:
                 yield from _walk(path, ancestors | {key}, cfg, log)
         elif kind in _UNREADABLE:

@@ -3,9 +3,10 @@ order (the order of `paths`; sorted within a folder or glob).
 
 Everything found is classified with `stat` before anything is opened:
 
-- a regular file is read when its extension names the configured format. A file named in `paths` is read
-  as the configured format whatever its name; with a format set, files without an extension are read too
-  (Usenet and mail corpora: `alt.atheism/49960`, `maildir/inbox/1.`).
+- a regular file is read when its extension names the configured format. A file named in `paths` (or by
+  a glob) is read as the configured format whatever its name. With ``format: txt``, files without an
+  extension are read too (Usenet and mail corpora: `alt.atheism/49960`, `maildir/inbox/1.`); not with the
+  record formats, whose folders often hold a LICENSE or a Spark `_SUCCESS` marker that is not data.
 - a file whose extension names another format is counted as ``other_format_file`` (warning only), with
   how to read it.
 - dangling symbolic links (``dangling_symlink``), symbolic-link loops (``symlink_loop``) and special files,
@@ -42,7 +43,9 @@ logger = logging.getLogger(__name__)
 SUFFIX_FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
                   ".csv": "csv", ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
-FORMAT_HINT = "set dataset.local.format: txt (or jsonl, csv) to read files without an extension"
+FORMAT_HINT = "set dataset.local.format: txt to read files without an extension"
+# The format whose files commonly have no extension: numbered Usenet postings, maildir messages.
+EXTENSIONLESS_FORMAT = "txt"
 _UNREADABLE = ("dangling_symlink", "symlink_loop", "special_file")
 _SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
                   (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -264,17 +267,19 @@ def _readable_in_folder(path: Path, cfg: LocalConfig) -> bool:
     fmt = suffix_format(path)[0]
     if cfg.format == "auto":
         return fmt is not None
-    return fmt == cfg.format or (fmt is None and has_no_extension(path))
+    return fmt == cfg.format or (cfg.format == EXTENSIONLESS_FORMAT and fmt is None and has_no_extension(path))
 
 
 def _other_format_problem(path: Path, cfg: LocalConfig) -> str:
-    if cfg.format == "auto" and has_no_extension(path):
-        return f"a file without an extension is not read when format is 'auto'; {FORMAT_HINT}"
+    if cfg.format != EXTENSIONLESS_FORMAT and has_no_extension(path):
+        return (f"a file without an extension is not read in a folder when format is {cfg.format!r}; {FORMAT_HINT}, "
+                "or name the file (or a glob for it) in paths")
     if cfg.format == "auto":
         return (f"the extension names no known format (expected {', '.join(_suffixes_for('auto'))}); set "
                 "dataset.local.format to read it, or exclude it")
+    extensionless = " or without an extension" if cfg.format == EXTENSIONLESS_FORMAT else ""
     return (f"not a {cfg.format} file by its extension; with format {cfg.format!r} a folder contributes files "
-            f"ending in {', '.join(_suffixes_for(cfg.format))} or without an extension")
+            f"ending in {', '.join(_suffixes_for(cfg.format))}{extensionless}")
 
 
 def _excluded(path: Path, cfg: LocalConfig) -> bool:

@@ -14,8 +14,8 @@ Reading streams: one line, or one Parquet batch, in memory at a time. Files are 
 ``paths``; the files of a folder or glob are read in sorted order (hidden files and folders skipped), so
 the same inputs always give the same documents in the same order with the same ids. Which files a path
 contributes, and what happens to links, loops, FIFOs and files of other formats, is in
-`corpuslab.sources.files`; with ``format`` set, files without an extension are read too (Usenet and mail
-corpora).
+`corpuslab.sources.files`; with ``format: txt``, files without an extension are read too (Usenet and
+mail corpora).
 
 Text is UTF-8, or UTF-16/UTF-32 when the file starts with that byte order mark (`corpuslab.sources.text`).
 Binary data is never a document: a document whose text is more than 1% NUL or 10% U+FFFD characters is

@@ -119,6 +119,17 @@ def test_files_without_extension_are_read_when_the_format_is_set(tmp_path: Path)
     assert dict(log.counts) == {"other_format_file": 1} and log.dropped == 0  # notes.md, with a reason
 
 
+def test_record_formats_pass_over_files_without_extension_in_a_folder(tmp_path: Path) -> None:
+    # A LICENSE beside JSON lines shards is not data; named explicitly, such a file is read.
+    (tmp_path / "part-0").write_text('{"text": "named explicitly"}\n')
+    (tmp_path / "LICENSE").write_text("Permission is hereby granted")
+    (tmp_path / "a.jsonl").write_text('{"text": "a record"}\n')
+    docs, log = read([tmp_path], format="jsonl", on_bad_input="stop")
+    assert [doc.text for doc in docs] == ["a record"] and log.counts["other_format_file"] == 2
+    assert "set dataset.local.format: txt" in log.to_dict()["examples"]["other_format_file"][0]["detail"]
+    assert [doc.text for doc in read([tmp_path / "part-0"], format="jsonl")[0]] == ["named explicitly"]
+
+
 def test_auto_format_says_how_to_read_files_without_extension(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "49960").write_text("A posting.")
     with pytest.raises(InputError, match="set dataset.local.format: txt"):

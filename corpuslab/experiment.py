@@ -112,7 +112,7 @@ class Experiment:
 
     def prepare(self) -> Prepared:
         cfg = self.cfg
-        ingest = self.stages.stage("ingest", cfg.dataset, cfg.seed)
+        ingest = self.stages.stage("ingest", cfg.dataset, cfg.seed, open_source(cfg.dataset, cfg.seed).inputs_fingerprint())
         self.stages.run(ingest, self._build_ingest)
         split = self.stages.stage("split", ingest.fingerprint, cfg.split, cfg.seed)
         self.stages.run(split, lambda work: self._build_split(work, ingest))
@@ -132,8 +132,17 @@ class Experiment:
         return prepared
 
     def _build_ingest(self, work: Path) -> dict[str, Any]:
+        from corpuslab.sources.identity import INPUTS_FILE, changes_since_newest
+
         cfg = self.cfg.dataset
         source = open_source(cfg, self.cfg.seed)
+        # What this ingest reads, taken again here rather than trusted from the stage key: it is what the
+        # documents below come from, and what the next run compares against.
+        inputs = source.identity()
+        write_json_atomic(work / INPUTS_FILE, inputs)
+        since = changes_since_newest(self.stages.root, "ingest", inputs)
+        if since is not None and since.changes:
+            self.log(f"  inputs differ from {since.previous}: {since.summary()}")
         seen_ids: set[str] = set()  # ids must be unique: decision tables and splits are keyed by them
         renamed = 0
         n_bytes = 0
@@ -148,14 +157,18 @@ class Experiment:
                 if cfg.max_docs is not None and writer.count >= cfg.max_docs:
                     break
             n_docs = writer.count
+        changed = source.changed_during_read(inputs)
+        if changed:  # the documents would match neither the old nor the new files
+            raise StageError("ingest", f"input files changed while they were read ({', '.join(changed[:5])}); rerun once they are stable")
         if renamed:
             self.log(f"  {renamed} documents repeated an earlier id and were renamed '<id>#<n>'")
         bad_input = source.bad_input_summary()
         write_json_atomic(work / "bad_input.json", bad_input)
         if n_docs == 0:
-            raise StageError("ingest", f"the source produced no documents ({source.describe()}); bad input: {bad_input}")
-        return {"documents": n_docs, "bytes": n_bytes, "source": source.describe(), "bad_input": bad_input,
-                "renamed_duplicate_ids": renamed}
+            raise StageError("ingest", f"the source produced no documents ({source.description()}); bad input: {bad_input}")
+        return {"documents": n_docs, "bytes": n_bytes, "source": source.description(), "bad_input": bad_input,
+                "renamed_duplicate_ids": renamed, "inputs_fingerprint": source.inputs_fingerprint(inputs),
+                "inputs_changed": since.to_dict() if since is not None else None}
 
     def _build_split(self, work: Path, ingest: Stage) -> dict[str, Any]:
         docs_dir = ingest.path / "docs"

@@ -19,7 +19,18 @@ Some outcomes do not depend on the policy, because they are not malformed input:
 
 Invalid UTF-8 is repaired rather than dropped under "skip": the line is decoded with U+FFFD replacement
 characters, kept, and counted as ``non_utf8_replaced`` (one stray byte in a long web page should not
-cost the page). Under "stop" it raises.
+cost the page). Under "stop" it raises. Files that start with a UTF-16 or UTF-32 byte order mark are
+decoded as such; invalid data in them is ``undecodable_replaced``.
+
+Text that is not text is never trained on: a document in which more than `MAX_NUL_SHARE` of the
+characters are NUL, or more than `MAX_REPLACEMENT_SHARE` are U+FFFD replacement characters, is binary
+data (a PDF or image named .txt), or text in another encoding, and is ``binary_content``: skipped and
+counted under "skip", raised under "stop". It is counted under that reason only, not also as a repair.
+
+Files that cannot be read safely are never opened: dangling symbolic links, symbolic-link loops and
+special files (FIFOs, sockets, devices) inside an input folder follow the policy as ``dangling_symlink``,
+``symlink_loop`` and ``special_file``. Files whose extension names another format are
+``other_format_file``, a warning that says how to read them.
 """
 
 from __future__ import annotations
@@ -40,6 +51,12 @@ logger = logging.getLogger(__name__)
 Policy = Literal["skip", "stop"]
 POLICIES: tuple[str, ...] = ("skip", "stop")
 DEFAULT_MAX_DOC_CHARS = 1_000_000
+# Above these shares of a document's characters it is binary data, not text. Real text has no NULs, and
+# even a Latin-1 file read as UTF-8 loses under 10% of its characters (the accented ones) to U+FFFD.
+MAX_NUL_SHARE = 0.01
+MAX_REPLACEMENT_SHARE = 0.10
+# Text that reads as UTF-16 without a byte order mark is about half NULs (ASCII letters are XX 00).
+_UTF16_LIKE_NUL_SHARE = 0.3
 
 # What each reason did to the data. Written into the JSON so that a reader of the log can tell lost
 # records from repaired ones without reading this file.
@@ -54,14 +71,20 @@ REASON_EFFECTS: dict[str, str] = {
     "malformed_csv_row": "record skipped",
     "empty_document": "record skipped",
     "document_too_long": "record skipped",
+    "binary_content": "record skipped (the whole file, when its first 8 KiB are binary)",
     "non_utf8_replaced": "record kept, invalid bytes replaced by U+FFFD",
+    "undecodable_replaced": "record kept, data invalid in the file's UTF-16/32 encoding replaced by U+FFFD",
     "empty_file": "warning only",
+    "other_format_file": "warning only, file not read (its extension names another format)",
+    "dangling_symlink": "file not read",
+    "symlink_loop": "link not followed",
+    "special_file": "file not read (never opened)",
     "truncated_archive": "rest of file lost, records before the cut kept",
     "corrupt_file": "rest of file lost, records before the error kept",
     "wrong_schema": "file skipped",
 }
 # Reasons that lose no data; everything else is a skipped record or a lost part of a file.
-_NOT_DROPPED = frozenset({"non_utf8_replaced", "empty_file"})
+_NOT_DROPPED = frozenset({"non_utf8_replaced", "undecodable_replaced", "empty_file", "other_format_file"})
 
 
 @dataclass
@@ -164,6 +187,33 @@ def usable_text(text: str, max_doc_chars: int, place: RecordPlace, log: BadInput
     return True
 
 
+def binary_content(text: str) -> str | None:
+    """Why `text` is binary data rather than text (the problem, for the log), or None if it is text."""
+    nuls = text.count("\x00")
+    if nuls > MAX_NUL_SHARE * len(text):
+        hint = (" (about every other character: UTF-16 text without a byte order mark? re-encode it as UTF-8)"
+                if nuls >= _UTF16_LIKE_NUL_SHARE * len(text) else "")
+        return (f"{nuls} of {len(text)} characters are NUL, over {MAX_NUL_SHARE:.0%}{hint}; expected text, not "
+                "binary data")
+    replaced = text.count("\ufffd")
+    if replaced > MAX_REPLACEMENT_SHARE * len(text):
+        return (f"{replaced} of {len(text)} characters are U+FFFD replacement characters, over "
+                f"{MAX_REPLACEMENT_SHARE:.0%}: binary data, or text in a legacy encoding such as Latin-1 "
+                "(re-encode it as UTF-8); expected text")
+    return None
+
+
+def usable_document(text: str, max_doc_chars: int, place: RecordPlace, policy: str, log: BadInputLog) -> bool:
+    """`usable_text`, then binary content, which is bad input: counted under "skip", raised under "stop"."""
+    if not usable_text(text, max_doc_chars, place, log):
+        return False
+    problem = binary_content(text)
+    if problem is not None:
+        handle_bad_input(log, policy, "binary_content", place.path, place.line, problem)
+        return False
+    return True
+
+
 def document_from_record(record: Mapping[str, Any], spec: FieldSpec, place: RecordPlace, policy: str,
                          log: BadInputLog) -> Document | None:
     """Build a Document from one record, or None (after counting why) if the record cannot be used."""
@@ -183,7 +233,7 @@ def document_from_record(record: Mapping[str, Any], spec: FieldSpec, place: Reco
     if doc_id is _MISSING:
         return None
     category = _optional_field(record, spec.category_field, "missing_category_field", place, policy, log)
-    if category is _MISSING or not usable_text(text, spec.max_doc_chars, place, log):
+    if category is _MISSING or not usable_document(text, spec.max_doc_chars, place, policy, log):
         return None
     metadata: dict[str, Any] = dict(place.position)
     if category is not None:

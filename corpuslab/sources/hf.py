@@ -13,14 +13,21 @@ Works for Hub datasets (``name: allenai/c4``) and for the packaged builders on l
   name, not bad data), and so does an error inside `datasets` while iterating: the library cannot
   resume after one, and a network failure halfway must not silently shrink the corpus.
 - Ids are the ``id_field`` value when configured, else ``<name>[/<subset>]:<split>:<row>``.
+- Identity (what keys the ingest stage besides the config): name, subset, split, the configured revision
+  and the commit it resolves to (a branch like ``main`` moves; the commit does not), and for packaged
+  builders or a local folder the identity of every local data file. Resolving asks the Hub, or the local
+  cache under ``HF_HUB_OFFLINE=1``; when neither answers, the configured revision stands in, with a
+  warning. Pin ``revision`` to a commit to skip the question.
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import inspect
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,10 +45,16 @@ from corpuslab.sources.badinput import (
     check_record_fields,
     document_from_record,
 )
+from corpuslab.sources.base import Source, sources
+from corpuslab.sources.identity import file_identity
 
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV_VARS: tuple[str, ...] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+# The builders `datasets` ships for files in generic formats: their data is the local or remote data_files.
+_PACKAGED_BUILDERS = frozenset({"json", "csv", "parquet", "text", "arrow", "pandas", "webdataset", "xml", "sql",
+                                "imagefolder", "audiofolder", "videofolder", "pdffolder"})
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,100 @@ def read_hf(cfg: HFConfig, log: BadInputLog) -> Iterator[Document]:
     dataset = _load(cfg, streaming=cfg.streaming, cache_dir=cfg.cache_dir)
     _check_columns(dataset.features, cfg)
     return _documents(dataset, cfg, log)
+
+
+@sources.register
+class HFSource(Source):
+    """A Hugging Face dataset split (`dataset.source: hf`, `dataset.hf: {name: ...}`)."""
+
+    name = "hf"
+    Config = HFConfig
+
+    def documents(self) -> Iterator[Document]:
+        return read_hf(self.config, self.bad_input)
+
+    def identity(self) -> dict[str, Any]:
+        cfg = self.config
+        cfg.validate()
+        return {"source": self.name, "version": self.version, "name": cfg.name, "subset": cfg.subset,
+                "split": cfg.split, "revision": cfg.revision, "resolved_revision": resolve_revision(cfg),
+                "files": local_data_files(cfg)}
+
+    def description(self) -> str:
+        cfg = self.config
+        return f"Hugging Face dataset {cfg.name} ({cfg.subset or 'default'}, split {cfg.split})"
+
+
+def resolve_revision(cfg: HFConfig) -> str | None:
+    """The commit `cfg.revision` (default branch when None) points at, or None when it cannot be told."""
+    if cfg.revision is not None and _COMMIT.fullmatch(cfg.revision):
+        return cfg.revision
+    if _is_local(cfg.name):
+        return None  # packaged builder or folder: `local_data_files` identifies the data
+    # Deferred: importing datasets costs about a second, and local-only runs never need it.
+    import datasets
+
+    try:
+        builder = datasets.load_dataset_builder(cfg.name, cfg.subset, revision=cfg.revision, cache_dir=cfg.cache_dir,
+                                                token=_hf_token(), **_remote_code_kwargs(cfg))
+    except Exception as err:  # any failure means "unknown", never a failed run: ingest reports real errors
+        logger.warning("could not resolve which commit %s is at (%s: %s); the ingest is keyed by the configured "
+                       "revision %r instead. Pin revision to a commit, or set HF_HUB_OFFLINE=1 to resolve it "
+                       "from the local cache", cfg.describe(), type(err).__name__, err, cfg.revision)
+        return None
+    commit = getattr(builder, "hash", None)  # for a Hub dataset, `datasets` keys its cache by the commit
+    return commit if isinstance(commit, str) and _COMMIT.fullmatch(commit) else None
+
+
+def local_data_files(cfg: HFConfig) -> list[dict[str, Any]]:
+    """Identities of the local files a packaged builder or a local folder reads, in a stable order.
+
+    Remote data_files (URLs) are listed by address only; a Hub dataset's data_files are paths inside the
+    repository, which its resolved commit already pins.
+    """
+    if not _is_local(cfg.name):
+        return []
+    patterns = [cfg.name] if os.path.isdir(cfg.name) else _patterns(cfg.data_files)
+    entries: dict[str, dict[str, Any]] = {}
+    for pattern in patterns:
+        if "://" in pattern:
+            entries.setdefault(pattern, {"path": pattern, "remote": True})
+            continue
+        for path in _local_matches(os.path.expanduser(pattern)):
+            entries.setdefault(path, file_identity(path, path))
+    return list(entries.values())
+
+
+def _is_local(name: str) -> bool:
+    return name in _PACKAGED_BUILDERS or os.path.isdir(name)
+
+
+def _patterns(data_files: str | list[str] | dict[str, str | list[str]] | None) -> list[str]:
+    if data_files is None:
+        return []
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return [pattern for files in data_files.values() for pattern in _patterns(files)]
+    return list(data_files)
+
+
+def _local_matches(pattern: str) -> list[str]:
+    """Regular files a pattern names: a file, every file below a folder (hidden ones skipped), or a glob.
+    FIFOs and dangling links are not regular files, so nothing here opens them."""
+    if os.path.isdir(pattern):
+        found = _files_below(pattern)
+    else:
+        found = glob.glob(pattern, recursive=True) if glob.has_magic(pattern) else [pattern]
+    return sorted(path for path in found if os.path.isfile(path))
+
+
+def _files_below(folder: str) -> list[str]:
+    found: list[str] = []
+    for parent, subfolders, names in os.walk(folder):  # followlinks=False: a link loop cannot trap it
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [os.path.join(parent, name) for name in names if not name.startswith(".")]
+    return found
 
 
 def prefetch(cfg: HFConfig, cache_dir: str | None = None) -> str:

@@ -12,7 +12,18 @@ Text formats may be compressed: ``.gz`` or ``.zst``/``.zstd``, decompressed as a
 
 Reading streams: one line, or one Parquet batch, in memory at a time. Files are read in the order of
 ``paths``; the files of a folder or glob are read in sorted order (hidden files and folders skipped), so
-the same inputs always give the same documents in the same order with the same ids.
+the same inputs always give the same documents in the same order with the same ids. Which files a path
+contributes, and what happens to links, loops, FIFOs and files of other formats, is in
+`corpuslab.sources.files`; with ``format: txt``, files without an extension are read too (Usenet and
+mail corpora).
+
+Text is UTF-8, or UTF-16/UTF-32 when the file starts with that byte order mark (`corpuslab.sources.text`).
+Binary data is never a document: a document whose text is more than 1% NUL or 10% U+FFFD characters is
+skipped as ``binary_content`` (see `corpuslab.sources.badinput`); so is a whole line-based file (txt
+lines, JSON lines, CSV) whose first 8 KiB are, counted once instead of once per line of garbage.
+
+`LocalSource.identity()` lists every input file with its size, modification time and content hash, so
+editing, adding or deleting a file changes the ingest fingerprint (`corpuslab.sources.identity`).
 
 Ids are the ``id_field`` value when one is configured, else ``<path>:<line>`` (``<path>:<row>`` for
 Parquet, ``<path>`` for a whole .txt file), where ``<path>`` is relative to the deepest folder holding
@@ -25,16 +36,15 @@ them, which is a config mistake (a misspelled ``text_field``) and raises.
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import fnmatch
-import glob
 import gzip
 import json
 import logging
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,13 +60,18 @@ from corpuslab.sources.badinput import (
     BadInputLog,
     FieldSpec,
     RecordPlace,
+    binary_content,
     check_choice,
     check_names,
     check_record_fields,
     document_from_record,
     handle_bad_input,
-    usable_text,
+    usable_document,
 )
+from corpuslab.sources.base import Source, sources
+from corpuslab.sources.files import file_format, resolve_files
+from corpuslab.sources.identity import describe_changes, file_identity
+from corpuslab.sources.text import MAX_MARK_BYTES, UTF8, Repair, decode, decode_document, detect_encoding, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +79,17 @@ FORMATS: tuple[str, ...] = ("auto", "txt", "jsonl", "parquet", "csv")
 TXT_MODES: tuple[str, ...] = ("file", "line")
 CATEGORY_SOURCES: tuple[str, ...] = ("field", "parent_dir")
 
-_SUFFIX_FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-                   ".csv": "csv", ".parquet": "parquet"}
-_COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 _READ_BYTES = 1 << 18
 _PARQUET_BATCH_ROWS = 1024
 # csv's default field limit is 128 KiB, far below a long document; 2**31 - 1 is the largest value a C
 # long takes on every platform (sys.maxsize overflows on Windows).
 _CSV_FIELD_LIMIT = 2**31 - 1
-_UTF8_MAX_BYTES_PER_CHAR = 4
+_MAX_BYTES_PER_CHAR = 4  # in UTF-8, UTF-16 and UTF-32 alike
+# How much of a line-based file is checked for binary content before any line is read: git's heuristic
+# (a NUL in the first 8000 bytes means binary), with the shares of `binary_content`.
+_SNIFF_BYTES = 8192
+# A shorter file is judged record by record instead: in a few lines, one damaged word is a large share.
+_SNIFF_MIN_CHARS = 512
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -133,112 +150,47 @@ class LocalConfig:
 def read_local(cfg: LocalConfig, log: BadInputLog) -> Iterator[Document]:
     """Stream the documents of `cfg.paths`. Config and path errors raise here, before the first document."""
     cfg.validate()
-    return _read_files(cfg, resolve_files(cfg), log)
+    return _read_files(cfg, resolve_files(cfg, log), log)
 
 
-# Finding the files.
+@sources.register
+class LocalSource(Source):
+    """Local files (`dataset.source: local`, `dataset.local: {paths: [...]}`)."""
 
+    name = "local"
+    Config = LocalConfig
 
-def resolve_files(cfg: LocalConfig) -> list[Path]:
-    """Every input file, in reading order, each once. A path that finds no file raises InputError."""
-    files: list[Path] = []
-    seen: set[Path] = set()
-    for spec in cfg.paths:
-        for path in _expand(spec, cfg):
-            if path not in seen:
-                _file_format(path, cfg)  # an unreadable extension raises now, not mid-run
-                seen.add(path)
-                files.append(path)
-    return files
+    def __init__(self, config: LocalConfig, seed: int = 0):
+        super().__init__(config, seed)
+        self._files: list[Path] | None = None
 
+    def files(self) -> list[Path]:
+        """Resolved once, so `identity` describes exactly the files `documents` reads, and a dangling link
+        or a FIFO is counted once."""
+        if self._files is None:
+            self.config.validate()
+            self._files = resolve_files(self.config, self.bad_input)
+        return self._files
 
-def _expand(spec: str, cfg: LocalConfig) -> list[Path]:
-    expanded = os.path.expanduser(spec)
-    if glob.has_magic(expanded):
-        matches = sorted(glob.glob(expanded, recursive=True))
-        if not matches:
-            raise InputError(spec, "the glob matches no file; expected at least one input file")
-        found = [file for match in matches for file in _files_under(Path(match), cfg)]
-    elif os.path.isdir(expanded):
-        found = _files_under(Path(expanded), cfg)
-    elif os.path.isfile(expanded):
-        found = [Path(expanded)] if not _excluded(Path(expanded), cfg) else []
-    else:
-        raise InputError(spec, "no such file or folder")
-    if not found:
-        raise InputError(spec, f"no readable file here (format {cfg.format!r}, exclude {cfg.exclude}); "
-                               f"expected files ending in {', '.join(_suffixes_for(cfg.format))}")
-    return found
+    def documents(self) -> Iterator[Document]:
+        return _read_files(self.config, self.files(), self.bad_input)
 
+    def identity(self) -> dict[str, Any]:
+        return {"source": self.name, "version": self.version,
+                "files": [file_identity(path, str(path)) for path in self.files()]}
 
-def _files_under(root: Path, cfg: LocalConfig) -> list[Path]:
-    """Supported files below a folder, sorted, hidden ones skipped; or a glob match that is a file."""
-    if root.is_file():
-        # A file the user's glob names is read as the configured format whatever its extension; under
-        # "auto" only files with a known extension are (so "data/*" passes over a README.md).
-        readable = cfg.format != "auto" or _suffix_format(root)[0] is not None
-        return [root] if readable and not _excluded(root, cfg) else []
-    # Hidden entries are editor, git and cache droppings (.ipynb_checkpoints, .cache), never corpus.
-    candidates = sorted(path for path in root.rglob("*")
-                        if path.is_file() and not any(part.startswith(".")
-                                                      for part in path.relative_to(root).parts))
-    chosen = [path for path in candidates if _suffix_format(path)[0] in _formats_for(cfg.format)
-              and not _excluded(path, cfg)]
-    if len(chosen) < len(candidates):
-        logger.info("%s: reading %d of %d files (others are not %s files or are excluded)", root,
-                    len(chosen), len(candidates), cfg.format)
-    _warn_about_uncategorised_files(root, chosen, cfg)
-    formats = sorted({_suffix_format(path)[0] or "" for path in chosen})
-    if len(formats) > 1:
-        # A README.txt or SOURCE.txt next to data.jsonl would otherwise become a document unnoticed.
-        logger.warning("%s holds files of several formats (%s); all are read. Set format or exclude to read "
-                       "only the data files", root, ", ".join(formats))
-    return chosen
+    def changed_during_read(self, identity: dict[str, Any]) -> list[str]:
+        """Files whose size or modification time moved since `identity`: stat only, no hashing."""
+        now = []
+        for path in self.files():
+            try:
+                now.append(file_identity(path, str(path), hash_content=False))
+            except InputError:
+                pass  # gone: reported as deleted
+        return describe_changes({"files": identity.get("files", [])}, {"files": now})
 
-
-def _warn_about_uncategorised_files(root: Path, chosen: list[Path], cfg: LocalConfig) -> None:
-    """With category_from: parent_dir, a README next to the category folders would become a category."""
-    at_root = [path.name for path in chosen if path.parent == root]
-    if cfg.category_from == "parent_dir" and 0 < len(at_root) < len(chosen):
-        logger.warning("%s: %d file(s) sit directly in the folder, not in a category subfolder (%s); "
-                       "they are read with category '%s'. Exclude them, or list the category folders",
-                       root, len(at_root), ", ".join(at_root[:5]), root.name)
-
-
-def _excluded(path: Path, cfg: LocalConfig) -> bool:
-    return any(fnmatch.fnmatch(path.name, pattern) or fnmatch.fnmatch(str(path), pattern)
-               for pattern in cfg.exclude)
-
-
-def _formats_for(fmt: str) -> set[str]:
-    return set(_SUFFIX_FORMATS.values()) if fmt == "auto" else {fmt}
-
-
-def _suffixes_for(fmt: str) -> list[str]:
-    return [suffix for suffix, suffix_fmt in _SUFFIX_FORMATS.items() if suffix_fmt in _formats_for(fmt)]
-
-
-def _suffix_format(path: Path) -> tuple[str | None, str | None]:
-    """(format from the extension, compression) for names like 'part-0001.jsonl.zst'."""
-    name = path.name.lower()
-    compression = None
-    for suffix, kind in _COMPRESSIONS.items():
-        if name.endswith(suffix):
-            name, compression = name[: -len(suffix)], kind
-            break
-    return _SUFFIX_FORMATS.get(os.path.splitext(name)[1]), compression
-
-
-def _file_format(path: Path, cfg: LocalConfig) -> tuple[str, str | None]:
-    suffix_fmt, compression = _suffix_format(path)
-    fmt = suffix_fmt if cfg.format == "auto" else cfg.format
-    if fmt is None:
-        raise InputError(str(path), "cannot tell the format from the file extension; expected one of "
-                                    f"{', '.join(_SUFFIX_FORMATS)} (optionally .gz/.zst), or set format")
-    if fmt == "parquet" and compression is not None:
-        raise InputError(str(path), "a compressed Parquet file; expected plain .parquet (Parquet compresses "
-                                    "its pages itself)")
-    return fmt, compression
+    def description(self) -> str:
+        return f"local files {list(self.config.paths)}"
 
 
 # Reading the files.
@@ -262,6 +214,14 @@ class _FileContext:
     def bad(self, reason: str, line: int | None, problem: str) -> None:
         handle_bad_input(self.log, self.cfg.on_bad_input, reason, self.shown, line, problem)
 
+    def repaired(self, repair: Repair | None) -> None:
+        """Count a repair of a record that is kept (under "stop", raise)."""
+        if repair is not None:
+            self.bad(repair.reason, repair.line, repair.problem)
+
+    def usable(self, text: str, place: RecordPlace) -> bool:
+        return usable_document(text, self.cfg.max_doc_chars, place, self.cfg.on_bad_input, self.log)
+
 
 class _FileProblem(Exception):
     """A problem that ends the reading of one file; the documents read before it are kept."""
@@ -281,7 +241,7 @@ def _read_files(cfg: LocalConfig, files: list[Path], log: BadInputLog) -> Iterat
     base = os.path.commonpath([os.path.dirname(os.path.abspath(path)) for path in files])
     spec, state = cfg.field_spec(), _RunState()
     for path in files:
-        fmt, compression = _file_format(path, cfg)
+        fmt, compression = file_format(path, cfg)
         relative = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
         ctx = _FileContext(path, str(path), relative, fmt, compression, cfg, spec, log)
         for doc in _read_file(ctx, state):
@@ -314,16 +274,17 @@ def _read_file(ctx: _FileContext, state: _RunState) -> Iterator[Document]:
 # Bytes and lines, shared by the text formats.
 
 
-def _chunks(ctx: _FileContext) -> Iterator[bytes]:
-    if ctx.compression == "gzip":
-        return _gzip_chunks(ctx.path)
-    if ctx.compression == "zstd":
-        return _zstd_chunks(ctx.path)
-    return _plain_chunks(ctx.path)
+def _chunks(ctx: _FileContext, skip: int = 0) -> Iterator[bytes]:
+    """The file's (decompressed) bytes in chunks, without its first `skip` bytes (a byte order mark)."""
+    if ctx.compression is None:
+        return _plain_chunks(ctx.path, skip)
+    chunks = _gzip_chunks(ctx.path) if ctx.compression == "gzip" else _zstd_chunks(ctx.path)
+    return _drop_prefix(chunks, skip) if skip else chunks
 
 
-def _plain_chunks(path: Path) -> Iterator[bytes]:
+def _plain_chunks(path: Path, skip: int = 0) -> Iterator[bytes]:
     with open(path, "rb") as stream:
+        stream.seek(skip)
         while chunk := stream.read(_READ_BYTES):
             yield chunk
 
@@ -366,50 +327,66 @@ def _zstd_chunks(path: Path) -> Iterator[bytes]:
                                                 ".zst file")
 
 
-def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    pending: list[bytes] = []
+def _drop_prefix(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
     for chunk in chunks:
-        start = 0
-        while (end := chunk.find(b"\n", start)) != -1:
-            pending.append(chunk[start : end + 1])
-            yield b"".join(pending)
-            pending, start = [], end + 1
-        if start < len(chunk):
-            pending.append(chunk[start:])
-    # A partial last line is yielded only when the stream ended cleanly; a cut archive raised above.
-    if pending:
-        yield b"".join(pending)
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:]
+        count = 0
 
 
-def _byte_lines(ctx: _FileContext) -> Iterator[bytes]:
+def _head(ctx: _FileContext, size: int) -> bytes:
+    """The first `size` (decompressed) bytes; the stream is read again from the start afterwards."""
     if ctx.compression is None:
         with open(ctx.path, "rb") as stream:
-            yield from stream  # C-level line splitting: the fast path for plain files
+            return stream.read(size)
+    head = bytearray()
+    try:
+        with contextlib.closing(_chunks(ctx)) as chunks:  # closing: the rest of the archive is not read here
+            for chunk in chunks:
+                head += chunk
+                if len(head) >= size:
+                    break
+    except _FileProblem:
+        pass  # a cut or corrupt archive: raised again, at its line, by the read that follows
+    return bytes(head[:size])
+
+
+def _byte_lines(ctx: _FileContext, codec: str, mark: int) -> Iterator[bytes]:
+    if ctx.compression is None and codec == UTF8:
+        with open(ctx.path, "rb") as stream:
+            stream.seek(mark)
+            yield from stream  # C-level line splitting: the fast path for plain UTF-8 files
     else:
-        yield from _split_lines(_chunks(ctx))
+        yield from split_lines(_chunks(ctx, mark), codec)
 
 
-def _text_lines(ctx: _FileContext) -> Iterator[tuple[int, str]]:
-    """(1-based line number, decoded line with its line ending)."""
+def _text_lines(ctx: _FileContext) -> Iterator[tuple[int, str, Repair | None]]:
+    """(1-based line number, decoded line with its line ending, the repair of invalid bytes if any).
+
+    The encoding comes from the byte order mark; a file whose first 8 KiB are binary is not read at all.
+    """
     line_number = 0
     try:
-        for line_number, raw in enumerate(_byte_lines(ctx), start=1):
-            if line_number == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark is not text
-            yield line_number, _decode_line(raw, ctx, line_number)
+        head = _head(ctx, _SNIFF_BYTES)
+        codec, mark = detect_encoding(head[:MAX_MARK_BYTES])
+        _check_not_binary(head[mark:], codec)
+        for line_number, raw in enumerate(_byte_lines(ctx, codec, mark), start=1):
+            text, repair = decode(raw, codec, line_number)
+            yield line_number, text, repair
     except _FileProblem as problem:
         problem.line = problem.line if problem.line is not None else line_number + 1
         raise
 
 
-def _decode_line(raw: bytes, ctx: _FileContext, line_number: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        ctx.bad("non_utf8_replaced", line_number,
-                f"invalid UTF-8 byte {raw[err.start:err.start + 1]!r} at column {err.start + 1}; "
-                "expected UTF-8 text")
-        return raw.decode("utf-8", errors="replace")
+def _check_not_binary(head: bytes, codec: str) -> None:
+    # The cut at 8 KiB may split one character: at most one U+FFFD, far below the limit.
+    text = head.decode(codec, errors="replace")
+    problem = binary_content(text) if len(text) >= _SNIFF_MIN_CHARS else None
+    if problem is not None:
+        raise _FileProblem("binary_content", f"the file's first {len(head)} bytes are not text: {problem}; the "
+                                             "whole file is skipped")
 
 
 # The formats.
@@ -420,20 +397,33 @@ def _read_txt(ctx: _FileContext) -> Iterator[Document]:
 
 
 def _read_txt_lines(ctx: _FileContext) -> Iterator[Document]:
-    for line_number, line in _text_lines(ctx):
+    for line_number, line, repair in _text_lines(ctx):
         text = line.rstrip("\r\n")
         if not text.strip():
             continue  # blank lines separate documents in line mode; they are not documents
         place = ctx.place(line_number)
-        if usable_text(text, ctx.cfg.max_doc_chars, place, ctx.log):
+        if ctx.usable(text, place):
+            ctx.repaired(repair)
             yield Document(place.default_id, text, dict(place.position))
 
 
 def _read_txt_file(ctx: _FileContext) -> Iterator[Document]:
     place = RecordPlace(ctx.shown, None, ctx.relative, {"source_file": ctx.shown})
-    # Any file over 4 bytes per allowed character is too long whatever it holds: stop reading early
-    # instead of loading a multi-gigabyte file only to skip it.
-    byte_limit = _UTF8_MAX_BYTES_PER_CHAR * ctx.cfg.max_doc_chars
+    data = _whole_file(ctx)
+    if data is None:
+        return
+    codec, mark = detect_encoding(data[:MAX_MARK_BYTES])
+    text, repair = decode_document(data[mark:], codec)
+    if ctx.usable(text, place):
+        ctx.repaired(repair)
+        yield Document(ctx.relative, text, dict(place.position))
+
+
+def _whole_file(ctx: _FileContext) -> bytes | None:
+    """The file's bytes, or None (counted) when it is too long whatever it holds."""
+    # Any file over 4 bytes per allowed character is too long: stop reading early instead of loading a
+    # multi-gigabyte file only to skip it.
+    byte_limit = _MAX_BYTES_PER_CHAR * ctx.cfg.max_doc_chars
     data = bytearray()
     for chunk in _chunks(ctx):
         data += chunk
@@ -441,33 +431,24 @@ def _read_txt_file(ctx: _FileContext) -> Iterator[Document]:
             ctx.log.record("document_too_long", ctx.shown, None,
                            f"file has over {byte_limit} bytes, so over max_doc_chars={ctx.cfg.max_doc_chars} "
                            "characters (use txt_mode: line to read one document per line)")
-            return
-    text = _decode_file(bytes(data).removeprefix(b"\xef\xbb\xbf"), ctx)
-    if usable_text(text, ctx.cfg.max_doc_chars, place, ctx.log):
-        yield Document(ctx.relative, text, dict(place.position))
-
-
-def _decode_file(data: bytes, ctx: _FileContext) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        ctx.bad("non_utf8_replaced", line, f"invalid UTF-8 byte {data[err.start:err.start + 1]!r}; "
-                                           "expected UTF-8 text")
-        return data.decode("utf-8", errors="replace")
+            return None
+    return bytes(data)
 
 
 def _read_jsonl(ctx: _FileContext) -> Iterator[Document]:
     first_record_line = True
-    for line_number, line in _text_lines(ctx):
+    for line_number, line, repair in _text_lines(ctx):
         if not line.strip():
             continue  # blank lines (a trailing newline, separators) are not records
         record = _parse_json_line(line, line_number, first_record_line, ctx)
         first_record_line = False
         if record is None:
             continue
+        if _SURROGATE_ESCAPE.search(line):
+            repair = _without_lone_surrogates(record, line_number, ctx) or repair
         doc = document_from_record(record, ctx.spec, ctx.place(line_number), ctx.cfg.on_bad_input, ctx.log)
         if doc is not None:
+            ctx.repaired(repair)
             yield doc
 
 
@@ -487,26 +468,26 @@ def _parse_json_line(line: str, line_number: int, first: bool, ctx: _FileContext
                 f"line holds a JSON {type(record).__name__}; expected an object with field "
                 f"'{ctx.spec.text_field}'")
         return None
-    if _SURROGATE_ESCAPE.search(line):
-        return _without_lone_surrogates(record, line_number, ctx)
     return record
 
 
-def _without_lone_surrogates(record: dict[str, Any], line_number: int, ctx: _FileContext) -> dict[str, Any]:
-    """JSON escapes like "\\ud800" decode to lone surrogates, which no UTF-8 writer accepts downstream."""
-    names = [ctx.spec.text_field, ctx.spec.id_field, ctx.spec.category_field]
-    for name in names:
+def _without_lone_surrogates(record: dict[str, Any], line_number: int, ctx: _FileContext) -> Repair | None:
+    """JSON escapes like "\\ud800" decode to lone surrogates, which no UTF-8 writer accepts downstream:
+    replace them in place and return the repair (counted only if the record is kept)."""
+    repair = None
+    for name in (ctx.spec.text_field, ctx.spec.id_field, ctx.spec.category_field):
         value = record.get(name) if name is not None else None
         if isinstance(value, str) and _LONE_SURROGATE.search(value):
-            ctx.bad("non_utf8_replaced", line_number, f"field '{name}' holds an unpaired UTF-16 surrogate "
-                                                      "escape; expected valid Unicode")
+            repair = repair or Repair("non_utf8_replaced", line_number, f"field '{name}' holds an unpaired UTF-16 "
+                                                                        "surrogate escape; expected valid Unicode")
             record[name] = _LONE_SURROGATE.sub("\ufffd", value)
-    return record
+    return repair
 
 
 def _read_csv(ctx: _FileContext) -> Iterator[Document]:
     csv.field_size_limit(_CSV_FIELD_LIMIT)
-    reader = csv.reader(line for _, line in _text_lines(ctx))
+    repairs: dict[int, Repair] = {}  # line -> repair, until the row holding the line is kept or dropped
+    reader = csv.reader(_remember_repairs(_text_lines(ctx), repairs))
     header = list(ctx.cfg.csv_column_names) if ctx.cfg.csv_column_names is not None else None
     last_line = 0
     while True:
@@ -518,16 +499,34 @@ def _read_csv(ctx: _FileContext) -> Iterator[Document]:
             ctx.bad("malformed_csv_row", last_line + 1,
                     f"{err}; expected comma-separated, double-quoted values")
             last_line = reader.line_num
+            _take_repairs(repairs, last_line)
             continue
         first_line, last_line = last_line + 1, reader.line_num
+        row_repair = _take_repairs(repairs, last_line)
         if not row:
             continue  # a blank line is not a row
         if header is None:
             header = _checked_csv_header(row, ctx)
+            ctx.repaired(row_repair)
             continue
         doc = _csv_row_document(row, header, first_line, ctx)
         if doc is not None:
+            ctx.repaired(row_repair)
             yield doc
+
+
+def _remember_repairs(lines: Iterator[tuple[int, str, Repair | None]], repairs: dict[int, Repair]) -> Iterator[str]:
+    for line_number, text, repair in lines:
+        if repair is not None:
+            repairs[line_number] = repair
+        yield text
+
+
+def _take_repairs(repairs: dict[int, Repair], up_to_line: int) -> Repair | None:
+    """The first repair among the lines of one row (a quoted field may span lines); one count per row."""
+    lines = sorted(line for line in repairs if line <= up_to_line)
+    taken = [repairs.pop(line) for line in lines]
+    return taken[0] if taken else None
 
 
 def _checked_csv_header(row: list[str], ctx: _FileContext) -> list[str]:

@@ -156,7 +156,7 @@ def _prefetch(args: argparse.Namespace) -> int:
     from corpuslab.sources.hf import prefetch
 
     cfg = _load(args)
-    if cfg.dataset.source != "hf" or cfg.dataset.hf is None:
+    if cfg.dataset.source_name != "hf" or cfg.dataset.hf is None:
         raise ConfigError("dataset.source", cfg.dataset.source, "'hf' with a dataset.hf section to prefetch")
     print(prefetch(cfg.dataset.hf, None))
     return 0

@@ -38,17 +38,26 @@ class DatasetConfig:
     max_docs caps how many documents are ingested (after bad-input skips), whatever the source.
     """
 
-    source: Literal["synthetic", "local", "hf"] = "synthetic"
+    source: str | dict[str, Any] = "synthetic"  # a registered source by name, or {name: ..., its parameters}
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     local: LocalConfig | None = None
     hf: HFConfig | None = None
     max_docs: int | None = None
 
+    @property
+    def source_name(self) -> str:
+        return split_spec(self.source, "dataset.source")[0]
+
     def validate(self, prefix: str = "dataset") -> None:
-        if self.source == "local":
-            require(self.local is not None, f"{prefix}.local", None, "a `local:` section with `paths` when source is 'local'")
-        if self.source == "hf":
-            require(self.hf is not None, f"{prefix}.hf", None, "an `hf:` section with `name` when source is 'hf'")
+        from corpuslab.sources.base import sources
+
+        name, params = split_spec(self.source, f"{prefix}.source")
+        cls = sources.get(name, f"{prefix}.source")  # an unknown source lists the known ones
+        if params:
+            from_dict(cls.Config, params, f"{prefix}.source")
+        elif name in ("local", "hf"):
+            require(getattr(self, name) is not None, f"{prefix}.{name}", None,
+                    f"a `{name}:` section when source is '{name}' (" + ("paths" if name == "local" else "name") + ")")
         require(self.max_docs is None or self.max_docs > 0, f"{prefix}.max_docs", self.max_docs, "a positive integer or null")
 
 
@@ -222,7 +231,7 @@ class ExperimentConfig:
         # `evaluation.tasks: null` means: the built-in synthetic tasks when the corpus is the synthetic one
         # (they are written in its categories), no tasks otherwise, where they would score noise.
         if self.evaluation.tasks is None:
-            auto = dict(SYNTHETIC_TASKS) if self.dataset.source == "synthetic" else {}
+            auto = dict(SYNTHETIC_TASKS) if self.dataset.source_name == "synthetic" else {}
             object.__setattr__(self, "evaluation", dataclasses.replace(self.evaluation, tasks=auto))
 
     @property

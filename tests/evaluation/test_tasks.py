@@ -1,3 +1,4 @@
+import json
 import math
 import random
 
@@ -367,3 +368,24 @@ def test_evaluate_tasks_on_the_synthetic_tasks(lm):
     assert (
         runs["synthetic_cloze"].results["synthetic_cloze"] == results["synthetic_cloze"]
     )  # same seed, same run
+
+
+def test_a_registered_task_is_known_by_name_and_scored(lm, tmp_path):
+    from corpuslab.evaluation.tasks import TaskSpec, register_task
+    from corpuslab.evaluation.tasks.base import multiple_choice
+    from corpuslab.evaluation.tasks.runner import TASKS
+
+    spec = TaskSpec("yes_no_test", "multiple_choice", ("acc",),
+                    lambda doc: multiple_choice(doc["question"], ["yes", "no"], doc["label"]))
+    register_task(spec)
+    try:
+        data = tmp_path / "yes_no.jsonl"
+        data.write_text("".join(json.dumps({"question": f"is {i} even?", "label": i % 2}) + "\n" for i in range(6)))
+        cfg = TaskConfig(tasks={"yes_no_test": None}, data_files={"yes_no_test": str(data)}, batch_size=4)
+        model, tokenizer = lm
+        results = evaluate_tasks(model, tokenizer, cfg.validate(), "cpu", seed=0)
+        assert results["yes_no_test"]["n"] == 6 and 0 <= results["yes_no_test"]["acc"] <= 1
+        with pytest.raises(TypeError, match="already registered"):
+            register_task(TaskSpec("yes_no_test", "loglikelihood", ("acc",), spec.to_example))
+    finally:
+        TASKS.pop("yes_no_test")

@@ -52,6 +52,16 @@ _GENERATORS = {"synthetic_cloze": synthetic.cloze_docs, "synthetic_choice": synt
 TASKS: dict[str, TaskSpec] = {**HARNESS_TASKS, **SYNTHETIC_TASKS}
 
 
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Make a task known by name, as the built-in ones are (call it from a module listed under `plugins`).
+    A name that is taken is refused, so a user's task never silently replaces a built-in one."""
+    existing = TASKS.get(spec.name)
+    if existing is not None and existing != spec:
+        raise TypeError(f"task '{spec.name}' is already registered")
+    TASKS[spec.name] = spec
+    return spec
+
+
 def task_spec(name: str) -> TaskSpec | None:
     """The spec of a task name: one of TASKS, or `blimp_<paradigm>`; None if unknown."""
     return TASKS.get(name) or blimp_paradigm_spec(name)

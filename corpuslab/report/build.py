@@ -98,6 +98,8 @@ def write_outputs(report: dict[str, Any], root: Path) -> None:
     write_summary(root / "summary.tsv", report)
     if has_pooled_groups(report):
         write_groups(root / "groups.tsv", report)
+    else:  # a rerun without groups must not leave an earlier run's table looking current
+        (root / "groups.tsv").unlink(missing_ok=True)
     write_html_report(report, root / "report.html")
 
 

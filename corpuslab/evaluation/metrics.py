@@ -17,7 +17,8 @@ Which metrics run comes from the config, `evaluation.metrics`: a list of names o
 mappings, or null for the default set (`experiment_metrics`). A user's metric is a few lines in a
 module listed under `plugins`:
 
-    from corpuslab.evaluation.metrics import SplitMetric, SummaryColumn, metrics
+    import numpy as np
+    from corpuslab.evaluation.metrics import Evaluation, SplitMetric, SummaryColumn, metrics
 
     @metrics.register
     class WorstDocument(SplitMetric):

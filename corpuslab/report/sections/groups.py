@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from corpuslab.report.page import Page, difference_cell, mean_ci_cell, table
-from corpuslab.report.plots import error_bars, figure, figure_axes
+from corpuslab.report.plots import error_bars, figure, figure_axes, shared_legend
 from corpuslab.report.pooling import replicate_numbers
 from corpuslab.report.sections.base import Column, Section, compared_columns, sections
 
@@ -76,21 +76,22 @@ def _plot_groups(page: Page, columns: list[Column]):
         ax.errorbar(x, means, yerr=error_bars(stats, means), fmt="o", color="#1d2330", markersize=6, capsize=3,
                     linewidth=1.2)
         for i, group in enumerate(names):
-            _replicate_dots(ax, page, groups[group]["arms"], column.key, x[i] + 0.18)
+            _replicate_dots(ax, page, groups[group]["arms"], column.key, x[i] + 0.18, labelled=ax is axes[0])
         ax.set_xticks(x, names)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_title(column.label or column.name)
         ax.grid(axis="x", visible=False)
     for ax in axes[len(columns):]:
         ax.set_visible(False)
+    shared_legend(fig, axes[0])
     return fig
 
 
-def _replicate_dots(ax, page: Page, arms: list[str], key: str, x: float) -> None:
-    """One dot per replicate of the group's arms, in the arm's colour."""
+def _replicate_dots(ax, page: Page, arms: list[str], key: str, x: float, labelled: bool) -> None:
+    """One dot per replicate of the group's arms, in the arm's colour (named in the legend once)."""
     for arm in arms:
         values = [replicate_numbers(r).get(key) for r in page.replicates(arm)]
         values = [v for v in values if v is not None]
         if values:
             ax.scatter([x] * len(values), values, s=16, color=page.colors[arm], edgecolors="white", linewidths=0.5,
-                       zorder=3)
+                       zorder=3, label=arm if labelled else None)

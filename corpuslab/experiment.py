@@ -395,68 +395,43 @@ class Experiment:
         return stage
 
     def _build_evaluate(self, work: Path, prepared: Prepared, trained: Stage) -> dict[str, Any]:
-        from corpuslab.evaluation.lm import evaluate_lm, load_checkpoint
-        from corpuslab.evaluation.losses import analyse_losses, read_doc_categories
+        from corpuslab.evaluation.lm import load_checkpoint
+        from corpuslab.evaluation.metrics import EvalData, SplitData, evaluate_model, experiment_metrics
 
         cfg = self.cfg
         model, tokenizer, device = load_checkpoint(trained.path / "final", cfg.training.device)
-        metrics: dict[str, Any] = {}
-        for split in cfg.evaluation.splits:
-            stream = TokenStream.open(prepared.tokens.path / split)
-            doc_bytes = pq.read_table(prepared.tokens.path / f"{split}.docs.parquet", columns=["bytes"]).column("bytes").to_numpy()
-            metrics[split] = evaluate_lm(model, stream, doc_bytes, context=cfg.training.chunk_len,
-                                         batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
-            self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  bpb {metrics[split]['bits_per_byte']:.4f}")
-            if split == "val":  # where the validation loss comes from: position in the window, document category
-                categories = read_doc_categories(prepared.tokens.path / "val.docs.parquet")
-                breakdown = analyse_losses(model, stream, categories, context=cfg.training.chunk_len,
-                                           batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, device=device)
-                metrics["val_by_position"], metrics["val_by_category"] = breakdown["by_position"], breakdown["by_category"]
-        if cfg.evaluation.tasks:
-            from corpuslab.evaluation.tasks import evaluate_tasks
-
-            categories = cfg.dataset.synthetic.categories
-            metrics["tasks"] = evaluate_tasks(model, tokenizer, cfg.evaluation.task_config(categories), device, seed=cfg.seed)
-            for task, scores in metrics["tasks"].items():
-                if not task.startswith("blimp_"):
-                    shown = {k: round(v, 4) for k, v in scores.items() if isinstance(v, float) and not k.endswith("stderr")}
-                    self.log(f"  {task}: {shown}")
-        canaries = [canary_lib.Canary(**c) for c in read_json(prepared.canaries.path / "canaries.json")]
-        memorization = canary_lib.measure_memorization(
-            model, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], tokenizer.decode,
-            canaries, cfg.canaries, device=device, seed=cfg.seed,
-        )
-        metrics["canaries"] = {"overall": _overall_memorization(memorization), "by_copies": canary_lib.summarize(memorization)}
-        write_json_atomic(work / "metrics.json", metrics)
-        write_json_atomic(work / "canaries.json", memorization)
-        return {"metrics": metrics}
+        data = EvalData([SplitData.open(prepared.tokens.path, split) for split in cfg.evaluation.splits],
+                        context=cfg.training.chunk_len, batch_size=cfg.evaluation.batch_size,
+                        max_tokens=cfg.evaluation.max_tokens, seed=cfg.seed,
+                        canaries=[canary_lib.Canary(**c) for c in read_json(prepared.canaries.path / "canaries.json")],
+                        task_categories=cfg.dataset.synthetic.categories)
+        metrics = experiment_metrics(cfg.evaluation, cfg.canaries)
+        evaluation = evaluate_model(model, tokenizer, device, data, metrics, self.log)
+        evaluation.write(work)
+        return {"metrics": evaluation.metrics, "computed_by": [metric.describe() for metric in metrics]}
 
     def evaluate_checkpoint(self, prepared: Prepared, checkpoint: str) -> dict[str, Any]:
         """Score any causal LM (a saved checkpoint folder, or a Hugging Face model name) on this experiment's
-        clean val/test documents, tokenized with the model's own tokenizer; bits per byte stays comparable."""
+        clean val/test documents, tokenized with the model's own tokenizer; bits per byte stays comparable.
+        The model never saw this experiment's canaries, so they are not measured."""
         import tempfile
 
-        from corpuslab.evaluation.lm import evaluate_lm, load_any_checkpoint
+        from corpuslab.evaluation.lm import load_any_checkpoint
+        from corpuslab.evaluation.metrics import EvalData, SplitData, evaluate_model, experiment_metrics
 
         cfg = self.cfg
         model, tokenizer, device = load_any_checkpoint(checkpoint, cfg.training.device)
         context = min(cfg.training.chunk_len, getattr(model.config, "n_positions", None)
                       or getattr(model.config, "max_position_embeddings", cfg.training.chunk_len))
-        metrics: dict[str, Any] = {"checkpoint": checkpoint, "context": context}
         with tempfile.TemporaryDirectory(dir=self.root) as tmp:
             for split in cfg.evaluation.splits:
-                summary = self._tokenize_split(tokenizer, shard_paths(prepared.decontaminate.path / split), Path(tmp) / split, split)
-                stream = TokenStream.open(Path(tmp) / split)
-                doc_bytes = pq.read_table(Path(tmp) / f"{split}.docs.parquet", columns=["bytes"]).column("bytes").to_numpy()
-                metrics[split] = evaluate_lm(model, stream, doc_bytes, context=context, batch_size=cfg.evaluation.batch_size,
-                                             max_tokens=cfg.evaluation.max_tokens, device=device)
-                self.log(f"  {split}: loss {metrics[split]['loss']:.4f}  ppl {metrics[split]['perplexity']:.2f}  "
-                         f"bpb {metrics[split]['bits_per_byte']:.4f} ({summary['documents']} docs)")
-        if cfg.evaluation.tasks:
-            from corpuslab.evaluation.tasks import evaluate_tasks
-
-            task_cfg = cfg.evaluation.task_config(cfg.dataset.synthetic.categories)
-            metrics["tasks"] = evaluate_tasks(model, tokenizer, task_cfg, device, seed=cfg.seed)
+                self._tokenize_split(tokenizer, shard_paths(prepared.decontaminate.path / split), Path(tmp) / split, split)
+            data = EvalData([SplitData.open(tmp, split) for split in cfg.evaluation.splits], context=context,
+                            batch_size=cfg.evaluation.batch_size, max_tokens=cfg.evaluation.max_tokens, seed=cfg.seed,
+                            task_categories=cfg.dataset.synthetic.categories)
+            evaluation = evaluate_model(model, tokenizer, device, data, experiment_metrics(cfg.evaluation, cfg.canaries),
+                                        self.log)
+        metrics: dict[str, Any] = {"checkpoint": checkpoint, "context": context, **evaluation.metrics}
         out = self.root / "checkpoints" / _safe_name(checkpoint)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "metrics.json", metrics)
@@ -541,16 +516,6 @@ def _resolve_pretrained(name: str, key: str, what: str) -> None:
     except Exception as err:  # offline, misspelt, gated: the same advice
         raise InputError(name, f"{key}: neither a local folder nor a {what} the Hugging Face hub or its cache "
                          f"knows ({type(err).__name__}); give a local folder, or prefetch it and set HF_HUB_OFFLINE=1") from None
-
-
-def _overall_memorization(results: list[dict[str, Any]]) -> dict[str, Any]:
-    if not results:
-        return {"canaries": 0, "exact_rate": None, "mean_exposure": None}
-    return {
-        "canaries": len(results),
-        "exact_rate": sum(bool(r["exact"]) for r in results) / len(results),
-        "mean_exposure": float(np.mean([r["exposure"] for r in results])),
-    }
 
 
 def _safe_name(checkpoint: str) -> str:

@@ -55,9 +55,9 @@ def experiment_rows(folder: Path) -> list[dict[str, Any]]:
         with open(folder / SUMMARY, newline="") as handle:
             arms = list(csv.DictReader(handle, delimiter="\t"))
     elif report is not None:
-        from corpuslab.report.build import summary_row
+        from corpuslab.report.build import summary_rows
 
-        arms = [summary_row(arm_name, arm) for arm_name, arm in report.get("arms", {}).items()]
+        arms = summary_rows(report)[1]
     else:  # pragma: no cover - is_experiment_dir guarantees one of the two
         arms = []
     rows = []

@@ -1,33 +1,69 @@
-"""`report.json` and `summary.tsv`: what each arm removed, what it saw, and how it scored.
+"""`report.json`, `summary.tsv` (and `groups.tsv`): what each arm removed, what it saw, and how it scored.
 
 Built only from stage manifests and metric files, so the report is cheap to rebuild and a rerun that
-reuses every stage writes the same report.
+reuses every stage writes the same report. The experiment hands its stages over as plain objects that
+fit the protocols below; the report never imports the experiment.
+
+summary.tsv has one row per arm and the columns of the report sections that apply (`report.sections`):
+the base columns, curation, training, every metric's own, and detection's for dedup arms. Where arms
+share a `group` (the cells of a grid), groups.tsv has one row per group, pooling their replicates.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from corpuslab.artifacts import read_json, write_json_atomic
 from corpuslab.atomic import atomic_file
 from corpuslab.report.html import write_html_report
-from corpuslab.report.stats import data_equivalent_factor, flatten_metrics, mean_ci, paired_difference
+from corpuslab.report.pooling import aggregate, compare_groups, group_of, pool_groups, replicate_numbers
+from corpuslab.report.sections import Column, compared_columns, round_number, summary_columns
+from corpuslab.report.stats import data_equivalent_factor, mean_ci, paired_difference
 from corpuslab.schema import to_dict
 
-if TYPE_CHECKING:
-    from corpuslab.experiment import ArmStages, Experiment, Prepared
-
-SUMMARY_COLUMNS = [
-    "arm", "recipe", "level", "seeds", "docs_in", "dropped", "dropped_exact", "dropped_near", "kept_tokens",
-    "train_tokens_seen", "epochs", "val_loss", "val_ppl", "val_bpb", "test_loss", "test_ppl", "test_bpb",
-    "canary_exact_rate", "canary_mean_exposure", "dup_precision", "dup_recall",
-]
 CANARY_EXAMPLES = 5
 
 
-def write_report(experiment: "Experiment", prepared: "Prepared", arms: dict[str, "ArmStages"]) -> dict[str, Any]:
+class StageLike(Protocol):
+    """A finished stage: its folder and its manifest (`artifacts.Stage`)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    def manifest(self) -> dict[str, Any]: ...
+
+
+class ReplicateStages(Protocol):
+    seed: int
+    train: StageLike
+    evaluate: StageLike
+
+
+class ArmStagesLike(Protocol):
+    curate: StageLike
+    pack: StageLike
+    replicates: Sequence[ReplicateStages]
+
+
+class PreparedLike(Protocol):
+    ingest: StageLike
+    split: StageLike
+    decontaminate: StageLike
+    tokens: StageLike
+    canaries: StageLike
+
+
+class ExperimentLike(Protocol):
+    """What the report reads of an experiment: its config (`experiment`, `runs`) and its output folder."""
+
+    cfg: Any
+    root: Path
+
+
+def write_report(experiment: ExperimentLike, prepared: PreparedLike, arms: dict[str, ArmStagesLike]) -> dict[str, Any]:
     cfg = experiment.cfg
     report: dict[str, Any] = {
         "experiment": cfg.experiment,
@@ -41,18 +77,38 @@ def write_report(experiment: "Experiment", prepared: "Prepared", arms: dict[str,
         },
         "arms": {run.name: arm_report(run, arms[run.name]) for run in cfg.runs if run.name in arms},
     }
-    report["comparison"] = compare_arms(report["arms"], reference=cfg.runs[0].name)
-    write_json_atomic(experiment.root / "report.json", report)
-    write_summary(experiment.root / "summary.tsv", report)
-    write_html_report(report, experiment.root / "report.html")
+    add_comparisons(report, reference_arm=cfg.runs[0].name)
+    write_outputs(report, experiment.root)
     return report
 
 
-def arm_report(run, stages: "ArmStages") -> dict[str, Any]:
+def add_comparisons(report: dict[str, Any], reference_arm: str) -> None:
+    """Arms against the reference arm, and groups (pooled replicates) against the reference arm's group."""
+    arms = report["arms"]
+    report["comparison"] = compare_arms(arms, reference=reference_arm)
+    report["groups"] = pool_groups(arms)
+    reference_group = group_of(reference_arm, arms[reference_arm]) if reference_arm in arms else ""
+    keys = [c.key for c in compared_columns(report) if c.key]
+    report["group_comparison"] = compare_groups(arms, reference_group, keys)
+
+
+def write_outputs(report: dict[str, Any], root: Path) -> None:
+    """report.json, summary.tsv, groups.tsv (only when some group pools several arms) and report.html."""
+    write_json_atomic(root / "report.json", report)
+    write_summary(root / "summary.tsv", report)
+    if has_pooled_groups(report):
+        write_groups(root / "groups.tsv", report)
+    else:  # a rerun without groups must not leave an earlier run's table looking current
+        (root / "groups.tsv").unlink(missing_ok=True)
+    write_html_report(report, root / "report.html")
+
+
+def arm_report(run: Any, stages: ArmStagesLike) -> dict[str, Any]:
     replicates = [replicate_report(r) for r in stages.replicates]
     return {
-        "recipe": run.recipe,
+        "recipe": _recipe(run.recipe),
         "level": run.level,
+        "group": getattr(run, "group", None) or run.name,
         "curation": stages.curate.manifest()["stats"],
         "packing": _clean(stages.pack.manifest()),
         "artifacts": {"curate": str(stages.curate.path), "pack": str(stages.pack.path)},
@@ -61,61 +117,47 @@ def arm_report(run, stages: "ArmStages") -> dict[str, Any]:
     }
 
 
-def replicate_report(replicate) -> dict[str, Any]:
+def _recipe(recipe: Any) -> Any:
+    """The recipe as report.json holds it: its name, or a plug-in's description {name, version, config}."""
+    describe = getattr(recipe, "describe", None)
+    return describe() if callable(describe) else to_dict(recipe)
+
+
+def replicate_report(replicate: ReplicateStages) -> dict[str, Any]:
     trained, evaluated = replicate.train, replicate.evaluate
-    metrics = read_json(evaluated.path / "metrics.json")
+    canaries = evaluated.path / "canaries.json"  # written by the `canaries` metric, when it ran
     return {
         "seed": replicate.seed,
         "training": trained.manifest()["result"],
         "curve": read_json(trained.path / "curve.json"),
-        "metrics": metrics,
-        "canary_examples": _canary_examples(read_json(evaluated.path / "canaries.json")),
+        "metrics": read_json(evaluated.path / "metrics.json"),
+        "canary_examples": _canary_examples(read_json(canaries)) if canaries.exists() else [],
         "checkpoints": {name: str(trained.path / name) for name in ("final", "best") if (trained.path / name).exists()},
         "artifacts": {"train": str(trained.path), "evaluate": str(evaluated.path)},
     }
 
 
-def aggregate(replicates: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and 95% interval across seeds of every numeric metric (and of tokens and epochs seen)."""
-    per_seed = [_replicate_numbers(r) for r in replicates]
-    keys = sorted({k for numbers in per_seed for k in numbers})
-    return {key: mean_ci([numbers.get(key) for numbers in per_seed]) for key in keys}
-
-
-def _replicate_numbers(replicate: dict[str, Any]) -> dict[str, float]:
-    numbers = flatten_metrics({k: v for k, v in replicate["metrics"].items() if k != "canaries"})
-    numbers.update(flatten_metrics(replicate["metrics"].get("canaries", {}).get("overall", {}), "canaries."))
-    training = replicate["training"]
-    numbers["training.tokens_seen"] = float(training["tokens_seen"])
-    numbers["training.epochs_seen"] = float(training["epochs_seen"])
-    final_val = [c["val_loss"] for c in replicate["curve"] if c.get("val_loss") is not None]
-    if final_val:
-        numbers["training.final_val_loss"] = float(final_val[-1])
-    return numbers
-
-
-COMPARED = ["val.loss", "val.bits_per_byte", "test.loss", "test.bits_per_byte", "canaries.exact_rate", "canaries.mean_exposure"]
-
-
 def compare_arms(arms: dict[str, Any], reference: str) -> dict[str, Any]:
-    """Each arm against the reference arm: paired differences by seed and the data-equivalent factor."""
+    """Each arm against the reference arm on every compared metric column: paired differences by seed and
+    the data-equivalent factor."""
     if reference not in arms:
         return {}
+    keys = [c.key for c in compared_columns({"arms": arms}) if c.key]
     ref = arms[reference]
-    ref_by_seed = {r["seed"]: _replicate_numbers(r) for r in ref["replicates"]}
+    ref_by_seed = {r["seed"]: replicate_numbers(r) for r in ref["replicates"]}
     out: dict[str, Any] = {"reference": reference, "method": stats_module_doc(), "arms": {}}
     for name, arm in arms.items():
         if name == reference:
             continue
-        by_seed = {r["seed"]: _replicate_numbers(r) for r in arm["replicates"]}
+        by_seed = {r["seed"]: replicate_numbers(r) for r in arm["replicates"]}
         differences = {
             key: paired_difference({s: n.get(key) for s, n in by_seed.items()}, {s: n.get(key) for s, n in ref_by_seed.items()})
-            for key in COMPARED
+            for key in keys
         }
         factors = []
         for replicate in arm["replicates"]:
             ref_replicate = next((r for r in ref["replicates"] if r["seed"] == replicate["seed"]), None)
-            numbers = _replicate_numbers(replicate)
+            numbers = replicate_numbers(replicate)
             if ref_replicate is not None and "training.final_val_loss" in numbers:
                 factors.append(data_equivalent_factor(ref_replicate["curve"], numbers["training.final_val_loss"],
                                                       int(numbers["training.tokens_seen"])))
@@ -139,49 +181,74 @@ def _canary_examples(canaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ranked[:CANARY_EXAMPLES]
 
 
-def summary_row(name: str, arm: dict[str, Any]) -> dict[str, Any]:
-    """One row per arm; metrics are means over seeds (the report holds their intervals)."""
-    stats, agg = arm["curation"], arm["aggregate"]
-    reasons = stats.get("dropped_by_reason", {})
-    truth = stats.get("ground_truth", {})
+# ---------------------------------------------------------------------------------------------- tables
 
-    def mean(key: str) -> Any:
-        return _round(agg.get(key, {}).get("mean"))
 
-    row: dict[str, Any] = {
-        "arm": name,
-        "recipe": arm["recipe"],
-        "level": arm["level"],
-        "seeds": len(arm["replicates"]),
-        "docs_in": stats.get("input"),
-        "dropped": stats.get("dropped", 0),
-        "dropped_exact": reasons.get("exact_duplicate", 0),
-        "dropped_near": reasons.get("near_duplicate", 0),
-        "kept_tokens": arm["packing"].get("tokens_in_windows"),
-        "train_tokens_seen": int(agg["training.tokens_seen"]["mean"]),
-        "epochs": mean("training.epochs_seen"),
-        "canary_exact_rate": mean("canaries.exact_rate"),
-        "canary_mean_exposure": mean("canaries.mean_exposure"),
-        "dup_precision": _round(truth.get("precision")),
-        "dup_recall": _round(truth.get("recall")),
-    }
-    for split in ("val", "test"):
-        row[f"{split}_loss"] = mean(f"{split}.loss")
-        row[f"{split}_ppl"] = mean(f"{split}.perplexity")
-        row[f"{split}_bpb"] = mean(f"{split}.bits_per_byte")
-    return row
+def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, one row per arm) of summary.tsv; metrics are means over seeds (the report holds their intervals)."""
+    columns = summary_columns(report)
+    rows = [{c.name: c.read(name, arm) for c in columns} for name, arm in report["arms"].items()]
+    return [c.name for c in columns], rows
 
 
 def write_summary(path: Path, report: dict[str, Any]) -> None:
+    columns, rows = summary_rows(report)
+    _write_tsv(path, columns, rows)
+
+
+def has_pooled_groups(report: dict[str, Any]) -> bool:
+    return any(len(group["arms"]) > 1 for group in (report.get("groups") or {}).values())
+
+
+def group_rows(report: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, one row per group) of groups.tsv: the pooled mean and 95% half-width of every summary column
+    that is a mean over seeds, and for compared ones the difference to the reference group."""
+    pooled = [c for c in summary_columns(report) if c.key]
+    comparison = report.get("group_comparison") or {}
+    columns = ["group", "arms", "replicates", "vs_reference"]
+    for column in pooled:
+        columns += [column.name, f"{column.name}_ci95"]
+        if column.compare:
+            columns += [f"{column.name}_diff", f"{column.name}_diff_ci95"]
+    rows = []
+    for group, entry in report["groups"].items():
+        versus = comparison.get("groups", {}).get(group)
+        row: dict[str, Any] = {"group": group, "arms": ",".join(entry["arms"]), "replicates": entry["replicates"],
+                               "vs_reference": "reference" if versus is None else versus["pairing"]}
+        for column in pooled:
+            row.update(_pooled_cells(column, entry["aggregate"].get(column.key), versus))
+        rows.append(row)
+    return columns, rows
+
+
+def _pooled_cells(column: Column, stats: dict[str, Any] | None, versus: dict[str, Any] | None) -> dict[str, Any]:
+    cells = {column.name: round_number((stats or {}).get("mean")), f"{column.name}_ci95": _half_width(stats)}
+    if column.compare and versus is not None:
+        difference = versus["differences"].get(column.key)
+        cells[f"{column.name}_diff"] = round_number((difference or {}).get("mean"))
+        cells[f"{column.name}_diff_ci95"] = _half_width(difference)
+    return cells
+
+
+def write_groups(path: Path, report: dict[str, Any]) -> None:
+    columns, rows = group_rows(report)
+    _write_tsv(path, columns, rows)
+
+
+def _half_width(stats: dict[str, Any] | None) -> float | None:
+    interval = (stats or {}).get("ci95")
+    return round_number((interval[1] - interval[0]) / 2) if interval else None
+
+
+def _write_tsv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     with atomic_file(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, delimiter="\t", extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", extrasaction="ignore", restval="")
         writer.writeheader()
-        for name, arm in report["arms"].items():
-            writer.writerow({k: ("" if v is None else v) for k, v in summary_row(name, arm).items()})
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
 
 
-def _round(value: Any, digits: int = 4) -> Any:
-    return round(float(value), digits) if isinstance(value, (int, float)) else value
+# ---------------------------------------------------------------------------------------------- reruns
 
 
 def _clean(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,10 @@ Methods (stated in the report too):
 - difference to the reference arm: paired by seed (replicates of different arms with the same seed share
   initialisation and data order), mean difference with its t interval; significant when the interval
   excludes zero;
+- difference between groups of arms (a grid's pooled replicates) to the reference group: paired by seed
+  as above when both groups hold the same seeds equally often (the k-th replicate of a seed in one group
+  pairs with the k-th of that seed in the other, in arm order); otherwise Welch's unequal-variance t
+  interval, with the Welch-Satterthwaite degrees of freedom rounded down;
 - data-equivalent factor: how many times the arm's training tokens the reference arm would need to reach
   the arm's final validation loss, read off the reference's validation curve by interpolating loss
   linearly in log(tokens); beyond the end of the curve, a power law loss = a * tokens^b fitted to the
@@ -46,8 +50,38 @@ def mean_ci(values: Sequence[float]) -> dict[str, Any]:
 def paired_difference(arm: dict[int, float], reference: dict[int, float]) -> dict[str, Any]:
     """arm - reference over the seeds both have; significant when the 95% interval excludes 0."""
     seeds = sorted(set(arm) & set(reference))
-    diffs = [arm[s] - reference[s] for s in seeds if arm[s] is not None and reference[s] is not None]
-    summary = mean_ci(diffs)
+    return difference_of_pairs([(arm[s], reference[s]) for s in seeds])
+
+
+def difference_of_pairs(pairs: Sequence[tuple[float | None, float | None]]) -> dict[str, Any]:
+    """Mean of (value - reference) over the pairs where both are numbers, its t interval, and whether the
+    interval excludes 0."""
+    summary = mean_ci([value - ref for value, ref in pairs if value is not None and ref is not None])
+    return _with_significance(summary)
+
+
+def welch_difference(sample: Sequence[float | None], reference: Sequence[float | None]) -> dict[str, Any]:
+    """mean(sample) - mean(reference) with Welch's 95% interval (unequal variances, unpaired). `n` and
+    `n_reference` count the finite values; no interval unless both have two."""
+    a = np.array([v for v in sample if v is not None and math.isfinite(v)], dtype=float)
+    b = np.array([v for v in reference if v is not None and math.isfinite(v)], dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return {"mean": None, "ci95": None, "n": len(a), "n_reference": len(b), "significant": None}
+    diff = float(a.mean() - b.mean())
+    out: dict[str, Any] = {"mean": diff, "ci95": None, "n": len(a), "n_reference": len(b)}
+    if len(a) < 2 or len(b) < 2:
+        return _with_significance(out)
+    var_a, var_b = float(a.var(ddof=1)) / len(a), float(b.var(ddof=1)) / len(b)
+    if var_a + var_b == 0:  # no spread on either side: the difference is exact, degrees of freedom undefined
+        out.update(ci95=[diff, diff], df=float(len(a) + len(b) - 2))
+        return _with_significance(out)
+    df = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+    half = t_quantile(math.floor(df)) * math.sqrt(var_a + var_b)
+    out.update(ci95=[diff - half, diff + half], df=df)
+    return _with_significance(out)
+
+
+def _with_significance(summary: dict[str, Any]) -> dict[str, Any]:
     interval = summary["ci95"]
     summary["significant"] = None if interval is None else bool(interval[0] > 0 or interval[1] < 0)
     return summary

@@ -5,17 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from corpuslab.corpus.canaries import (
-    CanaryConfig,
+from corpuslab.corpus.canaries import CanaryConfig, canary_documents, make_canaries
+from corpuslab.errors import ConfigError, StageError
+from corpuslab.evaluation.lm import evaluate_lm
+from corpuslab.evaluation.memorization import (
     _log_perplexities,
     _secret_log_perplexities,
-    canary_documents,
-    make_canaries,
     measure_memorization,
     summarize,
 )
-from corpuslab.errors import ConfigError, StageError
-from corpuslab.evaluation.lm import evaluate_lm
 from corpuslab.tokens.stream import TokenStream, write_token_stream
 from corpuslab.training.model import ModelConfig, build_model
 from corpuslab.training.trainer import TrainingConfig, train

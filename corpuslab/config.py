@@ -185,6 +185,10 @@ class EvaluationConfig:
             require(split in ("val", "test"), f"{prefix}.splits", self.splits, "a list drawn from 'val', 'test'")
         for task, path in self.task_files.items():
             require(Path(path).is_file(), f"{prefix}.task_files.{task}", path, "a JSONL or Parquet file that exists")
+        if self.metrics is not None:  # names and parameters checked now (the default set needs no check)
+            from corpuslab.evaluation.metrics import build_metrics
+
+            build_metrics(self.metrics, f"{prefix}.metrics")
         self.task_config(4)  # names, counts and files are checked now, before any work
 
 

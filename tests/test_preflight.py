@@ -46,3 +46,12 @@ def test_synthetic_tasks_run_only_on_the_synthetic_corpus_unless_named():
     named = corpuslab.load_config(overrides=["dataset.source=local", "dataset.local.paths=[x]",
                                              "evaluation.tasks={synthetic_choice: 10}"])
     assert named.evaluation.tasks == {"synthetic_choice": 10}
+
+
+def test_a_damaged_checkpoint_folder_ends_in_one_paragraph(tmp_path, capsys):
+    broken = tmp_path / "ckpt"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert main(["evaluate", "--checkpoint", str(broken), f"output_dir={tmp_path}", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "could not load the checkpoint" in err and str(broken) in err and "Traceback" not in err

@@ -89,8 +89,18 @@ def load_checkpoint(folder: str | Path, device: str = "auto") -> tuple[torch.nn.
     if not (folder / "config.json").exists():
         raise InputError(str(folder), "not a checkpoint folder (no config.json)")
     torch_device = resolve_device(device)
-    model = AutoModelForCausalLM.from_pretrained(folder).to(torch_device).eval()
-    return model, load_tokenizer(folder), torch_device
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder).to(torch_device).eval()
+        tokenizer = load_tokenizer(folder)
+    except Exception as err:  # a damaged or foreign folder: config.json, weights or tokenizer unreadable
+        raise InputError(str(folder), f"could not load the checkpoint ({type(err).__name__}: {_first_line(err)}); "
+                         "give a folder saved by save_pretrained with its tokenizer (a run's final/ or best/)") from None
+    return model, tokenizer, torch_device
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
 
 
 def load_any_checkpoint(name_or_path: str, device: str = "auto") -> tuple[torch.nn.Module, Any, torch.device]:

@@ -202,27 +202,6 @@ def category_means(losses: TokenLosses, doc_categories: Sequence[str | None]) ->
             for i, name in enumerate(labels)}
 
 
-def loss_by_position(model: torch.nn.Module, stream: TokenStream, context: int, batch_size: int = 8,
-                     max_tokens: int | None = None, device: torch.device | str = "cpu") -> list[float | None]:
-    """Mean token loss at each position 0..context-1 of the evaluation windows: the in-context learning curve."""
-    return position_means(token_losses(model, stream, context, batch_size, max_tokens, device))
-
-
-def loss_by_category(model: torch.nn.Module, stream: TokenStream, doc_categories: Sequence[str | None], context: int,
-                     batch_size: int = 8, max_tokens: int | None = None,
-                     device: torch.device | str = "cpu") -> dict[str, Any]:
-    """{category: {loss, tokens, docs}}: the evaluation loss split by the category of each token's document."""
-    return category_means(token_losses(model, stream, context, batch_size, max_tokens, device), doc_categories)
-
-
-def analyse_losses(model: torch.nn.Module, stream: TokenStream, doc_categories: Sequence[str | None], context: int,
-                   batch_size: int = 8, max_tokens: int | None = None,
-                   device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Both breakdowns from one pass over the data: {by_position, by_category}."""
-    losses = token_losses(model, stream, context, batch_size, max_tokens, device)
-    return {"by_position": position_means(losses), "by_category": category_means(losses, doc_categories)}
-
-
 def read_doc_categories(docs_parquet: str | Path) -> list[str | None]:
     """Each document's category from a `{split}.docs.parquet`; all None for a table written before the
     tokens stage recorded categories."""

@@ -10,15 +10,38 @@ import torch.nn.functional as F
 from corpuslab.evaluation.lm import evaluate_lm
 from corpuslab.evaluation.losses import (
     UNCATEGORIZED,
-    analyse_losses,
-    loss_by_category,
-    loss_by_position,
+    category_means,
+    position_means,
     read_doc_categories,
+    token_losses,
 )
 from corpuslab.tokens.stream import TokenStream, write_token_stream
 from corpuslab.training.model import ModelConfig, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # exact float comparisons need one reduction order
+
+
+# The breakdowns as the metrics compute them: one pass of per-token losses, then each view of it.
+def loss_by_position(model: torch.nn.Module, stream: TokenStream, context: int, batch_size: int = 8,
+                     max_tokens: int | None = None, device: torch.device | str = "cpu") -> list[float | None]:
+    """Mean token loss at each position 0..context-1 of the evaluation windows: the in-context learning curve."""
+    return position_means(token_losses(model, stream, context, batch_size, max_tokens, device))
+
+
+def loss_by_category(model: torch.nn.Module, stream: TokenStream, doc_categories: list, context: int,
+                     batch_size: int = 8, max_tokens: int | None = None,
+                     device: torch.device | str = "cpu") -> dict:
+    """{category: {loss, tokens, docs}}: the evaluation loss split by the category of each token's document."""
+    return category_means(token_losses(model, stream, context, batch_size, max_tokens, device), doc_categories)
+
+
+def analyse_losses(model: torch.nn.Module, stream: TokenStream, doc_categories: list, context: int,
+                   batch_size: int = 8, max_tokens: int | None = None,
+                   device: torch.device | str = "cpu") -> dict:
+    """Both breakdowns from one pass over the data: {by_position, by_category}."""
+    losses = token_losses(model, stream, context, batch_size, max_tokens, device)
+    return {"by_position": position_means(losses), "by_category": category_means(losses, doc_categories)}
+
 
 VOCAB, EOS, CONTEXT = 40, 0, 8
 DOC_LENGTHS = [5, 11, 3, 17, 7]  # tokens before each doc's eos: 48 tokens in all, windows cross documents

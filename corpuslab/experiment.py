@@ -12,6 +12,8 @@ on it and a rerun reuses the rest.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -475,7 +477,11 @@ class Experiment:
         report = write_report(self, prepared, arm_stages)
         # The config is written with the report, after it: the pair always describes one run.
         write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
-        self.log(f"report: {self.root / 'report.json'} ({time.time() - start:.1f}s)")
+        kept = _keep_run(self.root)
+        self.log("results (means over seeds; every column in summary.tsv, intervals in report.html):\n"
+                 + _results_table(report))
+        self.log(f"report: {self.root / 'report.html'}\n        {self.root / 'report.json'} "
+                 f"(this run's copy: {kept}; {time.time() - start:.1f}s)")
         return report
 
     def _build_arm(self, prepared: Prepared, index: int, until: str) -> ArmStages | None:
@@ -497,6 +503,44 @@ class Experiment:
         report = self.build("report", arms)
         assert report is not None
         return report
+
+
+RUN_OUTPUTS = ("report.json", "summary.tsv", "groups.tsv", "report.html", "config.yaml")
+# The end-of-run table leaves out what summary.tsv and the report break down further.
+TERMINAL_HIDDEN = {"level", "seeds", "docs_in", "dropped_exact", "dropped_near", "kept_tokens", "train_tokens_seen",
+                   "test_loss", "test_bpb", "canary_exact_rate"}
+
+
+def _results_table(report: dict[str, Any]) -> str:
+    from corpuslab.report.aggregate import format_table
+    from corpuslab.report.build import summary_rows
+
+    columns, rows = summary_rows(report)
+    return format_table([c for c in columns if c not in TERMINAL_HIDDEN], rows)
+
+
+def _keep_run(root: Path) -> Path:
+    """Copy this run's outputs to `runs/<UTC time>/` and point `runs/latest` at it, so a rerun with other
+    settings never loses an earlier report. The copy is complete before it is renamed into place."""
+    runs = root / "runs"
+    runs.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = runs / stamp
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = runs / f"{stamp}-{suffix}"
+    tmp = runs / f".tmp-{os.getpid()}-{target.name}"
+    tmp.mkdir()
+    for name in RUN_OUTPUTS:
+        if (root / name).exists():
+            shutil.copy2(root / name, tmp / name)
+    os.replace(tmp, target)
+    link = runs / f".tmp-{os.getpid()}-latest"
+    link.unlink(missing_ok=True)
+    link.symlink_to(target.name)
+    os.replace(link, runs / "latest")
+    return target
 
 
 def _resolve_pretrained(name: str, key: str, what: str) -> None:

@@ -151,3 +151,14 @@ def test_unusable_output_dir_and_config_folder_are_named(tmp_path, capsys):
     assert "output_dir" in capsys.readouterr().err
     assert main(["run", "--config", str(tmp_path)]) == 2
     assert "cannot read the config file" in capsys.readouterr().err
+
+
+def test_each_run_is_kept_and_the_terminal_ends_with_results_and_paths(finished):
+    root = finished / "tiny"
+    latest = root / "runs" / "latest"
+    assert latest.is_symlink() and (latest / "report.json").read_text() == (root / "report.json").read_text()
+    assert (latest / "config.yaml").read_text() == (root / "config.yaml").read_text()
+    log = (root / "run.log").read_text()
+    tail = log[log.rindex("results (means over seeds"):]
+    assert "val_ppl" in tail and "near" in tail and str(root / "report.html") in tail
+    assert not (root / ".lock").exists()

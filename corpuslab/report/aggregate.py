@@ -75,11 +75,54 @@ def experiment_rows(folder: Path) -> list[dict[str, Any]]:
 def aggregate(paths: Sequence[str | Path]) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows) of every arm of every experiment under `paths`; columns in order of first appearance,
     so experiments written by different versions line up where their columns agree."""
-    rows = [row for folder in find_experiments(paths) for row in experiment_rows(folder)]
+    folders = find_experiments(paths)
+    labels = run_labels(folders)
+    rows = []
+    for folder in folders:
+        for row in experiment_rows(folder):
+            row["experiment"] = labels.get(folder, row["experiment"])
+            rows.append(row)
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(k for k in row if k != "dir"))
     return [*columns, "dir"], rows
+
+
+IGNORED_IN_LABELS = ("output_dir", "logging.")  # where a run was written or logged says nothing about it
+
+
+def run_labels(folders: Sequence[Path]) -> dict[Path, str]:
+    """Experiments that share a name (runs of one experiment with other settings, `runs/<time>/` copies) are
+    labelled by what differs between their configs, e.g. `default (seeds=[0, 1, 2])`; others by their name."""
+    configs: dict[Path, dict[str, Any]] = {}
+    names: dict[Path, str] = {}
+    for folder in folders:
+        report = _read_report(folder) or {}
+        names[folder] = str(report.get("experiment") or folder.name)
+        configs[folder] = flatten_config(report.get("config") or {})
+    labels: dict[Path, str] = {}
+    for name in set(names.values()):
+        same = [f for f in folders if names[f] == name]
+        if len(same) < 2:
+            continue
+        keys = sorted({k for f in same for k in configs[f]})
+        differing = [k for k in keys if not k.startswith(IGNORED_IN_LABELS)
+                     and len({json.dumps(configs[f].get(k), sort_keys=True) for f in same}) > 1]
+        for f in same:
+            shown = ", ".join(f"{k}={configs[f].get(k)}" for k in differing[:4]) + (", ..." if len(differing) > 4 else "")
+            labels[f] = f"{name} ({shown or f.name})"
+    return labels
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"training.lr": 0.002, ...}; lists (arms, seeds) stay whole values."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def write_tsv(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:

@@ -217,3 +217,18 @@ def test_wandb_callback_without_wandb_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` raise ImportError
     with pytest.raises(CorpuslabError, match="pip install wandb"):
         WandbCallback("lab", "run")
+
+
+def test_runs_of_one_experiment_are_labelled_by_what_differs(tmp_path):
+    import json
+
+    from corpuslab.report.aggregate import aggregate
+
+    for folder, seeds in (("a", [0]), ("b", [0, 1])):
+        (tmp_path / folder).mkdir()
+        report = {"experiment": "default", "config": {"seeds": seeds, "output_dir": str(tmp_path / folder),
+                                                       "training": {"lr": 0.002}}, "arms": {}}
+        (tmp_path / folder / "report.json").write_text(json.dumps(report))
+        (tmp_path / folder / "summary.tsv").write_text("arm\tval_loss\nnear\t1.5\n")
+    _, rows = aggregate([tmp_path])
+    assert [row["experiment"] for row in rows] == ["default (seeds=[0])", "default (seeds=[0, 1])"]

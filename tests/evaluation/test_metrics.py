@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from corpuslab.corpus.canaries import CanaryConfig, make_canaries
 from corpuslab.errors import ConfigError
 from corpuslab.evaluation.lm import evaluate_lm
-from corpuslab.evaluation.losses import loss_by_category, loss_by_position, token_losses, window_block
+from corpuslab.evaluation.losses import token_losses, window_block
 from corpuslab.evaluation.metrics import (
     DEFAULT_METRICS,
     EvalData,
@@ -29,6 +29,7 @@ from corpuslab.evaluation.metrics import (
 )
 from corpuslab.tokens.stream import write_token_stream
 from corpuslab.training.model import ModelConfig, build_model
+from tests.evaluation.test_losses import loss_by_category, loss_by_position
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # exact float comparisons need one reduction order
 

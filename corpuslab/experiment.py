@@ -555,8 +555,10 @@ def _resolve_pretrained(name: str, key: str, what: str) -> None:
 
     from transformers import AutoConfig
 
+    from corpuslab.hub import hub_reachable
+
     try:
-        AutoConfig.from_pretrained(name, token=os.environ.get("HF_TOKEN"))
+        AutoConfig.from_pretrained(name, token=os.environ.get("HF_TOKEN"), local_files_only=not hub_reachable())
     except Exception as err:  # offline, misspelt, gated: the same advice
         raise InputError(name, f"{key}: neither a local folder nor a {what} the Hugging Face hub or its cache "
                          f"knows ({type(err).__name__}); give a local folder, or prefetch it and set HF_HUB_OFFLINE=1") from None

@@ -112,10 +112,14 @@ def load_any_checkpoint(name_or_path: str, device: str = "auto") -> tuple[torch.
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from corpuslab.hub import hub_reachable
+
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, token=token, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, token=token)
+        offline = not hub_reachable()
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, token=token, trust_remote_code=False,
+                                                     local_files_only=offline)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, token=token, local_files_only=offline)
     except OSError as err:
         raise InputError(name_or_path, "neither a local checkpoint folder nor a model the Hugging Face hub "
                          f"could provide ({err.__class__.__name__}); give a folder, or set HF_HUB_OFFLINE=1 "

@@ -34,6 +34,7 @@ from typing import Any
 
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
+from corpuslab.hub import hub_reachable, offline_unless_reachable
 from corpuslab.sources.badinput import (
     DEFAULT_MAX_DOC_CHARS,
     BadInputLog,
@@ -153,8 +154,9 @@ def resolve_revision(cfg: HFConfig) -> str | None:
     import datasets
 
     try:
-        builder = datasets.load_dataset_builder(cfg.name, cfg.subset, revision=cfg.revision, cache_dir=cfg.cache_dir,
-                                                token=_hf_token(), **_remote_code_kwargs(cfg))
+        with offline_unless_reachable():
+            builder = datasets.load_dataset_builder(cfg.name, cfg.subset, revision=cfg.revision, cache_dir=cfg.cache_dir,
+                                                    token=_hf_token(), **_remote_code_kwargs(cfg))
     except Exception as err:  # any failure means "unknown", never a failed run: ingest reports real errors
         logger.warning("could not resolve which commit %s is at (%s: %s); the ingest is keyed by the configured "
                        "revision %r instead. Pin revision to a commit, or set HF_HUB_OFFLINE=1 to resolve it "
@@ -238,9 +240,12 @@ def _load(cfg: HFConfig, streaming: bool, cache_dir: str | None) -> Any:
 
     kwargs = _load_kwargs(cfg, streaming, cache_dir)
     try:
-        return datasets.load_dataset(cfg.name, cfg.subset, **kwargs)
+        if _is_local(cfg.name):
+            return datasets.load_dataset(cfg.name, cfg.subset, **kwargs)
+        with offline_unless_reachable():
+            return datasets.load_dataset(cfg.name, cfg.subset, **kwargs)
     except (ConnectionError, TimeoutError) as err:
-        offline = bool(datasets.config.HF_HUB_OFFLINE)
+        offline = bool(datasets.config.HF_HUB_OFFLINE) or not hub_reachable()
         raise InputError(cfg.describe(), _unreachable_message(cfg, err, offline)) from err
     except DatasetGenerationError as err:  # a bad file while preparing the cache
         cause = err.__cause__ or err
@@ -300,7 +305,8 @@ def _datasets_version() -> str:
 
 def _unreachable_message(cfg: HFConfig, err: Exception, offline: bool) -> str:
     if offline:
-        first = (f"HF_HUB_OFFLINE is set and '{cfg.name}' is not in the local cache ({err}). Prefetch it "
+        first = (f"the Hub is not reachable (or HF_HUB_OFFLINE is set) and '{cfg.name}' is not in the local cache "
+                 f"({err}). Prefetch it "
                  "(with the same cache_dir and revision) on a machine that can reach the Hub")
     else:
         first = (f"could not reach the Hugging Face Hub to load '{cfg.name}' ({err}). If this dataset was "

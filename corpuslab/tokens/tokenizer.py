@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from corpuslab.errors import InputError
+from corpuslab.hub import hub_reachable
 from corpuslab.schema import require
 
 EOS = "<|endoftext|>"
@@ -43,7 +44,8 @@ def build_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]):
 
     if cfg.kind == "pretrained":
         try:
-            tok = AutoTokenizer.from_pretrained(cfg.name, token=os.environ.get("HF_TOKEN"))
+            tok = AutoTokenizer.from_pretrained(cfg.name, token=os.environ.get("HF_TOKEN"),
+                                                local_files_only=not Path(cfg.name).exists() and not hub_reachable())
         except OSError as err:
             raise InputError(str(cfg.name), f"could not load the pretrained tokenizer ({err.__class__.__name__}); give a local folder or prefetch it") from err
         if tok.eos_token is None:

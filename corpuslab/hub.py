@@ -1,0 +1,55 @@
+"""Reaching the Hugging Face Hub: asked once per process, so an offline machine fails (or uses its cache) at once.
+
+huggingface_hub retries every request five times with backoff when the Hub cannot be reached: about 30 s
+of warnings per call, and a run makes several (dataset, tokenizer, checkpoint). `hub_reachable` asks the
+Hub's host once; when it does not answer, calls go straight to the local cache, as under HF_HUB_OFFLINE=1,
+and the log says so in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import urllib.parse
+from collections.abc import Iterator
+
+logger = logging.getLogger("corpuslab")
+
+_HUB_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host answers a TCP connection, asked once per process. Without this, an offline
+    machine sits through huggingface_hub's five retries (about 30 s of warnings) on every call."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    if host not in _HUB_REACHABLE:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _HUB_REACHABLE[host] = True
+        except OSError as err:
+            _HUB_REACHABLE[host] = False
+            logger.warning("the Hugging Face Hub (%s) is not reachable (%s): using the local cache only, as with "
+                           "HF_HUB_OFFLINE=1", host, err.strerror or type(err).__name__)
+    return _HUB_REACHABLE[host]
+
+
+@contextlib.contextmanager
+def offline_unless_reachable() -> Iterator[bool]:
+    """Run a `datasets` call in offline mode when the Hub cannot be reached; yields whether it is offline."""
+    import datasets
+    from huggingface_hub import constants
+
+    if hub_reachable():
+        yield False
+        return
+    saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield True
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved

@@ -94,7 +94,12 @@ def _fixed_thread_counts() -> None:
 
 
 def _quiet_libraries() -> None:
-    """corpuslab prints its own progress; the per-save bars of transformers would bury it."""
+    """corpuslab prints its own progress; the per-save bars of transformers would bury it. transformers 5
+    warns on every GPT-2 forward that `past_key_values` is deprecated although corpuslab never passes it
+    (the LM head model forwards its own None): a warning the user can do nothing about."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

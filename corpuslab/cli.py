@@ -62,7 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _fixed_thread_counts()
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
     except CorpuslabError as err:
@@ -94,7 +93,8 @@ def _fixed_thread_counts() -> None:
 
 
 def _quiet_libraries() -> None:
-    """corpuslab prints its own progress; the per-save bars of transformers would bury it."""
+    """corpuslab prints its own progress; the per-save bars of transformers would bury it. Called once the
+    config has loaded: importing transformers takes a second, which a config error should not wait for."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -104,7 +104,9 @@ def _quiet_libraries() -> None:
 def _load(args: argparse.Namespace):
     from corpuslab.config import load_config
 
-    return load_config(args.config or None, args.overrides, defaults=not getattr(args, "no_defaults", False))
+    cfg = load_config(args.config or None, args.overrides, defaults=not getattr(args, "no_defaults", False))
+    _quiet_libraries()
+    return cfg
 
 
 def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
@@ -147,6 +149,7 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError("report", args.overrides, "either experiment folders (DIR...) or config overrides, not both")
     from corpuslab.report.aggregate import run_aggregate
 
+    _quiet_libraries()
     run_aggregate(folders, args.out)
     return 0
 

@@ -22,9 +22,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the trainer that calls these hooks, not by a config naming them
+    import torch
 
-if TYPE_CHECKING:
     from corpuslab.training.trainer import Trainer
 
 

@@ -40,6 +40,7 @@ from corpuslab.atomic import replace_dir, temp_path
 from corpuslab.errors import ConfigError, CorpuslabError, StageError
 from corpuslab.evaluation.lm import mean_window_loss
 from corpuslab.tokens.stream import TokenStream
+from corpuslab.training.allocator import reuse_freed_memory
 from corpuslab.training.callbacks import (  # noqa: F401  (Callback re-exported: the public place it was)
     Callback,
     Evaluate,
@@ -223,6 +224,9 @@ class Trainer:
         self.sampler.setup(SamplingData(train_stream, self.train_windows, cfg.chunk_len, cfg.batch_size, cfg.seed))
         self.callbacks = list(callbacks)
         self.stateful = _stateful_by_key(self.callbacks)
+        # Callbacks that read each batch's loss before backward (on_batch_loss); without any, the loss
+        # is read in the step's one host sync, together with the gradient norm.
+        self.loss_listeners = [c for c in self.callbacks if type(c).on_batch_loss is not Callback.on_batch_loss]
         self.optimizer = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
@@ -259,16 +263,23 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
             logits = self.model(input_ids=inputs, use_cache=False).logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        loss_value = loss.item()  # one host sync per step; it buys a non-finite check naming the step
-        if not math.isfinite(loss_value):
-            raise StageError("train", f"non-finite loss at step {update + 1} (loss={loss_value}); "
-                             f"{self._advice()}")
-        for callback in self.callbacks:
-            callback.on_batch_loss(self, loss_value, targets.numel())
+        batch_loss = loss.detach()
+        if self.loss_listeners:  # they are handed the loss before backward: a host sync of its own
+            loss_value = self._finite_loss(batch_loss.item(), update)
+            for callback in self.loss_listeners:
+                callback.on_batch_loss(self, loss_value, targets.numel())
         for callback in self.callbacks:
             loss = callback.loss(self, loss)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf")).item()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf"))
+        # One host sync per step (two with on_batch_loss listeners): it buys the non-finite checks naming
+        # the step, before the optimizer touches the weights.
+        if self.loss_listeners:
+            grad_norm = norm.item()
+        else:
+            both = torch.stack([batch_loss.double(), norm.to(batch_loss.device, torch.float64)])
+            loss_value, grad_norm = both.tolist()
+            self._finite_loss(loss_value, update)
         if not math.isfinite(grad_norm):
             raise StageError("train", f"non-finite gradient norm at step {update + 1} ({grad_norm}); "
                              f"{self._advice()}")
@@ -282,6 +293,12 @@ class Trainer:
         self.loss_sum, self.loss_count = self.loss_sum + loss_value, self.loss_count + 1
         self.last_lr, self.last_grad_norm = lr, grad_norm
         self.train_seconds += time.perf_counter() - started
+
+    def _finite_loss(self, loss_value: float, update: int) -> float:
+        if not math.isfinite(loss_value):
+            raise StageError("train", f"non-finite loss at step {update + 1} (loss={loss_value}); "
+                             f"{self._advice()}")
+        return loss_value
 
     def _check_token_ids(self, inputs: torch.Tensor, targets: torch.Tensor, starts: np.ndarray, update: int) -> None:
         """Every id of the batch must index the model's embedding table. On CUDA an id past it fails with
@@ -500,7 +517,9 @@ def train(
         trainer = Trainer(model, train_stream, train_windows, val_stream, val_windows, cfg, out_dir, log,
                           procedure, every)
         resumed_from = _start(trainer)
-        return _run(trainer, resumed_from)
+        # On the CPU a step's large buffers are reused instead of mapped afresh every step (`allocator`).
+        with reuse_freed_memory(trainer.device.type == "cpu"):
+            return _run(trainer, resumed_from)
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)

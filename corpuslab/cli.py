@@ -62,7 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _fixed_thread_counts()
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
     except CorpuslabError as err:
@@ -96,7 +95,9 @@ def _fixed_thread_counts() -> None:
 def _quiet_libraries() -> None:
     """corpuslab prints its own progress; the per-save bars of transformers would bury it. transformers 5
     warns on every GPT-2 forward that `past_key_values` is deprecated although corpuslab never passes it
-    (the LM head model forwards its own None): a warning the user can do nothing about."""
+    (the LM head model forwards its own None): a warning the user can do nothing about.
+    Called once the config has loaded: importing transformers takes a second, which a config error should
+    not wait for."""
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
@@ -109,7 +110,9 @@ def _quiet_libraries() -> None:
 def _load(args: argparse.Namespace):
     from corpuslab.config import load_config
 
-    return load_config(args.config or None, args.overrides, defaults=not getattr(args, "no_defaults", False))
+    cfg = load_config(args.config or None, args.overrides, defaults=not getattr(args, "no_defaults", False))
+    _quiet_libraries()
+    return cfg
 
 
 def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
@@ -152,6 +155,7 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError("report", args.overrides, "either experiment folders (DIR...) or config overrides, not both")
     from corpuslab.report.aggregate import run_aggregate
 
+    _quiet_libraries()
     run_aggregate(folders, args.out)
     return 0
 

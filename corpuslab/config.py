@@ -16,10 +16,9 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from corpuslab.corpus.canaries import CanaryConfig
+from corpuslab.corpus.canary_config import CanaryConfig
 from corpuslab.corpus.split import SplitConfig
-from corpuslab.curation.dedup.minhash import MinHashConfig
-from corpuslab.curation.dedup.normalize import NormalizeConfig
+from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.errors import ConfigError, InputError
 from corpuslab.registry import split_spec
 from corpuslab.schema import from_dict, require, to_dict
@@ -27,8 +26,7 @@ from corpuslab.sources.hf import HFConfig
 from corpuslab.sources.local import LocalConfig
 from corpuslab.sources.synthetic import SyntheticConfig
 from corpuslab.tokens.tokenizer import TokenizerConfig
-from corpuslab.training.model import ModelConfig
-from corpuslab.training.trainer import TrainingConfig
+from corpuslab.training.config import ModelConfig, TrainingConfig
 
 
 @dataclass(frozen=True)

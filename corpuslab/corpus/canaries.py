@@ -15,44 +15,15 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 
+from corpuslab.corpus.canary_config import PLACEMENTS, CanaryConfig  # noqa: F401  (re-exported)
 from corpuslab.documents import Document
-from corpuslab.errors import ConfigError
 
 PREFIX_WORDS = 5  # random pseudo-words per prefix: 26^25 possible prefixes, never collide by chance
 WORD_LETTERS = 5
-PLACEMENTS = ("before_curation", "after_curation")
-
-
-@dataclass(frozen=True)
-class CanaryConfig:
-    count: int = 100
-    copies: list[int] = field(default_factory=lambda: [1, 10])  # canaries split evenly across these
-    secret_length: int = 8  # random digits
-    placement: Literal["before_curation", "after_curation"] = "before_curation"
-    num_candidates: int = 1000  # random reference secrets the canary is ranked against (exposure)
-    decode_tokens: int | None = None  # greedy tokens to generate; None = exactly the secret's tokens
-
-    def validate(self, prefix: str = "canaries") -> CanaryConfig:
-        for key in ("count", "secret_length", "num_candidates"):
-            value = getattr(self, key)
-            if not _positive_int(value):
-                raise ConfigError(f"{prefix}.{key}", value, "a positive integer")
-        if not self.copies or not all(_positive_int(c) for c in self.copies):
-            raise ConfigError(f"{prefix}.copies", self.copies, "a non-empty list of positive integers")
-        if self.placement not in PLACEMENTS:
-            raise ConfigError(f"{prefix}.placement", self.placement, f"one of {list(PLACEMENTS)}")
-        if self.decode_tokens is not None and not _positive_int(self.decode_tokens):
-            raise ConfigError(f"{prefix}.decode_tokens", self.decode_tokens, "a positive integer or null")
-        return self
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 @dataclass(frozen=True)

@@ -6,56 +6,11 @@ We use `transformers.GPT2LMHeadModel` rather than our own module so every checkp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from corpuslab.errors import ConfigError
-
-# One size dial (litgpt `Config.from_name`): each preset is (n_layer, n_head, n_embd, context).
-PRESETS: dict[str, dict[str, int]] = {
-    "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 128, "context": 128},
-    "small": {"n_layer": 4, "n_head": 4, "n_embd": 256, "context": 256},
-    "gpt2-124m": {"n_layer": 12, "n_head": 12, "n_embd": 768, "context": 1024},
-}
-SIZE_FIELDS = ("n_layer", "n_head", "n_embd", "context")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Model shape: a preset name, with any of its sizes overridden."""
-
-    preset: str = "tiny"
-    n_layer: int | None = None
-    n_head: int | None = None
-    n_embd: int | None = None
-    context: int | None = None  # maximum sequence length (GPT-2's n_positions)
-    dropout: float = 0.0
-
-    def resolved(self) -> ModelConfig:
-        """A copy with every size filled in: the preset's value unless overridden."""
-        if self.preset not in PRESETS:
-            raise ConfigError("model.preset", self.preset, f"one of {sorted(PRESETS)}")
-        preset = PRESETS[self.preset]
-        overrides = {key: getattr(self, key) for key in SIZE_FIELDS if getattr(self, key) is not None}
-        sizes = {**preset, **overrides}
-        return replace(self, **sizes)
-
-    def validate(self, prefix: str = "model") -> ModelConfig:
-        """Check every value; returns the resolved config so callers can chain."""
-        if self.preset not in PRESETS:
-            raise ConfigError(f"{prefix}.preset", self.preset, f"one of {sorted(PRESETS)}")
-        cfg = self.resolved()
-        for key in SIZE_FIELDS:
-            value = getattr(cfg, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{prefix}.{key}", value, "a positive integer")
-        if cfg.n_embd % cfg.n_head:
-            raise ConfigError(f"{prefix}.n_embd", cfg.n_embd, f"a multiple of n_head ({cfg.n_head})")
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise ConfigError(f"{prefix}.dropout", cfg.dropout, "a number in [0, 1)")
-        return cfg
+from corpuslab.training.config import PRESETS, SIZE_FIELDS, ModelConfig  # noqa: F401  (re-exported)
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, seed: int, eos_id: int | None = None) -> GPT2LMHeadModel:

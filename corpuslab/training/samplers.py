@@ -16,13 +16,15 @@ resumed run sees exactly the batches an uninterrupted one would, with no sampler
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from corpuslab.errors import StageError
 from corpuslab.registry import Plugin, Registry
-from corpuslab.tokens.stream import TokenStream
+
+if TYPE_CHECKING:  # a config naming a sampler is validated without importing torch
+    from corpuslab.tokens.stream import TokenStream
 
 DEFAULT_SAMPLER = "shuffled"
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +39,8 @@ from safetensors.torch import load_file
 from corpuslab.atomic import replace_dir, temp_path
 from corpuslab.errors import ConfigError, CorpuslabError, StageError
 from corpuslab.evaluation.lm import mean_window_loss
-from corpuslab.schema import require, require_int
 from corpuslab.tokens.stream import TokenStream
+from corpuslab.training.allocator import reuse_freed_memory
 from corpuslab.training.callbacks import (  # noqa: F401  (Callback re-exported: the public place it was)
     Callback,
     Evaluate,
@@ -48,6 +48,7 @@ from corpuslab.training.callbacks import (  # noqa: F401  (Callback re-exported:
     PeriodicCheckpoint,
     snapshots,
 )
+from corpuslab.training.config import TrainingConfig, learning_rate  # noqa: F401  (re-exported)
 from corpuslab.training.model import resolve_device
 from corpuslab.training.procedures import Procedure, Standard
 from corpuslab.training.samplers import Sampler, SamplingData, WindowSampler  # noqa: F401  (re-exported)
@@ -64,84 +65,6 @@ RESUMABLE_CHANGES = frozenset(
     {"device", "log_interval", "eval_interval", "eval_batches", "save_every", "keep_last", "resume",
      "num_threads"}
 )
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How to train. Steps = min(max_steps, max_train_tokens // (batch_size * chunk_len))."""
-
-    chunk_len: int = 128  # tokens per training window (targets), at most the model's context
-    stride: int | None = None  # distance between window starts; None = chunk_len (no overlap)
-    batch_size: int = 32
-    max_train_tokens: int | None = None
-    max_steps: int | None = None
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
-    warmup_steps: int = 100
-    weight_decay: float = 0.1  # applied to matrices and embeddings only, never biases or LayerNorm
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward; fp32 weights and optimizer
-    device: str = "auto"  # "auto" = cuda when available; "cpu"; "cuda" or "cuda:N"
-    log_interval: int = 50
-    eval_interval: int = 200
-    eval_batches: int = 20
-    save_every: int | None = None  # steps between resumable saves (out_dir/last, out_dir/step-N)
-    keep_last: int = 2  # how many out_dir/step-N snapshots to keep
-    resume: Literal["auto", "never"] = "auto"  # auto: continue from out_dir/last if present; never: fresh
-    seed: int = 0
-    num_threads: int | None = None  # torch CPU threads during training; None keeps torch's default
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(self.betas))  # YAML gives lists
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.chunk_len
-
-    def total_steps(self) -> int:
-        limits = [self.max_steps] if self.max_steps is not None else []
-        if self.max_train_tokens is not None:
-            limits.append(self.max_train_tokens // self.tokens_per_step)
-        return min(limits)
-
-    def validate(self, prefix: str = "training") -> TrainingConfig:
-        for key in ("chunk_len", "batch_size", "log_interval", "eval_interval", "eval_batches"):
-            require_int(getattr(self, key), f"{prefix}.{key}", 1)
-        for key in ("stride", "max_train_tokens", "max_steps", "save_every", "num_threads"):
-            require_int(getattr(self, key), f"{prefix}.{key}", 1, optional=True)
-        for key in ("warmup_steps", "keep_last", "seed"):
-            require_int(getattr(self, key), f"{prefix}.{key}", 0)
-        if self.max_steps is None and self.max_train_tokens is None:
-            raise ConfigError(f"{prefix}.max_steps", None, "an integer when max_train_tokens is not set")
-        if self.total_steps() < 1:
-            one_step = f">= one step ({self.tokens_per_step} tokens)"
-            raise ConfigError(f"{prefix}.max_train_tokens", self.max_train_tokens, one_step)
-        require(self.lr > 0 and math.isfinite(self.lr), f"{prefix}.lr", self.lr, "a positive number")
-        require(0 <= self.min_lr_ratio <= 1, f"{prefix}.min_lr_ratio", self.min_lr_ratio, "a number in [0, 1]")
-        require(self.weight_decay >= 0, f"{prefix}.weight_decay", self.weight_decay, "a number >= 0")
-        require(self.grad_clip >= 0, f"{prefix}.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
-        require(
-            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-            f"{prefix}.betas", list(self.betas), "two numbers in [0, 1)",
-        )
-        require(self.precision in ("fp32", "bf16"), f"{prefix}.precision", self.precision, "'fp32' or 'bf16'")
-        require(
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-            f"{prefix}.device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'",
-        )
-        require(self.resume in ("auto", "never"), f"{prefix}.resume", self.resume, "'auto' or 'never'")
-        return self
-
-
-def learning_rate(update: int, cfg: TrainingConfig, total_steps: int) -> float:
-    """LR of the 0-based optimizer update `update`: linear warmup, then cosine down to lr * min_lr_ratio."""
-    if update < cfg.warmup_steps:
-        return cfg.lr * (update + 1) / cfg.warmup_steps
-    decay_updates = max(1, total_steps - 1 - cfg.warmup_steps)
-    progress = min(1.0, (update - cfg.warmup_steps) / decay_updates)
-    min_lr = cfg.lr * cfg.min_lr_ratio
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
 @dataclass
@@ -301,6 +224,9 @@ class Trainer:
         self.sampler.setup(SamplingData(train_stream, self.train_windows, cfg.chunk_len, cfg.batch_size, cfg.seed))
         self.callbacks = list(callbacks)
         self.stateful = _stateful_by_key(self.callbacks)
+        # Callbacks that read each batch's loss before backward (on_batch_loss); without any, the loss
+        # is read in the step's one host sync, together with the gradient norm.
+        self.loss_listeners = [c for c in self.callbacks if type(c).on_batch_loss is not Callback.on_batch_loss]
         self.optimizer = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
@@ -337,16 +263,23 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
             logits = self.model(input_ids=inputs, use_cache=False).logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        loss_value = loss.item()  # one host sync per step; it buys a non-finite check naming the step
-        if not math.isfinite(loss_value):
-            raise StageError("train", f"non-finite loss at step {update + 1} (loss={loss_value}); "
-                             f"{self._advice()}")
-        for callback in self.callbacks:
-            callback.on_batch_loss(self, loss_value, targets.numel())
+        batch_loss = loss.detach()
+        if self.loss_listeners:  # they are handed the loss before backward: a host sync of its own
+            loss_value = self._finite_loss(batch_loss.item(), update)
+            for callback in self.loss_listeners:
+                callback.on_batch_loss(self, loss_value, targets.numel())
         for callback in self.callbacks:
             loss = callback.loss(self, loss)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf")).item()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf"))
+        # One host sync per step (two with on_batch_loss listeners): it buys the non-finite checks naming
+        # the step, before the optimizer touches the weights.
+        if self.loss_listeners:
+            grad_norm = norm.item()
+        else:
+            both = torch.stack([batch_loss.double(), norm.to(batch_loss.device, torch.float64)])
+            loss_value, grad_norm = both.tolist()
+            self._finite_loss(loss_value, update)
         if not math.isfinite(grad_norm):
             raise StageError("train", f"non-finite gradient norm at step {update + 1} ({grad_norm}); "
                              f"{self._advice()}")
@@ -360,6 +293,12 @@ class Trainer:
         self.loss_sum, self.loss_count = self.loss_sum + loss_value, self.loss_count + 1
         self.last_lr, self.last_grad_norm = lr, grad_norm
         self.train_seconds += time.perf_counter() - started
+
+    def _finite_loss(self, loss_value: float, update: int) -> float:
+        if not math.isfinite(loss_value):
+            raise StageError("train", f"non-finite loss at step {update + 1} (loss={loss_value}); "
+                             f"{self._advice()}")
+        return loss_value
 
     def _check_token_ids(self, inputs: torch.Tensor, targets: torch.Tensor, starts: np.ndarray, update: int) -> None:
         """Every id of the batch must index the model's embedding table. On CUDA an id past it fails with
@@ -578,7 +517,9 @@ def train(
         trainer = Trainer(model, train_stream, train_windows, val_stream, val_windows, cfg, out_dir, log,
                           procedure, every)
         resumed_from = _start(trainer)
-        return _run(trainer, resumed_from)
+        # On the CPU a step's large buffers are reused instead of mapped afresh every step (`allocator`).
+        with reuse_freed_memory(trainer.device.type == "cpu"):
+            return _run(trainer, resumed_from)
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)

@@ -26,46 +26,13 @@ import functools
 import re
 import sys
 import unicodedata
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from corpuslab.errors import ConfigError
+from corpuslab.curation.dedup.config import UNICODE_FORMS, NormalizeConfig  # noqa: F401  (re-exported)
 
-UNICODE_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
 COPY, LOWER, TABLE = 0, 1, 2  # how the kernel maps ASCII bytes (LOWER is arithmetic, so it vectorizes)
-
-
-@dataclass(frozen=True)
-class NormalizeConfig:
-    """How text is normalized before it is hashed or shingled (see the module docstring)."""
-
-    lowercase: bool = True
-    unicode_form: str | None = "NFKC"
-    collapse_whitespace: bool = True
-    strip_punctuation: bool = False
-
-    def validate(self, prefix: str = "curation.normalize") -> None:
-        if self.unicode_form is not None and self.unicode_form not in UNICODE_FORMS:
-            raise ConfigError(f"{prefix}.unicode_form", self.unicode_form, f"one of {UNICODE_FORMS} or null")
-        for name in ("lowercase", "collapse_whitespace", "strip_punctuation"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{prefix}.{name}", getattr(self, name), "true or false")
-
-    def __str__(self) -> str:
-        """Short fingerprint for artifact names, e.g. `nfkc_lower_ws`."""
-        parts = [self.unicode_form.lower() if self.unicode_form else "raw"]
-        parts += [
-            name
-            for flag, name in (
-                (self.lowercase, "lower"),
-                (self.strip_punctuation, "nopunct"),
-                (self.collapse_whitespace, "ws"),
-            )
-            if flag
-        ]
-        return "_".join(parts)
 
 
 def normalize(text: str, cfg: NormalizeConfig) -> str:

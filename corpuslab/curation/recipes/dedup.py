@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corpuslab.curation.decisions import Decision
-from corpuslab.curation.dedup.clusters import DedupResult
-from corpuslab.curation.dedup.minhash import MinHashConfig
-from corpuslab.curation.dedup.normalize import NormalizeConfig
+from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.curation.recipes.base import CurationContext, Recipe, recipes
 from corpuslab.schema import require
 from corpuslab.shards import read_documents
+
+if TYPE_CHECKING:  # the numba kernels load when a recipe runs, not when a config names it
+    from corpuslab.curation.dedup.clusters import DedupResult
 
 
 class DedupRecipe(Recipe):

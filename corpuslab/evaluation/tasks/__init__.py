@@ -44,7 +44,18 @@ from corpuslab.evaluation.tasks.runner import (
     summarise,
     task_spec,
 )
-from corpuslab.evaluation.tasks.scoring import HarnessEncoder, loglikelihoods, model_max_length
+
+# The scoring functions import torch; they load on first use, so a config naming tasks validates without it.
+_SCORING = ("HarnessEncoder", "loglikelihoods", "model_max_length")
+
+
+def __getattr__(name: str):
+    if name in _SCORING:
+        from corpuslab.evaluation.tasks import scoring
+
+        return getattr(scoring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "TASKS",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from corpuslab.errors import InputError
 from corpuslab.evaluation.tasks import metrics as m
@@ -21,9 +19,13 @@ from corpuslab.evaluation.tasks.harness import (
     blimp_paradigm_spec,
     lambada_example,
 )
-from corpuslab.evaluation.tasks.scoring import HarnessEncoder, loglikelihoods
 from corpuslab.schema import require
 from corpuslab.sources.synthetic import SyntheticConfig
+
+if TYPE_CHECKING:  # torch loads when a model is scored, not when a config names tasks
+    import torch
+
+    from corpuslab.evaluation.tasks.scoring import HarnessEncoder
 
 Metrics = dict[str, float | int | None]
 
@@ -204,6 +206,8 @@ def score_examples(
     encoder: HarnessEncoder | None = None,
 ) -> list[ScoredExample]:
     """Score every request of every example in one batched pass."""
+    from corpuslab.evaluation.tasks.scoring import loglikelihoods
+
     requests = [request for example in examples for request in example.requests]
     results = loglikelihoods(model, tokenizer, requests, batch_size, device, encoder)
     scored, first = [], 0
@@ -260,6 +264,8 @@ def run_tasks(
     model: torch.nn.Module, tokenizer, cfg: TaskConfig, device: torch.device | str, seed: int
 ) -> dict[str, TaskRun]:
     """Every task of `cfg`, with its per-example log-likelihoods kept for inspection and tests."""
+    from corpuslab.evaluation.tasks.scoring import HarnessEncoder
+
     cfg.validate()
     encoder = HarnessEncoder(tokenizer)
     runs = {}

@@ -26,7 +26,8 @@ def temp_path(path: str | os.PathLike[str]) -> Path:
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; on a clean exit it replaces `path`, on an error it
-    is removed and `path` is untouched."""
+    is removed and `path` is untouched. An OSError without a file name (a write or flush that meets a full
+    disk names none) is given `path`, so the message says which file could not be written."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -35,6 +36,10 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: An
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpuslab.artifacts import Stage, StageRunner, read_json, write_json_atomic
+from corpuslab.artifacts import Stage, StageRunner, os_error_as_stage_error, read_json, write_json_atomic
 from corpuslab.atomic import write_text_atomic
 from corpuslab.config import ExperimentConfig, dump_config
 from corpuslab.corpus import canaries as canary_lib
@@ -497,9 +497,12 @@ class Experiment:
             return None
         from corpuslab.report.build import write_report
 
-        report = write_report(self, prepared, arm_stages)
-        # The config is written with the report, after it: the pair always describes one run.
-        write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
+        try:
+            report = write_report(self, prepared, arm_stages)
+            # The config is written with the report, after it: the pair always describes one run.
+            write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
+        except OSError as err:  # a full disk: the same message as in a stage; the report is rebuilt on the rerun
+            raise os_error_as_stage_error("report", err, self.root) from err
         self.log(f"report: {self.root / 'report.json'} ({time.time() - start:.1f}s)")
         return report
 

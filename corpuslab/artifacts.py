@@ -110,22 +110,26 @@ class StageRunner:
         start = time.time()
         try:
             manifest = build(work)
+            manifest = {"stage": stage.name, "fingerprint": stage.fingerprint, "seconds": round(time.time() - start, 3),
+                        **manifest, "made_from": to_dict(list(stage.key))}
+            # The manifest meets a full disk as the stage's files do: same message, and the folder stays temporary.
+            write_json_atomic(work / MANIFEST, manifest)
+            os.replace(work, stage.path)
         except OSError as err:
-            raise _os_error_as_stage_error(label, err) from err
+            raise os_error_as_stage_error(label, err, self.root) from err
         except MemoryError as err:
             raise StageError(label, "ran out of memory; lower the corpus size or batch size and rerun") from err
-        manifest = {"stage": stage.name, "fingerprint": stage.fingerprint, "seconds": round(time.time() - start, 3),
-                    **manifest, "made_from": to_dict(list(stage.key))}
-        write_json_atomic(work / MANIFEST, manifest)
-        os.replace(work, stage.path)
         self.log(f"[{label}] finished in {manifest['seconds']:.1f}s")
         return manifest
 
 
-def _os_error_as_stage_error(label: str, err: OSError) -> CorpuslabError:
+def os_error_as_stage_error(label: str, err: OSError, folder: Path | None = None) -> CorpuslabError:
+    """A StageError for an OSError met while stage `label` wrote into `folder`: it names the file when the error
+    knows it (Arrow, safetensors and plain writes often do not), else the folder."""
+    where = f" ({err.filename})" if err.filename is not None else f" in {folder}" if folder is not None else ""
     if err.errno == errno.ENOSPC:
-        return StageError(label, f"no space left on device while writing ({err.filename}); free space and rerun, finished stages are kept")
-    return StageError(label, f"{err.strerror or err} ({err.filename})")
+        return StageError(label, f"no space left on device while writing{where}; free space and rerun, finished stages are kept")
+    return StageError(label, f"{err.strerror or err}{where}")
 
 
 @contextlib.contextmanager

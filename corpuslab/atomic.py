@@ -26,7 +26,8 @@ def temp_path(path: str | os.PathLike[str]) -> Path:
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; on a clean exit it replaces `path`, on an error it
-    is removed and `path` is untouched."""
+    is removed and `path` is untouched. An OSError without a file name (a write or flush that meets a full
+    disk names none) is given `path`, so the message says which file could not be written."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -35,6 +36,10 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: An
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -63,3 +68,47 @@ def replace_dir(tmp: Path, target: Path) -> None:
     # it is removed only after `tmp` has taken its place.
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class FileSet:
+    """Files that must change together (a report and the config it describes). Each is written under a
+    temporary name; only when every one is written are they renamed into place, in the order written.
+    A failure while writing (a full disk) leaves the previous set whole, not half old and half new."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._staged: list[tuple[Path, Path]] = []
+        self._removed: list[Path] = []
+
+    def path(self, name: str) -> Path:
+        """Where to write `name` now; it becomes `folder/name` when the set is committed."""
+        target = self.folder / name
+        tmp = self.folder / f".tmp-{os.getpid()}-set-{name}"
+        self._staged.append((tmp, target))
+        return tmp
+
+    def remove(self, name: str) -> None:
+        """`folder/name` must not outlive this set (an output the new run does not produce)."""
+        self._removed.append(self.folder / name)
+
+    def commit(self) -> None:
+        for target in self._removed:
+            target.unlink(missing_ok=True)
+        for tmp, target in self._staged:
+            os.replace(tmp, target)
+        self._staged.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+@contextlib.contextmanager
+def file_set(folder: str | os.PathLike[str]) -> Iterator[FileSet]:
+    files = FileSet(Path(folder))
+    try:
+        yield files
+        files.commit()
+    finally:
+        files.discard()

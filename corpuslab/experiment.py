@@ -12,6 +12,7 @@ on it and a rerun reuses the rest.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -25,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpuslab.artifacts import Stage, StageRunner, read_json, write_json_atomic
-from corpuslab.atomic import write_text_atomic
+from corpuslab.artifacts import Stage, StageRunner, os_error_as_stage_error, read_json, write_json_atomic
+from corpuslab.atomic import file_set, write_text_atomic
 from corpuslab.config import ExperimentConfig, dump_config
 from corpuslab.corpus import canaries as canary_lib
 from corpuslab.corpus.split import SPLITS, assign_splits
@@ -474,10 +475,15 @@ class Experiment:
             return None
         from corpuslab.report.build import write_report
 
-        report = write_report(self, prepared, arm_stages)
-        # The config is written with the report, after it: the pair always describes one run.
-        write_text_atomic(self.root / "config.yaml", dump_config(self.cfg))
-        kept = _keep_run(self.root)
+        try:
+            # The report, its tables and the config it describes are one set: all replace the previous
+            # run's files together, so a failure halfway (a full disk) leaves the old set whole.
+            with file_set(self.root) as files:
+                report = write_report(self, prepared, arm_stages, files)
+                write_text_atomic(files.path("config.yaml"), dump_config(self.cfg))
+            kept = _keep_run(self.root)
+        except OSError as err:  # a full disk: the same message as in a stage; the report is rebuilt on the rerun
+            raise os_error_as_stage_error("report", err, self.root) from err
         self.log("results (means over seeds; every column in summary.tsv, intervals in report.html):\n"
                  + _results_table(report))
         self.log(f"report: {self.root / 'report.html'}\n        {self.root / 'report.json'} "
@@ -550,6 +556,12 @@ def _resolve_pretrained(name: str, key: str, what: str) -> None:
         wanted = ("config.json",) if what == "model" else ("tokenizer.json", "tokenizer_config.json", "vocab.json")
         if not any((folder / f).exists() for f in wanted):
             raise InputError(name, f"not a {what} folder (none of {', '.join(wanted)} in it) [{key}]")
+        if what == "model":  # a damaged config.json is found now, not after the shared stages
+            try:
+                json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            except (ValueError, OSError) as err:
+                raise InputError(str(folder / "config.json"), f"{key}: not a readable JSON model config "
+                                 f"({type(err).__name__}: {err}); give a folder saved by save_pretrained") from None
         return
     import os
 

@@ -118,3 +118,36 @@ def test_progress_in_a_log_is_plain_rate_lines(capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert lines and all(line.startswith("  slow: ") and "\r" not in line for line in lines)
     assert "4/4 docs" in lines[-1]
+
+
+def test_a_full_disk_at_the_manifest_is_a_stage_error_and_leaves_no_stage(tmp_path, monkeypatch):
+    import errno
+
+    import corpuslab.artifacts as artifacts
+    from corpuslab.errors import StageError
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    runner = StageRunner(tmp_path, lambda m: None)
+    stage = runner.stage("split", 1)
+    monkeypatch.setattr(artifacts, "write_json_atomic", full_disk)
+    with pytest.raises(StageError, match=r"stage 'split': no space left on device while writing \(.*manifest.json\)"):
+        runner.run(stage, lambda work: {"ok": True})
+    assert not stage.path.exists()
+
+
+def test_an_atomic_write_that_fails_names_its_file_and_leaves_the_old_one(tmp_path):
+    import errno
+
+    from corpuslab.atomic import atomic_file
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(OSError) as failure:
+        with atomic_file(target) as handle:
+            handle.write("new")
+            raise OSError(errno.ENOSPC, "No space left on device")  # what a failed write or flush raises
+    assert failure.value.filename == str(target)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -80,6 +80,21 @@ def test_rerun_reuses_everything_and_gives_the_same_report(finished):
     assert (finished / "tiny" / "report.json").read_text() == before
 
 
+def test_a_full_disk_while_writing_the_report_names_the_file(finished, monkeypatch, capsys):
+    import errno
+
+    import corpuslab.report.build as build
+
+    def full_disk(path, report):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build, "write_summary", full_disk)
+    assert run(finished) == 2
+    err = capsys.readouterr().err
+    assert "corpuslab: error: stage 'report': no space left on device while writing" in err
+    assert "Traceback" not in err
+
+
 def test_changing_one_knob_recomputes_only_what_depends_on_it(finished):
     trains_before = stage_dirs(finished, "train-")
     curates_before = stage_dirs(finished, "curate-")

@@ -54,4 +54,12 @@ def test_a_damaged_checkpoint_folder_ends_in_one_paragraph(tmp_path, capsys):
     (broken / "config.json").write_text("{not json")
     assert main(["evaluate", "--checkpoint", str(broken), f"output_dir={tmp_path}", *TINY]) == 2
     err = capsys.readouterr().err
+    # Found by the preflight, before any stage ran: the message names the file and what it should be.
+    assert "not a readable JSON model config" in err and str(broken / "config.json") in err and "Traceback" not in err
+    assert not list((tmp_path / "tiny").rglob("manifest.json"))
+
+    (broken / "config.json").write_text('{"model_type": "gpt2"}')  # parses, but the weights are garbage
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    assert main(["evaluate", "--checkpoint", str(broken), f"output_dir={tmp_path}", *TINY]) == 2
+    err = capsys.readouterr().err
     assert "could not load the checkpoint" in err and str(broken) in err and "Traceback" not in err

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from corpuslab.artifacts import read_json, write_json_atomic
-from corpuslab.atomic import atomic_file
+from corpuslab.atomic import FileSet, atomic_file
 from corpuslab.report.html import write_html_report
 from corpuslab.report.pooling import aggregate, compare_groups, group_of, pool_groups, replicate_numbers
 from corpuslab.report.sections import Column, compared_columns, round_number, summary_columns
@@ -64,7 +64,10 @@ class ExperimentLike(Protocol):
     root: Path
 
 
-def write_report(experiment: ExperimentLike, prepared: PreparedLike, arms: dict[str, ArmStagesLike]) -> dict[str, Any]:
+def write_report(
+    experiment: ExperimentLike, prepared: PreparedLike, arms: dict[str, ArmStagesLike], files: FileSet
+) -> dict[str, Any]:
+    """Build the report and write its outputs into `files`, which the caller commits with the config."""
     cfg = experiment.cfg
     report: dict[str, Any] = {
         "experiment": cfg.experiment,
@@ -79,7 +82,7 @@ def write_report(experiment: ExperimentLike, prepared: PreparedLike, arms: dict[
         "arms": {run.name: arm_report(run, arms[run.name]) for run in cfg.runs if run.name in arms},
     }
     add_comparisons(report, reference_arm=cfg.runs[0].name)
-    write_outputs(report, experiment.root)
+    write_outputs(report, files)
     return report
 
 
@@ -93,15 +96,16 @@ def add_comparisons(report: dict[str, Any], reference_arm: str) -> None:
     report["group_comparison"] = compare_groups(arms, reference_group, keys)
 
 
-def write_outputs(report: dict[str, Any], root: Path) -> None:
-    """report.json, summary.tsv, groups.tsv (only when some group pools several arms) and report.html."""
-    write_json_atomic(root / "report.json", report)
-    write_summary(root / "summary.tsv", report)
+def write_outputs(report: dict[str, Any], files: FileSet) -> None:
+    """summary.tsv, groups.tsv (only when some group pools several arms), report.html and report.json,
+    staged in `files`: they replace the previous run's outputs together or not at all."""
+    write_summary(files.path("summary.tsv"), report)
     if has_pooled_groups(report):
-        write_groups(root / "groups.tsv", report)
+        write_groups(files.path("groups.tsv"), report)
     else:  # a rerun without groups must not leave an earlier run's table looking current
-        (root / "groups.tsv").unlink(missing_ok=True)
-    write_html_report(report, root / "report.html")
+        files.remove("groups.tsv")
+    write_html_report(report, files.path("report.html"))
+    write_json_atomic(files.path("report.json"), report)
 
 
 def arm_report(run: Any, stages: ArmStagesLike) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
+from corpuslab.atomic import file_set
 from corpuslab.report.build import add_comparisons, write_outputs
 from corpuslab.report.build import aggregate as aggregate_seeds
 from corpuslab.report.html import render_html
@@ -95,7 +96,8 @@ def test_the_report_records_groups_and_their_comparison():
 
 def test_groups_tsv_has_one_row_per_group_only_when_a_group_pools_arms(tmp_path):
     report = grid_report()
-    write_outputs(report, tmp_path)
+    with file_set(tmp_path) as files:
+        write_outputs(report, files)
     with open(tmp_path / "groups.tsv") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [r["group"] for r in rows] == ["no_dedup", "dedup"]
@@ -112,7 +114,8 @@ def test_groups_tsv_has_one_row_per_group_only_when_a_group_pools_arms(tmp_path)
 
     single = make_report()
     add_comparisons(single, reference_arm="no_dedup")
-    write_outputs(single, tmp_path)  # the same experiment rerun without groups: no stale table
+    with file_set(tmp_path) as files:
+        write_outputs(single, files)  # the same experiment rerun without groups: no stale table
     assert not (tmp_path / "groups.tsv").exists()
 
 

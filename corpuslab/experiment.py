@@ -120,9 +120,10 @@ class Experiment:
         split = self.stages.stage("split", ingest.fingerprint, cfg.split, cfg.seed)
         self.stages.run(split, lambda work: self._build_split(work, ingest))
         # Only what shapes the canary documents; scoring knobs (num_candidates, decode_tokens) key evaluation.
-        canary_docs = (cfg.canaries.count, cfg.canaries.copies, cfg.canaries.secret_length)
-        canaries = self.stages.stage("canaries", canary_docs, cfg.seed)
-        self.stages.run(canaries, self._build_canaries)
+        # The split is an input too: the count is scaled to the training split's size (canaries.max_share).
+        canary_docs = (cfg.canaries.count, cfg.canaries.copies, cfg.canaries.secret_length, cfg.canaries.max_share)
+        canaries = self.stages.stage("canaries", canary_docs, cfg.seed, split.fingerprint)
+        self.stages.run(canaries, lambda work: self._build_canaries(work, split))
         decontaminate = self.stages.stage(
             "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
         )
@@ -188,13 +189,22 @@ class Experiment:
             writer.close()
         return {"documents": counts, "categories": {k: dict(v) for k, v in per_category.items()}}
 
-    def _build_canaries(self, work: Path) -> dict[str, Any]:
+    def _build_canaries(self, work: Path, split: Stage) -> dict[str, Any]:
         cfg = self.cfg.canaries
-        canaries = canary_lib.make_canaries(cfg, self.cfg.seed)
+        train = split.manifest()["documents"]["train"]
+        count = canary_lib.scaled_count(cfg, train)
+        if count < cfg.count:
+            self.log(f"canaries: {count} instead of canaries.count={cfg.count}, so that canary documents stay within "
+                     f"canaries.max_share={cfg.max_share:g} of the {train:,}-document training split")
+        canaries = canary_lib.make_canaries(dataclasses.replace(cfg, count=count), self.cfg.seed)
         with ShardWriter(work) as writer:
             writer.write_all(canary_lib.canary_documents(canaries))
         write_json_atomic(work / "canaries.json", [to_dict(c) for c in canaries])
-        return {"canaries": len(canaries), "documents": writer.count, "placement": cfg.placement}
+        share = writer.count / (train + writer.count) if train + writer.count else 0.0
+        if share > cfg.max_share:
+            self.log(f"canaries: warning: even one canary is {share:.0%} of the training split; its memorization is not representative")
+        return {"canaries": len(canaries), "requested": cfg.count, "documents": writer.count, "placement": cfg.placement,
+                "train_documents": train, "share_of_train": round(share, 4), "max_share": cfg.max_share}
 
     def _build_decontaminate(self, work: Path, split: Stage) -> dict[str, Any]:
         from corpuslab.curation.decontaminate import decontaminate

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corpuslab.corpus.canary_config import PLACEMENTS, CanaryConfig  # noqa: F401  (re-exported)
+from corpuslab.corpus.canary_config import PLACEMENTS, CanaryConfig, documents_for, scaled_count  # noqa: F401  (re-exported)
 from corpuslab.documents import Document
 
 PREFIX_WORDS = 5  # random pseudo-words per prefix: 26^25 possible prefixes, never collide by chance

@@ -128,6 +128,7 @@ class Experiment:
             "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
         )
         self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split))
+        _require_eval_documents(decontaminate.manifest(), split.manifest())
         tokenizer = self.stages.stage("tokenizer", split.fingerprint, cfg.tokenizer, cfg.seed)
         self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
         tokens = self.stages.stage("tokens", TOKENS_VERSION, tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
@@ -557,6 +558,18 @@ def _keep_run(root: Path) -> Path:
     link.symlink_to(target.name)
     os.replace(link, runs / "latest")
     return target
+
+
+def _require_eval_documents(decontaminated: dict[str, Any], split: dict[str, Any]) -> None:
+    """Every arm is scored on val and test: an empty one stops here, with why, not at the first evaluation."""
+    for name in ("val", "test"):
+        stats = decontaminated.get(name) or {"input": split["documents"][name], "kept": split["documents"][name]}
+        if stats["kept"] == 0:
+            removed = ", ".join(f"{k} {v}" for k, v in (stats.get("removed_by_reason") or {}).items())
+            why = (f"decontamination removed all {stats['input']} ({removed}): they copy training documents"
+                   if stats["input"] else f"the split gave it none of {sum(split['documents'].values())} documents")
+            raise StageError("decontaminate", f"the {name} split is empty: {why}. Give more or less duplicated "
+                             f"data, or a larger split.{name} fraction")
 
 
 def _resolve_pretrained(name: str, key: str, what: str) -> None:

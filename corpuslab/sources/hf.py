@@ -238,6 +238,8 @@ def _load(cfg: HFConfig, streaming: bool, cache_dir: str | None) -> Any:
     import datasets
     from datasets.exceptions import DatasetGenerationError
 
+    # Its "Generating train split" bars would land inside corpuslab's log lines; ingest reports its own rate.
+    datasets.disable_progress_bars()
     kwargs = _load_kwargs(cfg, streaming, cache_dir)
     try:
         if _is_local(cfg.name):

@@ -18,6 +18,7 @@ Saves survive a full disk (a clear error, the previous save intact) and resumes 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -141,12 +142,26 @@ def _write_folder(target: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         replace_dir(tmp, target)
     except (OSError, RuntimeError, SafetensorError) as err:
-        raise StageError("train", f"could not write the checkpoint {target} ({type(err).__name__}: "
-                         f"{_gist(err)}); {_free_space(target.parent)}. Free disk space there and "
-                         "rerun: training resumes from its last complete save") from err
+        cause = "the disk is full" if _disk_full(err, target.parent) else f"{type(err).__name__}: {_gist(err)}"
+        raise StageError("train", f"could not write the checkpoint {target} ({cause}); {_free_space(target.parent)}. "
+                         "Free disk space there and rerun: training resumes from its last complete save") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """torch.save reports a full disk as '[enforce fail at inline_container.cc] ... unexpected pos' or 'file
+    write failed', safetensors as its own error: recognise them, or an (almost) empty disk, as what they are."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    text = str(err)
+    if any(sign in text for sign in ("No space left", "file write failed", "unexpected pos", "inline_container")):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 def _free_space(folder: Path) -> str:

@@ -144,12 +144,23 @@ class HFSource(Source):
         return f"Hugging Face dataset {cfg.name} ({cfg.subset or 'default'}, split {cfg.split})"
 
 
+# Asked once per process: the stage key and the ingest itself both need it, and a failure warns once.
+_RESOLVED: dict[tuple[Any, ...], str | None] = {}
+
+
 def resolve_revision(cfg: HFConfig) -> str | None:
     """The commit `cfg.revision` (default branch when None) points at, or None when it cannot be told."""
     if cfg.revision is not None and _COMMIT.fullmatch(cfg.revision):
         return cfg.revision
     if _is_local(cfg.name):
         return None  # packaged builder or folder: `local_data_files` identifies the data
+    key = (cfg.name, cfg.subset, cfg.revision, cfg.cache_dir, cfg.trust_remote_code)
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _resolve_revision(cfg)
+    return _RESOLVED[key]
+
+
+def _resolve_revision(cfg: HFConfig) -> str | None:
     # Deferred: importing datasets costs about a second, and local-only runs never need it.
     import datasets
 

@@ -131,9 +131,12 @@ def test_hf_unresolvable_revision_falls_back_to_the_configured_one(monkeypatch: 
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    identity = HFSource(HFConfig(name="someone/not-cached-anywhere", revision="main", cache_dir=str(tmp_path))).identity()
+    cfg = HFConfig(name="someone/not-cached-anywhere", revision="main", cache_dir=str(tmp_path))
+    identity = HFSource(cfg).identity()
     assert identity["revision"] == "main" and identity["resolved_revision"] is None
-    assert "could not resolve which commit" in caplog.text
+    assert caplog.text.count("could not resolve which commit") == 1
+    assert HFSource(cfg).identity() == identity  # asked again (stage key, then ingest): no second warning
+    assert caplog.text.count("could not resolve which commit") == 1
 
 
 def test_synthetic_identity_is_its_config_and_seed() -> None:

@@ -2,14 +2,20 @@
 
     python benchmarks/default_run.py [extra key=value overrides]
 
-Runs the built-in default in a fresh temporary output folder (nothing reused), then prints the wall time,
-a second run's time (everything reused), and per arm: drops, epochs, val perplexity and bits per byte,
-ground-truth precision/recall, canary exposure by copy count, zero-shot task scores, training tokens/s.
+Runs the built-in default in a fresh temporary output folder (nothing reused), then prints the wall time
+and the CPU time of the run (this machine is shared: the load average before and after is printed with
+them, and CPU-seconds are the figure that holds under load), where the time went (stage times from the
+run's log), a second run's time (everything reused), the model's parameter count, and per arm: drops,
+epochs, val perplexity and bits per byte, ground-truth precision/recall, canary exposure by copy count,
+zero-shot task scores, training tokens/s.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -17,22 +23,51 @@ import time
 from pathlib import Path
 
 
-def timed_run(out: Path, overrides: list[str]) -> float:
+def timed_run(out: Path, overrides: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the run's process and its workers)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "corpuslab.cli", "run", f"output_dir={out}", *overrides],
                    check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def stage_seconds(log: str) -> dict[str, float]:
+    """Seconds per kind of stage (train, evaluate, ...) summed over arms, from '[train near] finished in 12.3s'."""
+    totals: dict[str, float] = {}
+    for kind, seconds in re.findall(r"\[(\w+)[^\]]*\] finished in ([\d.]+)s", log):
+        totals[kind] = totals.get(kind, 0.0) + float(seconds)
+    return totals
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 def main() -> None:
     overrides = sys.argv[1:]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        first = timed_run(out, overrides)
-        second = timed_run(out, overrides)
+        first, first_cpu = timed_run(out, overrides)
+        load_after = os.getloadavg()[0]
+        second, _ = timed_run(out, overrides)
         (report_path,) = out.glob("*/report.json")
         report = json.loads(report_path.read_text())
-    print(f"corpuslab run (fresh): {first:.1f} s = {int(first // 60)} min {first % 60:.0f} s; rerun (all reused): {second:.1f} s")
+        stages = stage_seconds((report_path.parent / "run.log").read_text())
+        (weights,) = list(out.glob("*/stages/train-*/final/model.safetensors"))[:1]
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as tensors:
+            # GPT-2 ties the output layer to the token embedding: the file holds the shared matrix once.
+            params = sum(_numel(tensors.get_slice(k).get_shape()) for k in tensors.keys())
+    print(f"corpuslab run (fresh): {first:.1f} s = {minutes(first)} wall, {first_cpu:.0f} CPU-s "
+          f"({first_cpu / first:.2f} cores busy; {os.cpu_count()} CPUs, load average {load_before:.1f} before, "
+          f"{load_after:.1f} after); rerun (all reused): {second:.1f} s")
+    print("where the time went (s, summed over arms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+    print(f"model parameters: {params:,}")
     for name, arm in report["arms"].items():
         curation, replicate = arm["curation"], arm["replicates"][0]
         metrics, training = replicate["metrics"], replicate["training"]
@@ -51,6 +86,13 @@ def main() -> None:
         factor = comparison["data_equivalent_factor"].get("mean")
         print(f"data-equivalent factor of {name} vs {report['comparison']['reference']}: "
               f"{'n/a' if factor is None else f'{factor:.2f}x'}")
+
+
+def _numel(shape: list[int]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
 
 
 if __name__ == "__main__":

@@ -533,7 +533,21 @@ def _results_table(report: dict[str, Any]) -> str:
     from corpuslab.report.build import summary_rows
 
     columns, rows = summary_rows(report)
-    return format_table([c for c in columns if c not in TERMINAL_HIDDEN], rows)
+    shown = [c for c in columns if c not in TERMINAL_HIDDEN]
+    return format_table(shown, [{c: _terminal_value(c, row.get(c)) for c in shown} for row in rows])
+
+
+def _terminal_value(column: str, value: Any) -> str:
+    """One precision per kind of column, so a column's digits line up (summary.tsv keeps 4 significant)."""
+    if value is None or value == "" or isinstance(value, (bool, str)):
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if column.endswith("_ppl") or "exposure" in column or column == "epochs":
+        return f"{value:,.2f}"
+    if column.endswith(("precision", "recall", "_rate")):
+        return f"{value:.3f}"
+    return f"{value:.4f}"
 
 
 def _keep_run(root: Path) -> Path:

@@ -28,6 +28,7 @@ import torch
 
 from corpuslab.corpus.canaries import Canary, CanaryConfig, random_secret
 from corpuslab.errors import StageError
+from corpuslab.progress import progress
 
 SCORE_BATCH = 512  # candidate sequences per forward pass
 HEAD_ROWS = 1024  # distinct contexts per vocabulary projection: bounds memory at HEAD_ROWS x vocab floats
@@ -198,7 +199,9 @@ def measure_memorization(
     generations = _greedy_decode(model, contexts, n_decode, device)
     results = []
     rows = zip(canaries, contexts, splits, generations)
-    for index, (canary, context, (_, secret_ids), generated) in enumerate(rows):
+    # Ranking each secret among num_candidates others is most of an evaluation's time: show it moving.
+    for index, (canary, context, (_, secret_ids), generated) in enumerate(
+            progress(rows, "canary exposure", unit="canary", total=len(canaries))):
         results.append({
             "id": canary.id,
             "copies": canary.copies,

@@ -298,6 +298,10 @@ class Canaries(ModelMetric):
             data.canaries, scoring, device=device, seed=data.seed,
         )
         summary = {"overall": memorization.overall(results), "by_copies": memorization.summarize(results)}
+        by_copies = ", ".join(f"{g['copies']} {'copy' if g['copies'] == 1 else 'copies'} {g['mean_exposure']:.2f}"
+                              for g in summary["by_copies"])
+        log(f"  canaries: {len(results)} scored, {summary['overall']['exact_rate']:.0%} extracted exactly; "
+            f"mean exposure {summary['overall']['mean_exposure']:.2f} bits ({by_copies})")
         return Evaluation({"canaries": summary}, {"canaries.json": results})
 
 
@@ -322,9 +326,21 @@ class Tasks(ModelMetric):
         results = evaluate_tasks(model, tokenizer, task_cfg, device, seed=data.seed)
         for task, scores in results.items():
             if not task.startswith("blimp_"):  # BLiMP's 67 paradigms would drown the log; their mean is `blimp`
-                shown = {k: round(v, 4) for k, v in scores.items() if isinstance(v, float) and not k.endswith("stderr")}
-                log(f"  {task}: {shown}")
+                log(f"  {task}: {format_scores(scores)}")
         return Evaluation({"tasks": results})
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """'acc 0.125  acc_norm 0.250 (8 examples)': a task's scores for a log line, with their precision."""
+    shown = []
+    for key, value in scores.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or key.endswith("stderr"):
+            continue
+        if key in ("n", "examples", "num_examples", "samples"):
+            continue
+        shown.append(f"{key} {value:.3g}" if "perplexity" in key or abs(value) >= 1000 else f"{key} {value:.3f}")
+    count = next((scores[k] for k in ("n", "examples", "num_examples", "samples") if isinstance(scores.get(k), int)), None)
+    return "  ".join(shown) + (f" ({count:,} examples)" if count is not None else "")
 
 
 # ---------------------------------------------------------------------------------------------- running them

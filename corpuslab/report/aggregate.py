@@ -177,7 +177,7 @@ def _cell(value: Any) -> str:
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        float(text.replace(",", ""))
     except ValueError:
         return False
     return True

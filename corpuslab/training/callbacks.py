@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,10 +92,12 @@ class Evaluate(Callback):
 
 
 class LogRate(Callback):
-    """Every `log_interval` steps and at the end: mean loss, lr, grad norm and tokens per second."""
+    """Every `log_interval` steps and at the end: mean loss, lr, grad norm, tokens per second and the time
+    left (from the wall time per step so far, evaluations and saves included)."""
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.seconds, self.step = trainer.train_seconds, trainer.step
+        self.started, self.first_step = time.monotonic(), trainer.step
 
     def on_step_end(self, trainer: Trainer) -> None:
         if trainer.step % trainer.cfg.log_interval and trainer.step != trainer.total_steps:
@@ -104,8 +107,21 @@ class LogRate(Callback):
         tokens = (trainer.step - self.step) * trainer.cfg.tokens_per_step
         rate = tokens / seconds if seconds > 0 else float("nan")
         self.seconds, self.step = trainer.train_seconds, trainer.step
+        left = trainer.total_steps - trainer.step
+        per_step = (time.monotonic() - self.started) / max(trainer.step - self.first_step, 1)
+        eta = f" | {format_duration(left * per_step)} left" if left else ""
         trainer.log(f"step {trainer.step}/{trainer.total_steps} | loss {entry['loss']:.4f} "
-                    f"| lr {entry['lr']:.3e} | grad norm {entry['grad_norm']:.3f} | {rate:,.0f} tok/s")
+                    f"| lr {entry['lr']:.2e} | grad norm {entry['grad_norm']:.3f} | {rate:,.0f} tok/s{eta}")
+
+
+def format_duration(seconds: float) -> str:
+    """'45s', '3m05s', '1h02m': short enough for a log line."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class PeriodicCheckpoint(Callback):

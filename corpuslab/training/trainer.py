@@ -528,7 +528,8 @@ def train(
         torch.set_num_threads(cfg.num_threads)
     was_training = model.training
     try:
-        every = [*procedure.callbacks(), Evaluate(), LogRate(), *callbacks, PeriodicCheckpoint()]
+        # The step's rate line is logged before its validation line, so a log reads in step order.
+        every = [*procedure.callbacks(), LogRate(), Evaluate(), *callbacks, PeriodicCheckpoint()]
         trainer = Trainer(model, train_stream, train_windows, val_stream, val_windows, cfg, out_dir, log,
                           procedure, every)
         resumed_from = _start(trainer)
@@ -543,11 +544,14 @@ def train(
 def _run(trainer: Trainer, resumed_from: int | None) -> TrainResult:
     cfg = trainer.cfg
     epochs = trainer.total_steps * cfg.tokens_per_step / (len(trainer.train_windows) * cfg.chunk_len)
+    # The sampler's own counts, less the window count already on the line (samplers that skip or draw
+    # differently say how here).
     sampler_stats = trainer.sampler.stats()
-    drawn = ", ".join(f"{key} {value}" for key, value in sampler_stats.items())
-    trainer.log(f"training {trainer.total_steps} steps x {cfg.tokens_per_step} tokens on {trainer.device} "
-                f"({len(trainer.train_windows)} windows, {epochs:.2f} epochs); procedure {trainer.procedure.name}, "
-                f"sampler {trainer.sampler.name} ({drawn})")
+    drawn = ", ".join(f"{key} {value:,}" if isinstance(value, int) else f"{key} {value}"
+                      for key, value in sampler_stats.items() if key != "windows")
+    trainer.log(f"training {trainer.total_steps:,} steps x {cfg.tokens_per_step:,} tokens on {trainer.device} "
+                f"({len(trainer.train_windows):,} windows, {epochs:.2f} epochs); procedure {trainer.procedure.name}, "
+                f"sampler {trainer.sampler.name}" + (f" ({drawn})" if drawn else ""))
     trainer.model.train()
     for callback in trainer.callbacks:
         callback.on_train_start(trainer)

@@ -31,8 +31,11 @@ class DedupRecipe(Recipe):
             return []
         context.stats["engine"] = result.stats
         _add_cluster_excerpts(result.stats.get("largest_clusters", []), items)
-        context.log(f"  {self.name}: {result.stats.get('dropped_by_reason', {})} of {result.stats.get('docs_in')}"
-                    + self._detail(result))
+        reasons = result.stats.get("dropped_by_reason", {})
+        dropped = sum(reasons.values())
+        by_reason = ", ".join(f"{reason} {count:,}" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        context.log(f"  {self.name}: dropped {dropped:,} of {result.stats.get('docs_in', 0):,}"
+                    + (f" ({by_reason})" if by_reason else "") + self._detail(result))
         return result.decisions
 
     def find(self, items: list[Path], context: CurationContext) -> DedupResult | None:
@@ -105,8 +108,8 @@ class NearDedup(DedupRecipe):
         return find_exact_and_near_duplicates(items, self.config.minhash, self.config.normalize, context.executor)
 
     def _detail(self, result: DedupResult) -> str:
-        return (f" ({self.config.minhash}; {result.stats.get('candidate_pairs', 0)} candidate pairs, "
-                f"{result.stats.get('candidates_rejected_by_verification', 0)} rejected by verification)")
+        return (f"; minhash {self.config.minhash}: {result.stats.get('candidate_pairs', 0):,} candidate pairs, "
+                f"{result.stats.get('candidates_rejected_by_verification', 0):,} rejected by verification")
 
 
 def _add_cluster_excerpts(clusters: list[dict[str, Any]], shards: list[Path], chars: int = 200) -> None:

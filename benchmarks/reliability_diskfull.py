@@ -82,7 +82,8 @@ class Hook:
 def _name_is(name: str, parent_prefix: str | None = None) -> Callable[..., bool]:
     def when(*args: Any, **kwargs: Any) -> bool:
         path = next((Path(a) for a in args if isinstance(a, (str, os.PathLike))), None)
-        if path is None or path.name != name:
+        # Outputs written as one set go to a staged name first (`.tmp-<pid>-set-report.json`, see atomic.FileSet).
+        if path is None or not (path.name == name or path.name.endswith(f"-set-{name}")):
             return False
         return parent_prefix is None or path.parent.name.startswith(parent_prefix)
 
@@ -115,6 +116,7 @@ def install(writer: str) -> None:
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
     import corpuslab.artifacts as artifacts
+    import corpuslab.evaluation.metrics as metrics
     import corpuslab.experiment as experiment
     import corpuslab.report.build as report_build
     import corpuslab.report.html as report_html
@@ -135,7 +137,7 @@ def install(writer: str) -> None:
         "checkpoint_safetensors": lambda: patch(modeling_utils, "safe_save_file", Hook("safetensors", nth=3)),
         "checkpoint_torch_save": lambda: patch(torch, "save", Hook("torch.save", _name_is("trainer_state.pt"), nth=2)),
         "final_checkpoint": lambda: patch(modeling_utils, "safe_save_file", Hook("safetensors", _into("final"))),
-        "evaluate_metrics_json": lambda: patch(experiment, "write_json_atomic", Hook("OSError", _name_is("metrics.json"))),
+        "evaluate_metrics_json": lambda: patch(metrics, "write_json_atomic", Hook("OSError", _name_is("metrics.json"))),
         "report_json": lambda: patch(report_build, "write_json_atomic", Hook("OSError", _name_is("report.json"))),
         "summary_tsv": lambda: patch(report_build, "write_summary", Hook("OSError")),
         "report_html": lambda: patch(report_html, "write_text_atomic", Hook("OSError", _name_is("report.html"))),

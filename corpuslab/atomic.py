@@ -110,5 +110,10 @@ def file_set(folder: str | os.PathLike[str]) -> Iterator[FileSet]:
     try:
         yield files
         files.commit()
+    except OSError as err:  # name the file the user knows, not its staged name
+        staged = {str(tmp): str(target) for tmp, target in files._staged}
+        if err.filename in staged:
+            err.filename = staged[err.filename]
+        raise
     finally:
         files.discard()

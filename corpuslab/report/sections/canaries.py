@@ -53,7 +53,7 @@ def _examples(page: Page) -> str:
                          f"{example.get('rank')} / {example.get('num_candidates')}", fmt(example.get("exposure"))])
     note = (f'<p class="note">The {EXAMPLES_PER_ARM} most-copied canaries of each arm&#39;s first seed; '
             "the full list is in each evaluation folder&#39;s canaries.json.</p>")
-    return f'<div class="scroll">{table(header, rows, text_columns={2, 4, 5})}</div>\n{note}'
+    return f'{table(header, rows, text_columns={2, 4, 5})}\n{note}'
 
 
 def _generation(text: Any) -> str:

@@ -39,7 +39,7 @@ class Groups(Section):
         parts = ['<h2 id="groups">Groups</h2>',
                  '<p class="lead">Arms that share a group pool their replicates: mean ± 95% interval over every '
                  "replicate of every arm in the group.</p>",
-                 f'<div class="scroll">{table(header, rows, text_columns={1})}</div>',
+                 table(header, rows, text_columns={1}),
                  _versus_reference(page, columns)]
         if columns:
             caption = ("Each group's mean with its 95% interval over the pooled replicates; small dots: each "

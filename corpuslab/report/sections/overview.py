@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from corpuslab.report.page import Page, fmt, table
+from corpuslab.report.caveats import canary_share, comparison_warnings
+from corpuslab.report.page import Page, fmt, table, untested_reason
 from corpuslab.report.sections.base import Section, compared_columns, sections
 
 
@@ -31,7 +32,20 @@ class Header(Section):
                 f"({', '.join(map(str, seeds))}) · reference arm <b>{escape(str(page.reference))}</b> · {escape(source)}")
         nav = "".join(f'<a href="#{s.anchor}">{escape(s.title)}</a>' for s in page.sections if s.title and s.anchor)
         return (f"<h1>corpuslab report: {escape(str(report.get('experiment', '')))}</h1>\n"
-                f'<p class="lead">{lead}</p>\n<nav>{nav}</nav>\n{glance(page)}')
+                f'<p class="lead">{lead}</p>\n<nav>{nav}</nav>\n{warning_box(page)}{glance(page)}')
+
+
+def warning_box(page: Page) -> str:
+    """The box at the top of the page: what makes this comparison weak (`report.caveats`), each with its figure.
+    A report.json written before it recorded warnings gets them computed from its numbers."""
+    warnings = page.report.get("warnings")
+    if warnings is None:
+        warnings = comparison_warnings(page.report)
+    if not warnings:
+        return ""
+    items = "".join(f'<li data-kind="{escape(str(w.get("kind")))}">{escape(str(w.get("message")))}</li>' for w in warnings)
+    return (f'<div class="warnings" role="note" id="warnings"><h2>Read with care: {len(warnings)} '
+            f'warning{"s" if len(warnings) != 1 else ""}</h2><ul>{items}</ul></div>\n')
 
 
 def glance(page: Page) -> str:
@@ -44,18 +58,35 @@ def glance(page: Page) -> str:
         items.append(f"Validation bits per byte, mean over seeds, best first: {order}.")
     labels = {c.key: c.label for c in compared_columns(page.report)}
     for name, arm in page.comparison.get("arms", {}).items():
-        significant = [labels.get(k, k) for k, d in arm.get("differences", {}).items() if d.get("significant")]
-        factor = arm.get("data_equivalent_factor", {})
-        text = (f"significant differences on {', '.join(significant)}" if significant
-                else "no difference is significant at 95%")
-        if factor.get("mean") is not None:
-            text += f"; data-equivalent factor {factor['mean']:.2f}×"
-        items.append(f"{escape(name)} vs {escape(str(page.reference))}: {escape(text)}.")
-    seeds = {len(page.replicates(n)) for n in page.names}
-    if seeds == {1}:
-        items.append("One seed per arm: no intervals; differences between arms may be noise.")
+        items.append(f"{escape(name)} vs {escape(str(page.reference))}: {escape(significance_sentence(arm, labels))}.")
     body = "".join(f"<li>{item}</li>" for item in items)
     return f'<h2 id="glance">At a glance</h2>\n<ul class="glance">{body}</ul>' if items else ""
+
+
+def significance_sentence(arm: dict[str, Any], labels: dict[str, str]) -> str:
+    """What the paired comparison of one arm with the reference found, never claiming a test it could not run."""
+    differences = {k: d for k, d in arm.get("differences", {}).items() if d and d.get("mean") is not None}
+    tested = {k: d for k, d in differences.items() if d.get("significant") is not None}
+    significant = [labels.get(k, k) for k, d in tested.items() if d["significant"]]
+    if not differences:
+        text = "no metric to compare"
+    elif not tested:
+        reasons = list(dict.fromkeys(untested_reason(d) for d in differences.values()))
+        text = f"not tested: {'; '.join(reasons)}"
+    elif significant:
+        text = f"significant differences on {', '.join(significant)} (95%, paired by seed)"
+    else:
+        pairs = max(d.get("n", 0) for d in tested.values())
+        text = f"no difference is significant at 95% (paired by seed, {pairs} seeds)"
+    untested = [labels.get(k, k) for k in differences if k not in tested]
+    if tested and untested:
+        text += f"; not tested on {', '.join(untested)}"
+    factor = arm.get("data_equivalent_factor", {})
+    if factor.get("mean") is not None:
+        text += f"; data-equivalent factor {factor['mean']:.2f}×"
+    elif factor.get("unavailable"):
+        text += f"; data-equivalent factor not available: {factor['unavailable']}"
+    return text
 
 
 @sections.register
@@ -116,11 +147,25 @@ def _corpus_notes(corpus: dict[str, Any]) -> list[str]:
     if canaries:
         notes.append(f"Canaries: {canaries.get('canaries')} secrets in {canaries.get('documents')} training documents, "
                      f"inserted {escape(str(canaries.get('placement', '')).replace('_', ' '))} "
-                     "(the tokenized train split includes them).")
+                     f"(the tokenized train split includes them){_canary_share_text(corpus)}.")
     if decon:
         notes.append(f"Val and test documents that duplicate training documents are removed "
                      f"(mode <code>{escape(str(decon.get('mode')))}</code>) before anything is scored on them.")
     return notes
+
+
+def _canary_share_text(corpus: dict[str, Any]) -> str:
+    """', n% of the training split's documents (and m% of its tokens)': the share `report.caveats` checks."""
+    split_train = corpus.get("split", {}).get("documents", {}).get("train")
+    documents = corpus.get("canaries", {}).get("documents")
+    if not documents or split_train is None:
+        return ""
+    text = (f": <b>{100 * documents / (split_train + documents):.1f}% of the training split's documents</b> "
+            f"({fmt(documents)} of {fmt(split_train + documents)})")
+    share = canary_share({"corpus": corpus})
+    if share and share["by"] == "tokens":
+        text += f" and <b>{100 * share['share']:.1f}% of its tokens</b> ({fmt(share['canary'])} of {fmt(share['total'])})"
+    return text
 
 
 def _category_list(categories: dict[str, int]) -> str:

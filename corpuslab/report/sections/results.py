@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from corpuslab.report.page import Page, difference_cell, mean_ci_cell, table
+from corpuslab.report.page import Page, difference_cell, mean_ci_cell, seed_range, table
 from corpuslab.report.plots import curve_points, figure, figure_axes, seed_band, seed_mean, shared_legend, tokens_formatter
 from corpuslab.report.pooling import seed_values, significant_best
 from corpuslab.report.sections.base import ArmEntry, Column, MetricSection, Section, compared_columns, mean_of, sections
@@ -82,17 +82,24 @@ class Comparison(Section):
         labels = {c.key: c.label for c in compared_columns(page.report)}
         keys = list(dict.fromkeys(k for n in names for k in arms[n].get("differences", {})))
         header = [f"arm − {escape(str(page.reference))} (paired by seed)"] + [page.arm_label(n) for n in names]
-        rows = [[escape(labels.get(k, k))] + [difference_cell(arms[n]["differences"].get(k)) for n in names]
-                for k in keys]
+        rows = [[escape(labels.get(k, k))] + [difference_cell(arms[n]["differences"].get(k)) + seed_range(
+                    paired_differences(page, n, k)) for n in names] for k in keys]
         rows.append(["data-equivalent factor"] + [factor_cell(arms[n].get("data_equivalent_factor", {})) for n in names])
         return ('<h2 id="comparison">Comparison with the reference arm</h2>\n'
                 f"{table(header, rows)}\n"
                 '<p class="note"><span class="better">green</span> / <span class="worse">red</span>: the 95% interval of '
-                "the difference excludes 0 (lower is better for every row). Data-equivalent factor: how many times the "
+                "the difference excludes 0 (lower is better for every row); below, the range of the per-seed differences. "
+                "A difference over fewer than 2 paired seeds is not tested, and says so. Data-equivalent factor: how many times the "
                 "arm's training tokens the reference needs to reach the arm's final validation loss; above 1 the arm's "
                 "data is worth more per token.</p>\n"
                 f'<details><summary>Method</summary><p class="method">{escape(page.comparison.get("method", ""))}</p>'
                 "</details>")
+
+
+def paired_differences(page: Page, name: str, key: str) -> list[float]:
+    """arm − reference on `key`, one per seed both have: the spread behind a mean difference."""
+    arm, reference = seed_values(page.arms[name], key), seed_values(page.arms[page.reference], key)
+    return [arm[seed] - reference[seed] for seed in sorted(arm) if seed in reference]
 
 
 def factor_cell(factor: dict[str, Any]) -> str:

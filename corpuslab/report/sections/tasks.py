@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from corpuslab.report.page import MISSING, Page, fmt, is_number, table
+from corpuslab.report.page import MISSING, Page, fmt, is_number, seed_range, table
 from corpuslab.report.plots import dot_plot, figure, figure_axes, shared_legend, value_axis
 from corpuslab.report.sections.base import MetricSection, sections
 from corpuslab.report.stats import mean_ci
@@ -60,7 +60,7 @@ def _task_cell(summary: dict[str, Any] | None) -> str:
         text += f' <span class="ci">± {fmt(summary["half"])}</span>'
     if summary.get("examples") is not None:
         text += f' <span class="ci">(n={fmt(summary["examples"])})</span>'
-    return text
+    return text + seed_range(summary.get("seeds") or [])
 
 
 def task_table(page: Page) -> TaskTable:

@@ -10,6 +10,7 @@ from corpuslab.report.html import render_html
 from corpuslab.report.page import CSS, Page
 from corpuslab.report.plots import svg
 from corpuslab.report.sections import page_sections
+from corpuslab.report.sections.canaries import Canaries
 from corpuslab.report.sections.overview import Corpus, Header
 from corpuslab.report.sections.results import Comparison, Metrics, _plot_curves
 from corpuslab.report.sections.tasks import Tasks, _plot_tasks, task_table
@@ -105,9 +106,12 @@ def test_a_task_axis_is_linear_unless_its_values_span_a_factor_of_ten():
     assert _plot_tasks(wide, task_table(wide)).axes[0].get_yscale() == "log"
 
 
-def test_corpus_section_shows_the_canary_share():
-    corpus = Corpus().render(page_of(make_report()))
-    assert "24.0% of the training split&#x27;s documents" in corpus or "24.0% of the training split's documents" in corpus
+def test_corpus_and_canary_sections_show_the_canary_share():
+    page = page_of(make_report())
+    assert "24.0% of the training split's documents</b> (62 of 258)" in Corpus().render(page)
+    assert "The canaries are <b>24.0% of the training split's documents</b>" in Canaries().render(page)
+    page.report["corpus"]["canary_share"] = {"tokens": 3253, "train_tokens": 42509, "token_share": 3253 / 42509}
+    assert "and <b>7.7% of its tokens</b> (3,253 of 42,509)" in Corpus().render(page)
 
 
 @pytest.fixture(scope="module")

@@ -54,8 +54,9 @@ def glance(page: Page) -> str:
     ranked = [(page.arms[n]["aggregate"].get("val.bits_per_byte", {}).get("mean"), n) for n in page.names]
     ranked = sorted((v, n) for v, n in ranked if v is not None)
     if ranked:
-        order = " < ".join(f"{escape(n)} ({v:.4f})" for v, n in ranked)
-        items.append(f"Validation bits per byte, mean over seeds, best first: {order}.")
+        order = " &lt; ".join(f"{escape(n)} ({v:.4f})" for v, n in ranked)
+        items.append(f"Validation bits per byte, mean over seeds, lowest first: {order} (an order of means; "
+                     "which differences are significant is below).")
     labels = {c.key: c.label for c in compared_columns(page.report)}
     for name, arm in page.comparison.get("arms", {}).items():
         items.append(f"{escape(name)} vs {escape(str(page.reference))}: {escape(significance_sentence(arm, labels))}.")
@@ -147,14 +148,14 @@ def _corpus_notes(corpus: dict[str, Any]) -> list[str]:
     if canaries:
         notes.append(f"Canaries: {canaries.get('canaries')} secrets in {canaries.get('documents')} training documents, "
                      f"inserted {escape(str(canaries.get('placement', '')).replace('_', ' '))} "
-                     f"(the tokenized train split includes them){_canary_share_text(corpus)}.")
+                     f"(the tokenized train split includes them){canary_share_text(corpus)}.")
     if decon:
         notes.append(f"Val and test documents that duplicate training documents are removed "
                      f"(mode <code>{escape(str(decon.get('mode')))}</code>) before anything is scored on them.")
     return notes
 
 
-def _canary_share_text(corpus: dict[str, Any]) -> str:
+def canary_share_text(corpus: dict[str, Any]) -> str:
     """', n% of the training split's documents (and m% of its tokens)': the share `report.caveats` checks."""
     split_train = corpus.get("split", {}).get("documents", {}).get("train")
     documents = corpus.get("canaries", {}).get("documents")

@@ -135,8 +135,10 @@ def seed_range(seeds: Sequence[float]) -> str:
 
 
 def difference_cell(stats: dict[str, Any] | None) -> str:
-    if not stats or stats.get("mean") is None:
+    if not stats:
         return MISSING
+    if stats.get("mean") is None:
+        return '<span class="muted">not available: no seed has this number on both sides</span>'
     mean, interval = stats["mean"], stats.get("ci95")
     text = fmt_signed(mean)
     if interval is not None:

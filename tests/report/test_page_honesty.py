@@ -137,3 +137,13 @@ def test_an_svg_scales_by_its_viewbox():
     text = svg(_plot_tasks(page, task_table(page)))
     tag = text[:text.index(">")]
     assert "viewBox" in tag
+
+
+def test_an_unpaired_group_comparison_without_replicates_says_not_tested():
+    from corpuslab.report.sections.groups import Groups
+
+    report = one_seed(make_report())
+    report["arms"]["exact"]["group"] = report["arms"]["near"]["group"] = "dedup"
+    groups = Groups().render(page_of(report))  # dedup: 2 replicates of seed 0 against 1: Welch, one side short
+    assert "not tested: fewer than 2 replicates on one side of an unpaired comparison" in groups
+    assert report["group_comparison"]["groups"]["dedup"]["differences"]["val.loss"]["significant"] is None

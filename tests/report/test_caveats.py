@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpuslab.report.build import add_comparisons, aggregate, canary_tokens, compare_arms
-from corpuslab.report.caveats import MAX_CANARY_SHARE, MAX_EPOCHS, MIN_HELD_OUT_DOCS, MIN_SEEDS, comparison_warnings
+from corpuslab.report.caveats import DEFAULT_CANARY_DOC_SHARE, MAX_CANARY_TOKEN_SHARE, MAX_EPOCHS, MIN_HELD_OUT_DOCS, MIN_SEEDS, comparison_warnings
 from corpuslab.report.stats import best_arm, paired_difference, welch_difference
 from tests.report.test_html import make_report
 
@@ -53,13 +53,20 @@ def test_canaries_a_large_share_of_training_are_warned():
     report["corpus"]["split"]["documents"]["train"] = 750
     report["corpus"]["canaries"]["documents"] = 1550  # the case: 67% of the training split
     warning = kinds(report)["canaries"]
-    assert warning["figure"] == pytest.approx(1550 / 2300, abs=1e-4) and warning["threshold"] == MAX_CANARY_SHARE
-    assert "67.4% of the training split by documents (1,550 of 2,300" in warning["message"]
-    # Where the tokens stage says how many tokens the canaries are, their token share decides.
+    assert warning["figure"] == pytest.approx(1550 / 2300, abs=1e-4) and warning["threshold"] == DEFAULT_CANARY_DOC_SHARE
+    assert "67.4% of the training split by documents (1,550 of 2,300; threshold 25%" in warning["message"]
+    report["corpus"]["canaries"]["documents"] = 200  # 21%: within the canaries stage's default cap
+    assert "canaries" not in kinds(report)
+    report["corpus"]["canaries"]["max_share"] = 0.1  # the cap this run's canaries stage recorded
+    assert kinds(report)["canaries"]["threshold"] == 0.1
+    del report["corpus"]["canaries"]["max_share"]
+    # Where the tokens stage says how many tokens the canaries are, their token share is checked too.
     report["corpus"]["canary_share"] = {"tokens": 3_000, "train_tokens": 300_000, "token_share": 0.01}
     assert "canaries" not in kinds(report)
-    report["corpus"]["canary_share"] = {"tokens": 30_000, "train_tokens": 300_000, "token_share": 0.1}
-    assert "10.0% of the training split by tokens (30,000 of 300,000" in kinds(report)["canaries"]["message"]
+    report["corpus"]["canary_share"] = {"tokens": 45_000, "train_tokens": 300_000, "token_share": 0.15}
+    warning = kinds(report)["canaries"]
+    assert "15.0% of the training split by tokens (45,000 of 300,000; threshold 10%" in warning["message"]
+    assert warning["threshold"] == MAX_CANARY_TOKEN_SHARE
 
 
 def test_an_arm_that_repeats_its_data_many_times_is_warned():
@@ -86,7 +93,7 @@ def test_synthetic_tasks_on_another_corpus_are_warned():
 def test_the_report_records_its_warnings_and_best_arms():
     report = one_seed(make_report())
     add_comparisons(report, reference_arm="no_dedup")
-    assert [w["kind"] for w in report["warnings"]] == ["seeds", "val_size", "test_size", "canaries"]
+    assert [w["kind"] for w in report["warnings"]] == ["seeds", "val_size", "test_size"]
     assert report["best"]["val.loss"] == {"arm": None, "reason": "not tested: one seed per arm"}
     two = make_report()
     add_comparisons(two, reference_arm="no_dedup")

@@ -27,9 +27,10 @@ def test_the_warning_box_is_at_the_top_with_each_figure():
     page = page_of(one_seed(make_report()))
     header = Header().render(page)
     assert header.index('class="warnings"') < header.index('id="glance"')
-    assert "Read with care: 4 warnings" in header
+    assert "Read with care: 3 warnings" in header
     assert "every arm has 1 seed" in header and "5 documents scored (threshold 50)" in header
-    assert "24.0% of the training split by documents (62 of 258" in header
+    page.report["corpus"]["canaries"]["documents"] = 1550
+    assert "88.8% of the training split by documents (1,550 of 1,746; threshold 25%" in Header().render(page_of(page.report))
     assert "Too few seeds" not in Header().render(page_of(make_report()))  # two seeds: a test was possible
 
 
@@ -112,6 +113,9 @@ def test_corpus_and_canary_sections_show_the_canary_share():
     assert "The canaries are <b>24.0% of the training split's documents</b>" in Canaries().render(page)
     page.report["corpus"]["canary_share"] = {"tokens": 3253, "train_tokens": 42509, "token_share": 3253 / 42509}
     assert "and <b>7.7% of its tokens</b> (3,253 of 42,509)" in Corpus().render(page)
+    page.report["corpus"]["canaries"].update(requested=100, max_share=0.25)  # the stage lowered the count to fit
+    assert "canaries.count=100 was lowered to 4 so that canary documents stay within canaries.max_share=0.25" in (
+        Corpus().render(page))
 
 
 @pytest.fixture(scope="module")

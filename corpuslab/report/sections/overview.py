@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from corpuslab.report.caveats import canary_share, comparison_warnings
+from corpuslab.report.caveats import canary_shares, comparison_warnings
 from corpuslab.report.page import Page, fmt, table, untested_reason
 from corpuslab.report.sections.base import Section, compared_columns, sections
 
@@ -156,16 +156,22 @@ def _corpus_notes(corpus: dict[str, Any]) -> list[str]:
 
 
 def canary_share_text(corpus: dict[str, Any]) -> str:
-    """', n% of the training split's documents (and m% of its tokens)': the share `report.caveats` checks."""
-    split_train = corpus.get("split", {}).get("documents", {}).get("train")
-    documents = corpus.get("canaries", {}).get("documents")
-    if not documents or split_train is None:
+    """', n% of the training split's documents (and m% of its tokens)': the shares `report.caveats` checks, and
+    the requested count when the canaries stage lowered it to fit the corpus."""
+    shares = {s["by"]: s for s in canary_shares({"corpus": corpus})}
+    if "documents" not in shares:
         return ""
-    text = (f": <b>{100 * documents / (split_train + documents):.1f}% of the training split's documents</b> "
-            f"({fmt(documents)} of {fmt(split_train + documents)})")
-    share = canary_share({"corpus": corpus})
-    if share and share["by"] == "tokens":
-        text += f" and <b>{100 * share['share']:.1f}% of its tokens</b> ({fmt(share['canary'])} of {fmt(share['total'])})"
+    documents = shares["documents"]
+    text = (f": <b>{100 * documents['share']:.1f}% of the training split's documents</b> "
+            f"({fmt(documents['canary'])} of {fmt(documents['total'])})")
+    if "tokens" in shares:
+        tokens = shares["tokens"]
+        text += f" and <b>{100 * tokens['share']:.1f}% of its tokens</b> ({fmt(tokens['canary'])} of {fmt(tokens['total'])})"
+    canaries = corpus.get("canaries", {})
+    requested = canaries.get("requested")
+    if requested is not None and requested != canaries.get("canaries"):
+        text += (f"; canaries.count={fmt(requested)} was lowered to {fmt(canaries.get('canaries'))} so that canary "
+                 f"documents stay within canaries.max_share={canaries.get('max_share')} of the training split")
     return text
 
 

@@ -132,6 +132,8 @@ def test_the_page_reads_at_phone_width(full_page):
     assert re.search(r"figure svg \{[^}]*max-width: 100%[^}]*height: auto", CSS)
     assert re.search(r"@media \(max-width: \d+px\) \{\s*main \{ padding: \d+px \d+px", CSS)
     assert full_page.count("<table") == full_page.count('<div class="scroll"><table') > 0
+    fixed = [int(w) for w in re.findall(r"(?<![-\w])width: (\d+)px", CSS)]
+    assert all(w <= 420 for w in fixed), fixed  # nothing is laid out wider than a phone except inside .scroll
     svgs = re.findall(r"<svg[^>]*>", full_page)
     assert svgs and all(re.search(r'viewBox="0 0 [\d.]+ [\d.]+"', tag) for tag in svgs)
 
@@ -150,4 +152,6 @@ def test_an_unpaired_group_comparison_without_replicates_says_not_tested():
     report["arms"]["exact"]["group"] = report["arms"]["near"]["group"] = "dedup"
     groups = Groups().render(page_of(report))  # dedup: 2 replicates of seed 0 against 1: Welch, one side short
     assert "not tested: fewer than 2 replicates on one side of an unpaired comparison" in groups
+    near, exact = (report["arms"][n]["replicates"][0]["metrics"]["val"]["loss"] for n in ("near", "exact"))
+    assert f"seeds {min(near, exact):.4f}–{max(near, exact):.4f}" in groups  # the dedup group's two replicates
     assert report["group_comparison"]["groups"]["dedup"]["differences"]["val.loss"]["significant"] is None

@@ -80,6 +80,13 @@ def test_an_unavailable_data_equivalent_factor_says_why():
         "arm is worse than the reference's first evaluation")
 
 
+def test_a_precision_without_removals_says_why():
+    from corpuslab.report.sections.curation import Detection
+
+    detection = Detection().render(page_of(make_report()))
+    assert "not available: nothing dropped" in detection  # no_dedup removed nothing: no precision to score
+
+
 def test_the_validation_curve_shows_the_spread_of_two_seeds():
     two = page_of(make_report())
     one = page_of(one_seed(make_report()))

@@ -121,11 +121,19 @@ def _ground_truth(page: Page) -> str:
     if not names:
         return ""
     rows = [[page.arm_label(n), escape(str(recipe_name(page.arms[n]))),
-             fmt(_stats(page.arms[n])["ground_truth"].get("precision")),
+             _precision_cell(_stats(page.arms[n])),
              fmt(_stats(page.arms[n])["ground_truth"].get("recall"))] for n in names]
     return (f'{table(["arm", "recipe", "dup precision", "dup recall"], rows, text_columns={1})}\n'
             '<p class="note">Precision and recall score the removals against the duplicates planted in the synthetic '
             "corpus (recall counts planted duplicates above the similarity threshold).</p>")
+
+
+def _precision_cell(stats: dict[str, Any]) -> str:
+    """Precision of the removals, or why there is none (an arm that removed nothing has no precision)."""
+    precision = stats["ground_truth"].get("precision")
+    if precision is None and not stats.get("dropped"):
+        return '<span class="muted">not available: nothing dropped</span>'
+    return fmt(precision)
 
 
 def _engines(page: Page) -> str:

@@ -19,9 +19,19 @@ from typing import Any, Protocol
 
 from corpuslab.artifacts import read_json, write_json_atomic
 from corpuslab.atomic import FileSet, atomic_file
+from corpuslab.report.caveats import comparison_warnings
 from corpuslab.report.html import write_html_report
-from corpuslab.report.pooling import aggregate, compare_groups, group_of, pool_groups, replicate_numbers
+from corpuslab.report.pooling import (
+    aggregate,
+    compare_groups,
+    group_of,
+    pool_groups,
+    replicate_numbers,
+    seed_values,
+    significant_best,
+)
 from corpuslab.report.sections import Column, compared_columns, round_number, summary_columns
+from corpuslab.report.sections.results import HEADLINE
 from corpuslab.report.stats import data_equivalent_factor, mean_ci, paired_difference
 from corpuslab.schema import to_dict
 
@@ -78,6 +88,7 @@ def write_report(
             "decontamination": _clean(prepared.decontaminate.manifest()),
             "tokens": _clean(prepared.tokens.manifest()),
             "canaries": _clean(prepared.canaries.manifest()),
+            "canary_share": canary_tokens(prepared.tokens.path),
         },
         "arms": {run.name: arm_report(run, arms[run.name]) for run in cfg.runs if run.name in arms},
     }
@@ -94,6 +105,40 @@ def add_comparisons(report: dict[str, Any], reference_arm: str) -> None:
     reference_group = group_of(reference_arm, arms[reference_arm]) if reference_arm in arms else ""
     keys = [c.key for c in compared_columns(report) if c.key]
     report["group_comparison"] = compare_groups(arms, reference_group, keys)
+    report["best"] = best_arms(arms)
+    report["warnings"] = comparison_warnings(report)
+
+
+def best_arms(arms: dict[str, Any]) -> dict[str, Any]:
+    """{key: {arm, reason}} for the ranked headline rows: an arm is best only when significantly so (`stats.best_arm`)."""
+    out = {}
+    for key, _label, lower_is_better in HEADLINE:
+        if lower_is_better is not None and any(seed_values(arm, key) for arm in arms.values()):
+            out[key] = significant_best(arms, key, lower_is_better)
+    return out
+
+
+def canary_tokens(tokens_stage: Path) -> dict[str, Any] | None:
+    """Canary documents, tokens and bytes in the tokenized train split, and their shares, read from the tokens
+    stage's document table (`canary` column) and offsets; None for a stage that predates the column."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table_path, offsets_path = tokens_stage / "train.docs.parquet", tokens_stage / "train.idx.npy"
+    if not table_path.exists() or not offsets_path.exists():
+        return None
+    table = pq.read_table(table_path)
+    if "canary" not in table.column_names:
+        return None
+    canary = np.asarray(table.column("canary").to_numpy(zero_copy_only=False), dtype=bool)
+    lengths = np.diff(np.load(offsets_path))
+    if len(lengths) != len(canary):
+        return None
+    byte_counts = np.asarray(table.column("bytes").to_numpy(), dtype=np.int64)
+    tokens, total = int(lengths[canary].sum()), int(lengths.sum())
+    return {"documents": int(canary.sum()), "train_documents": len(canary), "tokens": tokens, "train_tokens": total,
+            "token_share": tokens / total if total else None, "bytes": int(byte_counts[canary].sum()),
+            "train_bytes": int(byte_counts.sum())}
 
 
 def write_outputs(report: dict[str, Any], files: FileSet) -> None:
@@ -167,11 +212,20 @@ def compare_arms(arms: dict[str, Any], reference: str) -> dict[str, Any]:
                 factors.append(data_equivalent_factor(ref_replicate["curve"], numbers["training.final_val_loss"],
                                                       int(numbers["training.tokens_seen"])))
         values = [f["factor"] for f in factors if f.get("factor") is not None]
-        out["arms"][name] = {
-            "differences": differences,
-            "data_equivalent_factor": {**mean_ci(values), "per_seed": factors},
-        }
+        factor = {**mean_ci(values), "per_seed": factors}
+        if factor["mean"] is None:
+            factor["unavailable"] = factor_unavailable(factors, arm, ref)
+        out["arms"][name] = {"differences": differences, "data_equivalent_factor": factor}
     return out
+
+
+def factor_unavailable(factors: list[dict[str, Any]], arm: dict[str, Any], reference: dict[str, Any]) -> str:
+    """Why an arm has no data-equivalent factor, in words the report shows after "not available: "."""
+    if factors:
+        return "; ".join(dict.fromkeys(str(f.get("method")) for f in factors))
+    if not {r["seed"] for r in arm["replicates"]} & {r["seed"] for r in reference["replicates"]}:
+        return "no seed in common with the reference arm"
+    return "the arm has no validation loss (training.eval_interval longer than the run?)"
 
 
 def stats_module_doc() -> str:

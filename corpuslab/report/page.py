@@ -48,9 +48,21 @@ code.gen { background: #f4f6f9; padding: 1px 4px; border-radius: 3px; white-spac
 details { margin: 8px 0; }
 summary { cursor: pointer; color: #1f5fae; }
 pre.config { background: #f7f8fa; border: 1px solid #e6e9ef; padding: 10px 14px; max-height: 480px; overflow: auto; }
-figure { margin: 12px 0 4px; }
+figure { margin: 12px 0 4px; max-width: 100%; }
 figure svg { max-width: 100%; height: auto; display: block; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; max-width: 100%; -webkit-overflow-scrolling: touch; }
+.scroll > table { margin: 0; }
+h1, h2, h3, p, li, figcaption, summary { overflow-wrap: anywhere; }
+.warnings { border: 1px solid #e0b252; background: #fff8e6; border-radius: 6px; padding: 8px 14px; margin: 12px 0; }
+.warnings h2 { font-size: 16px; margin: 0 0 4px; border: 0; padding: 0; }
+.warnings ul { margin: 4px 0; padding-left: 20px; }
+.untested { color: #8a5a00; font-size: 12px; }
+/* Phone width: the page never scrolls sideways; wide tables scroll inside their own .scroll box. */
+@media (max-width: 640px) {
+  main { padding: 12px 12px 48px; }
+  h1 { font-size: 21px; }
+  th, td { padding: 3px 6px; }
+}
 """
 
 
@@ -94,39 +106,55 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: Co
         "<tr>" + "".join(f'<td class="text">{c}</td>' if i in text_columns else f"<td>{c}</td>"
                          for i, c in enumerate(row)) + "</tr>"
         for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # Every table scrolls sideways inside its own box, so a wide one never widens the page (phone width).
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 MISSING = '<span class="muted">–</span>'
 
 
-def mean_ci_cell(stats: dict[str, Any] | None, bold: bool = False) -> str:
+def mean_ci_cell(stats: dict[str, Any] | None, bold: bool = False, seeds: Sequence[float] = ()) -> str:
+    """Mean ± 95% half-width; with `seeds` (each seed's value, 2 or more) their range below it."""
     if not stats or stats.get("mean") is None:
         return MISSING
     mean, interval = stats["mean"], stats.get("ci95")
     text = fmt(mean)
     if interval is not None and interval[1] > interval[0]:
         text += f' <span class="ci">± {fmt((interval[1] - interval[0]) / 2)}</span>'
-    return f'<span class="best">{text}</span>' if bold else text
+    if bold:
+        text = f'<span class="best">{text}</span>'
+    return text + seed_range(seeds)
+
+
+def seed_range(seeds: Sequence[float]) -> str:
+    """'seeds 1.23–1.31' (min–max over seeds) under a cell, when there are 2 or more seeds."""
+    values = [v for v in seeds if is_number(v)]
+    if len(values) < 2:
+        return ""
+    return f'<br><span class="ci" title="each seed: {", ".join(fmt(v) for v in values)}">seeds {fmt(min(values))}–{fmt(max(values))}</span>'
 
 
 def difference_cell(stats: dict[str, Any] | None) -> str:
-    if not stats or stats.get("mean") is None:
+    if not stats:
         return MISSING
+    if stats.get("mean") is None:
+        return '<span class="muted">not available: no seed has this number on both sides</span>'
     mean, interval = stats["mean"], stats.get("ci95")
     text = fmt_signed(mean)
     if interval is not None:
         text += f' <span class="ci">[{fmt_signed(interval[0])}, {fmt_signed(interval[1])}]</span>'
     if stats.get("significant"):
         return f'<span class="{"better" if mean < 0 else "worse"}" title="95% interval excludes 0">{text}</span>'
+    if stats.get("significant") is None:
+        return f'{text}<br><span class="untested">not tested: {escape(untested_reason(stats))}</span>'
     return text
 
 
-def best_index(means: list[float | None], lower_is_better: bool | None) -> int | None:
-    ranked = [(m, i) for i, m in enumerate(means) if m is not None]
-    if lower_is_better is None or len(ranked) < 2 or len({m for m, _ in ranked}) == 1:
-        return None
-    return (min if lower_is_better else max)(ranked)[1]
+def untested_reason(stats: dict[str, Any]) -> str:
+    """Why a difference has no test (`stats` records it; reports written before it did: from its n)."""
+    if stats.get("not_tested"):
+        return str(stats["not_tested"])
+    return "one seed per arm" if stats.get("n", 0) <= 1 else "no interval"
 
 
 def is_number(value: Any) -> bool:

@@ -114,6 +114,32 @@ def seed_mean(curves: Sequence[Sequence[tuple[float, float]]]) -> tuple[np.ndarr
     return xs, ys
 
 
+def seed_band(curves: Sequence[Sequence[tuple[float, float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, min over seeds, max over seeds) at the x values every seed has: the spread a mean curve hides."""
+    common = set.intersection(*({x for x, _ in c} for c in curves)) if curves else set()
+    xs = np.array(sorted(common), dtype=float)
+    values = np.array([[dict(c)[x] for c in curves] for x in xs], dtype=float).reshape(len(xs), len(curves))
+    return xs, values.min(axis=1) if len(xs) else xs, values.max(axis=1) if len(xs) else xs
+
+
+def value_axis(ax, values: Sequence[float], axis: str = "y") -> None:
+    """Linear unless the plotted values are all positive and span a factor of 10 or more; a log axis labels its
+    decades only (1e+17, not 2.1x10^2 on minor ticks) and a linear one writes plain numbers without an offset."""
+    from matplotlib.ticker import LogFormatterSciNotation, NullFormatter, ScalarFormatter
+
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if finite and min(finite) > 0 and max(finite) / min(finite) >= 10:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        target.set_major_formatter(LogFormatterSciNotation())
+        target.set_minor_formatter(NullFormatter())
+        return
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("linear")
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_powerlimits((-4, 6))
+    target.set_major_formatter(formatter)
+
+
 def curve_points(replicate: dict[str, Any], field: str) -> list[tuple[float, float]]:
     """(tokens, value) of every curve record of a replicate where `field` is a finite number."""
     return [(float(c["tokens"]), float(c[field])) for c in replicate.get("curve", [])

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from corpuslab.report.stats import difference_of_pairs, flatten_metrics, mean_ci, welch_difference
+from corpuslab.report.stats import best_arm, difference_of_pairs, flatten_metrics, mean_ci, welch_difference
 
 PAIRED = "paired by seed"
 UNPAIRED = "unpaired (Welch)"
@@ -44,6 +44,18 @@ def aggregate(replicates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     per_replicate = [replicate_numbers(r) for r in replicates]
     keys = sorted({k for numbers in per_replicate for k in numbers})
     return {key: mean_ci([numbers.get(key) for numbers in per_replicate]) for key in keys}
+
+
+def seed_values(arm: Mapping[str, Any], key: str) -> dict[int, float]:
+    """{seed: value} of one aggregate key over an arm's replicates (those that have it)."""
+    values = {r["seed"]: replicate_numbers(r).get(key) for r in arm.get("replicates", [])}
+    return {seed: value for seed, value in values.items() if value is not None}
+
+
+def significant_best(arms: Mapping[str, Mapping[str, Any]], key: str, lower_is_better: bool) -> dict[str, Any]:
+    """{arm, reason}: the arm best on `key` when significantly better than every other (`stats.best_arm`)."""
+    by_arm = {name: seed_values(arm, key) for name, arm in arms.items()}
+    return best_arm({name: values for name, values in by_arm.items() if values}, lower_is_better)
 
 
 def group_of(name: str, arm: Mapping[str, Any]) -> str:

@@ -12,7 +12,12 @@ Methods (stated in the report too):
 - data-equivalent factor: how many times the arm's training tokens the reference arm would need to reach
   the arm's final validation loss, read off the reference's validation curve by interpolating loss
   linearly in log(tokens); beyond the end of the curve, a power law loss = a * tokens^b fitted to the
-  second half of the curve extrapolates (marked `extrapolated`).
+  second half of the curve extrapolates (marked `extrapolated`);
+- a "best" arm on a metric: the arm with the best mean whose paired difference (by seed) to every other
+  arm with a number is significant in its favour; otherwise no arm is best.
+A difference without an interval (fewer than 2 pairs, or fewer than 2 replicates on a side of an unpaired
+comparison) is not tested: it has `significant: null` and `not_tested` says why, and the report says so
+instead of calling it not significant.
 """
 
 from __future__ import annotations
@@ -50,14 +55,31 @@ def mean_ci(values: Sequence[float]) -> dict[str, Any]:
 def paired_difference(arm: dict[int, float], reference: dict[int, float]) -> dict[str, Any]:
     """arm - reference over the seeds both have; significant when the 95% interval excludes 0."""
     seeds = sorted(set(arm) & set(reference))
-    return difference_of_pairs([(arm[s], reference[s]) for s in seeds])
+    out = difference_of_pairs([(arm[s], reference[s]) for s in seeds])
+    if out["significant"] is None:
+        out["not_tested"] = untested_pairs_reason(len(arm), len(reference), len(seeds))
+    return out
+
+
+def untested_pairs_reason(arm_seeds: int, reference_seeds: int, shared_seeds: int) -> str:
+    """Why a paired difference has no test: the words the report shows after "not tested: "."""
+    if max(arm_seeds, reference_seeds) <= 1:
+        return "one seed per arm"
+    if shared_seeds == 0:
+        return "no seed in common with the reference"
+    if shared_seeds == 1:
+        return "one seed in common with the reference"
+    return "fewer than 2 seeds have this number on both sides"
 
 
 def difference_of_pairs(pairs: Sequence[tuple[float | None, float | None]]) -> dict[str, Any]:
     """Mean of (value - reference) over the pairs where both are numbers, its t interval, and whether the
     interval excludes 0."""
     summary = mean_ci([value - ref for value, ref in pairs if value is not None and ref is not None])
-    return _with_significance(summary)
+    summary = _with_significance(summary)
+    if summary["significant"] is None:
+        summary["not_tested"] = "fewer than 2 pairs" if summary["n"] else "no pairs"
+    return summary
 
 
 def welch_difference(sample: Sequence[float | None], reference: Sequence[float | None]) -> dict[str, Any]:
@@ -70,7 +92,10 @@ def welch_difference(sample: Sequence[float | None], reference: Sequence[float |
     diff = float(a.mean() - b.mean())
     out: dict[str, Any] = {"mean": diff, "ci95": None, "n": len(a), "n_reference": len(b)}
     if len(a) < 2 or len(b) < 2:
-        return _with_significance(out)
+        out = _with_significance(out)
+        out["not_tested"] = ("one replicate per group" if max(len(a), len(b)) < 2
+                             else "fewer than 2 replicates on one side of an unpaired comparison")
+        return out
     var_a, var_b = float(a.var(ddof=1)) / len(a), float(b.var(ddof=1)) / len(b)
     if var_a + var_b == 0:  # no spread on either side: the difference is exact, degrees of freedom undefined
         out.update(ci95=[diff, diff], df=float(len(a) + len(b) - 2))
@@ -111,6 +136,25 @@ def data_equivalent_factor(reference_curve: list[dict[str, Any]], target_loss: f
     needed = math.exp((math.log(target_loss) - intercept) / slope)
     return {"factor": needed / arm_tokens, "method": "extrapolated (power law on the second half of the curve)",
             "reference_tokens": needed}
+
+
+def best_arm(by_arm: dict[str, dict[int, float]], lower_is_better: bool) -> dict[str, Any]:
+    """The arm with the best mean on one metric ({arm: {seed: value}}) when its paired difference to every
+    other arm with a number is significant in its favour; {"arm": None, "reason": ...} otherwise."""
+    means = {name: float(np.mean(list(values.values()))) for name, values in by_arm.items() if values}
+    if len(means) < 2:
+        return {"arm": None, "reason": "fewer than 2 arms have this number"}
+    sign = 1.0 if lower_is_better else -1.0
+    leader = min(means, key=lambda name: sign * means[name])
+    for other in means:
+        if other == leader:
+            continue
+        difference = paired_difference(by_arm[leader], by_arm[other])
+        if difference["significant"] is None:
+            return {"arm": None, "reason": f"not tested: {difference['not_tested']}"}
+        if not difference["significant"] or sign * difference["mean"] >= 0:
+            return {"arm": None, "reason": f"{leader}'s lead over {other} is not significant at 95%"}
+    return {"arm": leader, "reason": "significantly better than every other arm (paired by seed, 95%)"}
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -132,7 +132,7 @@ def test_one_seed_and_a_single_arm_render():
     report["arms"] = {"no_dedup": arm}
     report["comparison"] = compare_arms(report["arms"], reference="no_dedup")
     page = render_html(report)
-    assert "One seed per arm" in page and page.count("<svg") == 6
+    assert "Too few seeds: every arm has 1 seed" in page and page.count("<svg") == 6
 
 
 # ---- corpuslab report DIR... ------------------------------------------------------------------------

@@ -150,8 +150,11 @@ class MetricTable(Section):
         from corpuslab.report.page import mean_ci_cell, table
 
         header = ["metric (mean ± 95% CI half-width over seeds)"] + [page.arm_label(n) for n in page.names]
-        rows = [[escape(c.label or c.name)] + [mean_ci_cell(page.aggregate(n, c.key)) for n in page.names]
-                for c in self.metric.columns]
+        from corpuslab.report.pooling import seed_values
+
+        rows = [[escape(c.label or c.name)] + [mean_ci_cell(page.aggregate(n, c.key),
+                                                            seeds=list(seed_values(page.arms[n], c.key).values()))
+                                               for n in page.names] for c in self.metric.columns]
         doc = " ".join((self.metric.__doc__ or "").split())
         note = f'<p class="note">{escape(doc)}</p>' if doc else ""
         return f'<h2 id="{self.anchor}">{escape(self.title)}</h2>\n{table(header, rows)}\n{note}'

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from corpuslab.report.page import Page, best_index, fmt, mean_ci_cell, table
+from corpuslab.report.page import Page, fmt, mean_ci_cell, table
 from corpuslab.report.plots import dot_plot, figure, figure_axes, plain_formatter, seed_mean, shared_legend
+from corpuslab.report.pooling import seed_values, significant_best
 from corpuslab.report.sections.base import MetricSection, sections
 
 CATEGORY_PREFIX = "val_by_category."
@@ -89,13 +90,16 @@ class Categories(MetricSection):
         header = ["category"] + [page.arm_label(n) for n in page.names] + ["val tokens"]
         rows = []
         for category in categories:
-            stats = [page.aggregate(n, f"{CATEGORY_PREFIX}{category}.loss") for n in page.names]
-            best = best_index([s.get("mean") if s else None for s in stats], True)
+            key = f"{CATEGORY_PREFIX}{category}.loss"
+            stats = [page.aggregate(n, key) for n in page.names]
+            best = significant_best(page.arms, key, lower_is_better=True)["arm"]
             tokens = next((page.aggregate(n, f"{CATEGORY_PREFIX}{category}.tokens")["mean"] for n in page.names
                            if page.aggregate(n, f"{CATEGORY_PREFIX}{category}.tokens")), None)
-            rows.append([escape(category)] + [mean_ci_cell(s, bold=(i == best)) for i, s in enumerate(stats)]
+            rows.append([escape(category)] + [mean_ci_cell(s, bold=(n == best), seeds=list(seed_values(page.arms[n], key).values()))
+                                              for n, s in zip(page.names, stats)]
                         + [fmt(tokens)])
-        caption = ("Validation loss (nats per token) of each category's documents, mean and 95% interval over seeds. "
+        caption = ("Validation loss (nats per token) of each category's documents, mean and 95% interval over seeds, "
+                   "and the range over seeds; bold: an arm significantly better than every other (paired by seed). "
                    "Small categories have few tokens: read their differences with care.")
         return (f'<h2 id="categories">Validation loss by category</h2>\n{table(header, rows)}\n'
                 f'{figure(_plot_categories(page, categories), caption)}')

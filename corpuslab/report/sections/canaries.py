@@ -11,6 +11,7 @@ import numpy as np
 from corpuslab.report.page import MISSING, Page, fmt, table
 from corpuslab.report.plots import figure, figure_axes, seed_dots, shared_legend
 from corpuslab.report.sections.base import MetricSection, sections
+from corpuslab.report.sections.overview import canary_share_text
 from corpuslab.report.stats import mean_ci
 
 EXAMPLES_PER_ARM = 3
@@ -33,6 +34,9 @@ class Canaries(MetricSection):
                    "secret among random candidates); about 1.44 bits is chance"
                    + (f", {math.log2(candidates + 1):.2f} bits the maximum" if candidates else "")
                    + ". Bars: mean over seeds; black dots: each seed.")
+        share = canary_share_text(page.report.get("corpus", {}))
+        if share:
+            caption += f" The canaries{share.replace(':', ' are', 1)}."
         return (f'<h2 id="canaries">Canary memorization by copy count</h2>\n'
                 f"{figure(_plot_canaries(page, candidates), caption)}\n<h3>Example generations</h3>\n"
                 f"{_examples(page)}")
@@ -53,7 +57,7 @@ def _examples(page: Page) -> str:
                          f"{example.get('rank')} / {example.get('num_candidates')}", fmt(example.get("exposure"))])
     note = (f'<p class="note">The {EXAMPLES_PER_ARM} most-copied canaries of each arm&#39;s first seed; '
             "the full list is in each evaluation folder&#39;s canaries.json.</p>")
-    return f'<div class="scroll">{table(header, rows, text_columns={2, 4, 5})}</div>\n{note}'
+    return f'{table(header, rows, text_columns={2, 4, 5})}\n{note}'
 
 
 def _generation(text: Any) -> str:

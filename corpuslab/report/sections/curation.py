@@ -46,8 +46,8 @@ class Funnel(Section):
         caption = ("Counts are documents for doc-level arms and training windows for chunk-level arms. "
                    "Every arm trains on the same token budget, so an arm that keeps less sees its data more often.")
         plot = figure(_plot_funnel(page, reasons), "Where each arm&#39;s input went.")
-        return (f'<h2 id="curation">Curation funnel</h2>\n<div class="scroll">{table(header, rows, text_columns={1, 2})}'
-                f'</div>\n<p class="note">{caption}</p>\n{plot}')
+        return (f'<h2 id="curation">Curation funnel</h2>\n{table(header, rows, text_columns={1, 2})}'
+                f'\n<p class="note">{caption}</p>\n{plot}')
 
 
 def _funnel_row(page: Page, name: str, reasons: list[str]) -> list[str]:
@@ -121,11 +121,19 @@ def _ground_truth(page: Page) -> str:
     if not names:
         return ""
     rows = [[page.arm_label(n), escape(str(recipe_name(page.arms[n]))),
-             fmt(_stats(page.arms[n])["ground_truth"].get("precision")),
+             _precision_cell(_stats(page.arms[n])),
              fmt(_stats(page.arms[n])["ground_truth"].get("recall"))] for n in names]
     return (f'{table(["arm", "recipe", "dup precision", "dup recall"], rows, text_columns={1})}\n'
             '<p class="note">Precision and recall score the removals against the duplicates planted in the synthetic '
             "corpus (recall counts planted duplicates above the similarity threshold).</p>")
+
+
+def _precision_cell(stats: dict[str, Any]) -> str:
+    """Precision of the removals, or why there is none (an arm that removed nothing has no precision)."""
+    precision = stats["ground_truth"].get("precision")
+    if precision is None and not stats.get("dropped"):
+        return '<span class="muted">not available: nothing dropped</span>'
+    return fmt(precision)
 
 
 def _engines(page: Page) -> str:
@@ -141,7 +149,7 @@ def _engines(page: Page) -> str:
         rows.append([page.arm_label(name), escape(str(engine.get("method", ""))), escape(str(engine.get("minhash", "–"))),
                      fmt(engine.get("candidate_pairs")), fmt(engine.get("candidates_rejected_by_verification")),
                      fmt(engine.get("verified_pairs")), fmt(engine.get("clusters")), escape(sizes)])
-    parts = [f'<div class="scroll">{table(header, rows, text_columns={1, 2, 7})}</div>',
+    parts = [table(header, rows, text_columns={1, 2, 7}),
              '<p class="note">LSH proposes candidate pairs; each is verified by the true Jaccard of its shingle sets, '
              "and only verified pairs join clusters. Each cluster keeps its earliest document.</p>"]
     for name, engine in engines.items():

@@ -34,18 +34,25 @@ class Groups(Section):
         columns = compared_columns(page.report)
         header = ["group", "arms", "replicates"] + [escape(c.label or c.name) for c in columns]
         rows = [[escape(group), escape(", ".join(entry["arms"])), str(entry["replicates"])]
-                + [mean_ci_cell(entry["aggregate"].get(c.key)) for c in columns]
+                + [mean_ci_cell(entry["aggregate"].get(c.key), seeds=_replicate_values(page, entry["arms"], c.key))
+                   for c in columns]
                 for group, entry in groups.items()]
         parts = ['<h2 id="groups">Groups</h2>',
                  '<p class="lead">Arms that share a group pool their replicates: mean ± 95% interval over every '
-                 "replicate of every arm in the group.</p>",
-                 f'<div class="scroll">{table(header, rows, text_columns={1})}</div>',
+                 "replicate of every arm in the group; below it, the range over those replicates.</p>",
+                 table(header, rows, text_columns={1}),
                  _versus_reference(page, columns)]
         if columns:
             caption = ("Each group's mean with its 95% interval over the pooled replicates; small dots: each "
                        "replicate, coloured by its arm.")
             parts.append(figure(_plot_groups(page, columns), caption))
         return "\n".join(part for part in parts if part)
+
+
+def _replicate_values(page: Page, arms: list[str], key: str) -> list[float]:
+    """`key` of every replicate of `arms`: the spread behind a group's pooled mean."""
+    values = [replicate_numbers(r).get(key) for arm in arms for r in page.replicates(arm)]
+    return [v for v in values if v is not None]
 
 
 def _versus_reference(page: Page, columns: list[Column]) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from corpuslab.report.page import MISSING, Page, fmt, is_number, table
-from corpuslab.report.plots import dot_plot, figure, figure_axes, shared_legend
+from corpuslab.report.page import MISSING, Page, fmt, is_number, seed_range, table
+from corpuslab.report.plots import dot_plot, figure, figure_axes, shared_legend, value_axis
 from corpuslab.report.sections.base import MetricSection, sections
 from corpuslab.report.stats import mean_ci
 
@@ -43,12 +43,12 @@ class Tasks(MetricSection):
                     for (task, metric), by_arm in selection.items()]
 
         folded = {key: value for key, value in everything.items() if key[0] in subtasks}
-        details = (f"<details><summary>Subtasks ({len(subtasks)})</summary>\n<div class=\"scroll\">"
-                   f"{table(header, rows(folded))}</div></details>\n" if folded else "")
+        details = (f"<details><summary>Subtasks ({len(subtasks)})</summary>\n"
+                   f"{table(header, rows(folded))}</details>\n" if folded else "")
         caption = ("Downstream tasks: mean over seeds ± 1.96 × the task's standard error (the benchmark's sampling "
                    "error; the 95% interval over seeds where a task reports no standard error). Small dots: each seed. "
-                   "Perplexity-like metrics spanning orders of magnitude are on a log axis.")
-        return (f'<h2 id="tasks">Downstream tasks</h2>\n<div class="scroll">{table(header, rows(tasks))}</div>\n'
+                   "A metric whose values span a factor of 10 or more is on a log axis; otherwise the axis is linear.")
+        return (f'<h2 id="tasks">Downstream tasks</h2>\n{table(header, rows(tasks))}\n'
                 f"{details}{figure(_plot_tasks(page, tasks), caption)}")
 
 
@@ -60,7 +60,7 @@ def _task_cell(summary: dict[str, Any] | None) -> str:
         text += f' <span class="ci">± {fmt(summary["half"])}</span>'
     if summary.get("examples") is not None:
         text += f' <span class="ci">(n={fmt(summary["examples"])})</span>'
-    return text
+    return text + seed_range(summary.get("seeds") or [])
 
 
 def task_table(page: Page) -> TaskTable:
@@ -108,10 +108,10 @@ def _plot_tasks(page: Page, tasks: TaskTable):
     for ax, metric in zip(axes, metrics):
         names = [task for task, m in tasks if m == metric]
         dot_plot(ax, page, names, lambda name, task, metric=metric: _as_mean_ci(tasks[(task, metric)].get(name)))
-        means = [s["mean"] for (_, m), by_arm in tasks.items() if m == metric for s in by_arm.values()
-                 if s["mean"] is not None]
-        if means and min(means) > 0 and ("perplexity" in metric or max(means) / min(means) > 100):
-            ax.set_yscale("log")  # whiskers that reach below 0 are clipped at the axis
+        # The plotted points (means and each seed) decide the scale; on a log axis whiskers below 0 are clipped.
+        points = [v for (_, m), by_arm in tasks.items() if m == metric for s in by_arm.values()
+                  for v in [s["mean"], *s["seeds"]] if v is not None]
+        value_axis(ax, points)
         ax.set_title(metric)
     shared_legend(fig, axes[0])
     return fig

@@ -128,7 +128,6 @@ class Experiment:
             "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
         )
         self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split))
-        _require_eval_documents(decontaminate.manifest(), split.manifest())
         tokenizer = self.stages.stage("tokenizer", split.fingerprint, cfg.tokenizer, cfg.seed)
         self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
         tokens = self.stages.stage("tokens", TOKENS_VERSION, tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
@@ -479,6 +478,9 @@ class Experiment:
         prepared = self.prepare()
         if until in SHARED_STAGES:
             return None
+        # Training validates on val and every arm is scored on val and test: an empty one stops here,
+        # with why, not at the first evaluation. (`prepare` alone may still inspect a tiny corpus.)
+        _require_eval_documents(prepared.decontaminate.manifest(), prepared.split.manifest())
         arm_stages = {}
         for index in arms if arms is not None else range(len(self.cfg.runs)):
             arm_stages[self.cfg.runs[index].name] = self._build_arm(prepared, index, until)

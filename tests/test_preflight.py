@@ -1,5 +1,7 @@
 """Everything a run needs is checked before the first stage: a typo fails in seconds, not after training."""
 
+import json
+
 import pytest
 
 import corpuslab
@@ -63,3 +65,14 @@ def test_a_damaged_checkpoint_folder_ends_in_one_paragraph(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(broken), f"output_dir={tmp_path}", *TINY]) == 2
     err = capsys.readouterr().err
     assert "could not load the checkpoint" in err and str(broken) in err and "Traceback" not in err
+
+
+def test_an_empty_val_split_stops_before_training_saying_why(tmp_path, capsys):
+    data = tmp_path / "same.jsonl"
+    data.write_text("".join(json.dumps({"text": "one and the same document, word for word, every time."}) + "\n" for _ in range(40)))
+    overrides = [*TINY, f"output_dir={tmp_path}", "dataset.source=local", f"dataset.local.paths=[{data}]"]
+    assert main(["prepare", *overrides]) == 0  # a tiny or duplicated corpus can still be prepared and inspected
+    assert main(["train", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "the val split is empty: decontamination removed all" in err and "exact_duplicate" in err
+    assert not list(tmp_path.rglob("train-*"))

@@ -1,0 +1,118 @@
+"""The compression experiment end to end on tiny data: config, bad input, stages, results, report, max_runtime."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from corpuslab.compression.data import BytesConfig, leading_bytes, split_bytes, write_byte_stream
+from corpuslab.compression.metrics import baselines, description_length_bytes
+from corpuslab.compression.runner import CompressionExperimentRunner, load_compression_config
+from corpuslab.documents import Document
+from corpuslab.errors import ConfigError
+from corpuslab.tokens.stream import TokenStream
+
+TINY = {
+    "experiment": "tiny",
+    "dataset": {"source": {"name": "packaged_text", "text": "tiny_shakespeare_head"}},
+    "data": {"size": 2048, "chunk_bytes": 32, "val_bytes": 256, "test_bytes": 256},
+    "model": {"preset": "transformer200k", "n_layer": 1, "n_head": 2, "n_embd": 16, "context": 32},
+    "training": {"batch_size": 8, "lr": 3e-3, "device": "cpu"},
+    "evaluation": {"batch_size": 8},
+    "procedure_defaults": {"prelude": {"epochs": 0}, "main": {"epochs": 2}, "fine_tuning": {"epochs": 1},
+                           "pruning": {"enabled": True, "first_pruning_after": 1, "prune_every": 1,
+                                       "validation_sequences": 4, "max_search_steps": 8}},
+    "runs": [{"name": "vanilla", "procedure": "vanilla"},
+             {"name": "pmmp", "procedure": {"name": "pmmp", "alpha": 1e-3, "initial_p_value": 1.0}}],
+}
+
+
+def _config(tmp_path, *overrides):
+    path = tmp_path / "compression.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "out")}))
+    return load_compression_config([str(path)], list(overrides))
+
+
+def test_leading_bytes_concatenate_documents_without_separator_and_split_in_order():
+    docs = [Document("a", "héllo "), Document("b", ""), Document("c", "world, again")]
+    data = leading_bytes(iter(docs), 9)
+    assert data == "héllo wo".encode()[:9] and len(data) == 9
+    cfg = BytesConfig(size=4, chunk_bytes=2, val_bytes=3, test_bytes=2)
+    whole = leading_bytes(iter(docs), None)
+    splits = split_bytes(whole, cfg, complete=True)
+    assert splits["train"] + splits["val"] + splits["test"] == whole[:9]
+    with pytest.raises(ConfigError, match=r"data.size.*100000"):
+        split_bytes(whole, BytesConfig(size=100_000, chunk_bytes=2, val_bytes=2, test_bytes=2), complete=True)
+
+
+def test_byte_stream_is_zero_padded_fixed_chunks(tmp_path):
+    meta = write_byte_stream(tmp_path / "s", b"abcdefg", 3)
+    stream = TokenStream.open(tmp_path / "s")
+    assert meta["chunks"] == 3 and meta["padding"] == 2 and stream.vocab_size == 256
+    inputs, targets = stream.batch(np.array([0, 3, 6]), 2)
+    assert inputs.tolist() == [[97, 98], [100, 101], [103, 0]] and targets.tolist() == [[98, 99], [101, 102], [0, 0]]
+
+
+def test_baselines_compress_one_stream_and_label_the_chunked_figure():
+    data = ("the quick brown fox jumps over the lazy dog. " * 200).encode()
+    compared = baselines(data, chunked_bytes=512)
+    assert set(compared) == {"gzip", "bzip2", "xz", "zstd"}
+    for figures in compared.values():
+        assert figures["bits_per_byte"] == 8 * figures["compressed_bytes"] / len(data)
+        assert figures["chunked_512_bits_per_byte"] > 2 * figures["bits_per_byte"]  # each chunk starts from scratch
+    assert description_length_bytes(400, np.log(2.0), 8000) == pytest.approx(400 + 1000)
+
+
+@pytest.mark.parametrize("override, key, value", [
+    ("data.chunk_bytes=64", "data.chunk_bytes", "64"),
+    ("procedure_defaults.pruning.first_pruning_after=3", "runs[0].procedure.pruning.first_pruning_after", "3"),
+    ("runs.1.procedure.alpha=-0.1", "runs[1].procedure.alpha", "-0.1"),
+    ("runs.1.procedure.initial_p_value=1.5", "runs[1].procedure.initial_p_value", "1.5"),
+    ("runs.0.procedure={name: drr, beta: 5.0, alpha: -1}", "runs[0].procedure.alpha", "-1"),
+    ("training.max_steps=10", "training.max_steps", "10"),
+])
+def test_bad_config_stops_at_load_naming_key_and_value(tmp_path, override, key, value):
+    with pytest.raises(ConfigError) as err:
+        _config(tmp_path, override)
+    assert f"'{key}'" in str(err.value) and value in str(err.value)
+
+
+def test_more_bytes_than_the_corpus_stop_before_training(tmp_path):
+    cfg = _config(tmp_path, "data.size=10000000")
+    with pytest.raises(ConfigError, match=r"'data.size'.*10000000.*196,608 bytes"):
+        CompressionExperimentRunner(cfg, log=lambda _: None).run()
+    assert not list((tmp_path / "out" / "tiny" / "stages").glob("train-*"))
+
+
+def test_experiment_end_to_end_with_max_runtime_stop_and_resume(tmp_path, one_thread):
+    from transformers import AutoModelForCausalLM
+
+    lines: list[str] = []
+    stopped = CompressionExperimentRunner(_config(tmp_path, "max_runtime=1e-9"), log=lines.append).run()
+    assert [row["status"].split(":")[0] for row in stopped["runs"]] == ["incomplete", "incomplete"]
+    assert any("max_runtime" in line and "update 1/" in line for line in lines)
+
+    results = CompressionExperimentRunner(_config(tmp_path), log=lines.append).run()
+    root = tmp_path / "out" / "tiny"
+    rows = list(csv.DictReader((root / "runs.tsv").open(), delimiter="\t"))
+    assert [r["run"] for r in rows] == ["vanilla", "pmmp"] and all(r["status"] == "done" for r in rows)
+    for row, entry in zip(rows, results["runs"]):
+        metrics = entry["metrics"]
+        train_manifest = json.loads((root / "stages" / entry["train_stage"].split("/")[-1] / "manifest.json").read_text())
+        assert train_manifest["result"]["resumed_from_step"] == 1  # continued where max_runtime stopped it
+        assert metrics["model_bytes"] == 4 * metrics["nonzero_params"] < 4 * metrics["parameters"]  # pruned
+        assert metrics["description_length_bytes"] == pytest.approx(
+            metrics["model_bytes"] + metrics["train_loss"] * 2048 / (8 * np.log(2)))
+        assert 0 < metrics["online_code_length_bits"] and metrics["online_bpb"] == pytest.approx(
+            metrics["online_code_length_bits"] / 2048)
+        assert float(row["test_bpb"]) == pytest.approx(metrics["test_bpb"], abs=1e-5)
+        model = AutoModelForCausalLM.from_pretrained(entry["model_path"])
+        zeros = sum(int((p == 0).sum()) for p in {id(p): p for p in model.parameters()}.values())
+        assert zeros == metrics["parameters"] - metrics["nonzero_params"]
+        assert entry["epochs"][0]["tokens"] == 64 * 31  # the first pass: every chunk once, before its update
+    html = (root / "report.html").read_text()
+    assert html.count("<svg") == 2 and "xz -9e" in html and "chunked, 512 B at a time" in html
+    assert torch.get_num_threads() == 1

@@ -112,8 +112,8 @@ class CompressionResults(Section):
         rows = []
         for size, compared in seen.items():
             for baseline in compared.values():
-                chunked = next((v for k, v in baseline.items() if k.startswith("chunked_")), None)
-                chunk = next((k.split("_")[1] for k in baseline if k.startswith("chunked_")), "?")
+                key = next((k for k in baseline if k.startswith("chunked_") and k.endswith("_bits_per_byte")), None)
+                chunked, chunk = (baseline[key], key.split("_")[1]) if key else (None, "?")
                 rows.append([fmt(size), escape(baseline["label"]), fmt(baseline["compressed_bytes"]),
                              fmt(baseline["bits_per_byte"]), fmt(baseline["ratio"]),
                              f'<span class="muted">{fmt(chunked)} (chunked, {chunk} B at a time)</span>'])

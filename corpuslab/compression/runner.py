@@ -258,6 +258,7 @@ class CompressionExperimentRunner:
         return stage
 
     def _build_evaluate(self, data: Stage, trained: Stage) -> dict[str, Any]:
+        import torch
         from transformers import AutoModelForCausalLM
 
         from corpuslab.evaluation.lm import mean_window_loss
@@ -268,6 +269,8 @@ class CompressionExperimentRunner:
         from .metrics import bits_per_byte, description_length_bytes, model_bytes, nonzero_parameters
 
         cfg = self.cfg.evaluation
+        if self.cfg.training.num_threads:
+            torch.set_num_threads(self.cfg.training.num_threads)
         device = resolve_device(self.cfg.training.device)
         model = AutoModelForCausalLM.from_pretrained(trained.path / "final").to(device).eval()
         splits, chunk = data.manifest()["splits"], self.cfg.data.chunk_bytes

@@ -18,13 +18,13 @@ from corpuslab.tokens.stream import TokenStream
 TINY = {
     "experiment": "tiny",
     "dataset": {"source": {"name": "packaged_text", "text": "tiny_shakespeare_head"}},
-    "data": {"size": 2048, "chunk_bytes": 32, "val_bytes": 256, "test_bytes": 256},
+    "data": {"size": 1024, "chunk_bytes": 32, "val_bytes": 256, "test_bytes": 256},
     "model": {"preset": "transformer200k", "n_layer": 1, "n_head": 2, "n_embd": 16, "context": 32},
     "training": {"batch_size": 8, "lr": 3e-3, "device": "cpu"},
     "evaluation": {"batch_size": 8},
     "procedure_defaults": {"prelude": {"epochs": 0}, "main": {"epochs": 2}, "fine_tuning": {"epochs": 1},
                            "pruning": {"enabled": True, "first_pruning_after": 1, "prune_every": 1,
-                                       "validation_sequences": 4, "max_search_steps": 8}},
+                                       "validation_sequences": 4, "max_search_steps": 6}},
     "runs": [{"name": "vanilla", "procedure": "vanilla"},
              {"name": "pmmp", "procedure": {"name": "pmmp", "alpha": 1e-3, "initial_p_value": 1.0}}],
 }
@@ -105,14 +105,31 @@ def test_experiment_end_to_end_with_max_runtime_stop_and_resume(tmp_path, one_th
         assert train_manifest["result"]["resumed_from_step"] == 1  # continued where max_runtime stopped it
         assert metrics["model_bytes"] == 4 * metrics["nonzero_params"] < 4 * metrics["parameters"]  # pruned
         assert metrics["description_length_bytes"] == pytest.approx(
-            metrics["model_bytes"] + metrics["train_loss"] * 2048 / (8 * np.log(2)))
+            metrics["model_bytes"] + metrics["train_loss"] * 1024 / (8 * np.log(2)))
         assert 0 < metrics["online_code_length_bits"] and metrics["online_bpb"] == pytest.approx(
-            metrics["online_code_length_bits"] / 2048)
+            metrics["online_code_length_bits"] / 1024)
         assert float(row["test_bpb"]) == pytest.approx(metrics["test_bpb"], abs=1e-5)
         model = AutoModelForCausalLM.from_pretrained(entry["model_path"])
         zeros = sum(int((p == 0).sum()) for p in {id(p): p for p in model.parameters()}.values())
         assert zeros == metrics["parameters"] - metrics["nonzero_params"]
-        assert entry["epochs"][0]["tokens"] == 64 * 31  # the first pass: every chunk once, before its update
+        assert entry["epochs"][0]["tokens"] == 32 * 31  # the first pass: every chunk once, before its update
     html = (root / "report.html").read_text()
     assert html.count("<svg") == 2 and "xz -9e" in html and "chunked, 512 B at a time" in html
     assert torch.get_num_threads() == 1
+
+
+def test_shipped_compression_config_loads():
+    from pathlib import Path
+
+    cfg = load_compression_config([str(Path(__file__).resolve().parents[2] / "configs" / "compression.yaml")])
+    assert [cfg.procedure(i).name for i in range(len(cfg.runs))] == ["vanilla", "rl1", "drr", "pmmp"]
+    assert all(cfg.procedure(i).config.pruning.enabled for i in range(len(cfg.runs)))
+
+
+def test_compression_sections_apply_only_to_compression_reports():
+    from corpuslab.compression.report import CompressionPlots, CompressionResults
+    from corpuslab.report.sections import page_sections
+
+    plain = {"arms": {"a": {"aggregate": {}}}}
+    assert not CompressionResults().applies(plain) and not CompressionPlots().applies(plain)
+    assert not any(s.name.startswith("compression") for s in page_sections(plain))

@@ -80,7 +80,7 @@ def measure(args) -> dict:
         elif args.child == "tamade":
             return tamade(model, val, val_windows, args, device)
         else:
-            loss = procedure_loop(model, stream, windows, val, val_windows, args, Path(tmp) / "run", tick)
+            loss = procedure_loop(model, stream, windows, args, Path(tmp) / "run", tick)
     tokens = args.steps * args.batch_size * (args.chunk_bytes - 1)
     wall, cpu = clock["end"] - clock["start"], clock["end_cpu"] - clock["start_cpu"]
     return {"loop": args.child, "tokens_per_s": tokens / wall, "tokens_per_cpu_s": tokens / cpu, "final_loss": loss}
@@ -107,7 +107,7 @@ def plain_loop(model, stream, windows, args, device, tick) -> float:
     return loss.item()
 
 
-def procedure_loop(model, stream, windows, val, val_windows, args, out_dir, tick) -> float:
+def procedure_loop(model, stream, windows, args, out_dir, tick) -> float:
     from corpuslab.compression.procedures import PhaseConfig
     from corpuslab.training.callbacks import Callback
     from corpuslab.training.config import TrainingConfig
@@ -130,7 +130,8 @@ def procedure_loop(model, stream, windows, val, val_windows, args, out_dir, tick
     cfg = TrainingConfig(chunk_len=args.chunk_bytes - 1, batch_size=args.batch_size, max_steps=steps, lr=1e-3,
                          warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, grad_clip=0.0, betas=(0.9, 0.999),
                          log_interval=10**9, eval_interval=10**9, device=args.device, num_threads=args.threads)
-    result = train(model, stream, windows, val, val_windows, cfg, out_dir, log=lambda _: None,
+    # No validation stream: the plain loop validates nothing either (TAMADE is off here and timed on its own).
+    result = train(model, stream, windows, None, None, cfg, out_dir, log=lambda _: None,
                    callbacks=[Timer()], procedure=procedure)
     return result.curve[-1]["loss"]
 

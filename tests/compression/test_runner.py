@@ -26,7 +26,9 @@ TINY = {
                            "pruning": {"enabled": True, "first_pruning_after": 1, "prune_every": 1,
                                        "validation_sequences": 4, "max_search_steps": 6}},
     "runs": [{"name": "vanilla", "procedure": "vanilla"},
-             {"name": "pmmp", "procedure": {"name": "pmmp", "alpha": 1e-3, "initial_p_value": 1.0}}],
+             {"name": "pmmp", "procedure": {"name": "pmmp", "alpha": 1e-3, "initial_p_value": 1.0}},
+             {"name": "continued", "procedure": {"name": "vanilla", "main": {"epochs": 1}, "fine_tuning": {"epochs": 0}},
+              "use_pretrained_model": "vanilla"}],
 }
 
 
@@ -92,14 +94,17 @@ def test_experiment_end_to_end_with_max_runtime_stop_and_resume(tmp_path, one_th
 
     lines: list[str] = []
     stopped = CompressionExperimentRunner(_config(tmp_path, "max_runtime=1e-9"), log=lines.append).run()
-    assert [row["status"].split(":")[0] for row in stopped["runs"]] == ["incomplete", "incomplete"]
+    assert [row["status"].split(":")[0] for row in stopped["runs"]] == ["incomplete", "incomplete", "skipped"]
     assert any("max_runtime" in line and "update 1/" in line for line in lines)
 
     results = CompressionExperimentRunner(_config(tmp_path), log=lines.append).run()
     root = tmp_path / "out" / "tiny"
     rows = list(csv.DictReader((root / "runs.tsv").open(), delimiter="\t"))
-    assert [r["run"] for r in rows] == ["vanilla", "pmmp"] and all(r["status"] == "done" for r in rows)
-    for row, entry in zip(rows, results["runs"]):
+    assert [r["run"] for r in rows] == ["vanilla", "pmmp", "continued"] and all(r["status"] == "done" for r in rows)
+    vanilla, _, continued = results["runs"]
+    # Continuing from vanilla's trained model: the first pass is coded by a trained model, so it costs fewer bits.
+    assert continued["metrics"]["online_code_length_bits"] < 0.9 * vanilla["metrics"]["online_code_length_bits"]
+    for row, entry in list(zip(rows, results["runs"]))[:2]:
         metrics = entry["metrics"]
         train_manifest = json.loads((root / "stages" / entry["train_stage"].split("/")[-1] / "manifest.json").read_text())
         assert train_manifest["result"]["resumed_from_step"] == 1  # continued where max_runtime stopped it

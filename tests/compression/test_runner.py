@@ -127,7 +127,8 @@ def test_shipped_compression_config_loads():
     from pathlib import Path
 
     cfg = load_compression_config([str(Path(__file__).resolve().parents[2] / "configs" / "compression.yaml")])
-    assert [cfg.procedure(i).name for i in range(len(cfg.runs))] == ["vanilla", "rl1", "drr", "pmmp"]
+    assert [cfg.procedure(i).name for i in range(len(cfg.runs))] == ["vanilla", "rl1", "drr", "pmmp", "vanilla", "vanilla"]
+    assert [cfg.run_data(i).train_bytes() for i in range(len(cfg.runs))] == [32768] * 4 + [8192, 16384]
     assert all(cfg.procedure(i).config.pruning.enabled for i in range(len(cfg.runs)))
 
 

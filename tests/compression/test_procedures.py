@@ -260,3 +260,28 @@ def test_compression_config_rejects_a_sampler():
 
     with pytest.raises(ConfigError, match="procedure.sampler"):
         CompressionConfig(sampler="shuffled").validate()
+
+
+def test_a_step_count_that_does_not_fit_the_phases_stops_before_the_first_update(tmp_path, one_thread):
+    from corpuslab.errors import ConfigError
+
+    model, stream, windows, val, val_windows = _tiny_setup(tmp_path)
+    procedure = RL1(_config(1, {"alpha": 1e-3}))
+    cfg = _training(procedure, windows)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ConfigError, match=r"'training.max_steps'.*7.*the 25 updates"):
+        train(model, stream, windows, val, val_windows, TrainingConfig(**{**cfg.__dict__, "max_steps": 7}),
+              tmp_path / "run", log=lambda _: None, procedure=procedure)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_compression_procedures_are_plugins_of_any_experiment(tmp_path):
+    """`plugins: [corpuslab.compression]` makes them available to an arm, validated at config load."""
+    from corpuslab.config import load_config
+    from corpuslab.errors import ConfigError
+
+    arm = "runs=[{name: a, recipe: none, procedure: {name: drr, alpha: -1.0}}]"
+    with pytest.raises(ConfigError, match=r"'runs\[0\].procedure.alpha'.*-1.0"):
+        load_config(overrides=["plugins=[corpuslab.compression]", arm])
+    cfg = load_config(overrides=["plugins=[corpuslab.compression]", arm.replace("-1.0", "0.001")])
+    assert cfg.arm_procedure(0).name == "drr" and cfg.arm_procedure(0).config.beta == 5.0

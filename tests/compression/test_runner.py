@@ -139,3 +139,25 @@ def test_compression_sections_apply_only_to_compression_reports():
     plain = {"arms": {"a": {"aggregate": {}}}}
     assert not CompressionResults().applies(plain) and not CompressionPlots().applies(plain)
     assert not any(s.name.startswith("compression") for s in page_sections(plain))
+
+
+def test_compression_example_runs_as_written(tmp_path, monkeypatch):
+    """`python -m corpuslab.compression configs/compression.yaml` from another folder, on a tiny model: the
+    packaged text needs no data files, and every run of the shipped config finishes with a row."""
+    import shutil
+    from pathlib import Path
+
+    from corpuslab.compression.__main__ import main
+
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    small = ["model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.context=32", "data.chunk_bytes=32",
+             "data.size=1024", "data.val_bytes=512", "data.test_bytes=256", "runs.4.size=512", "runs.5.size=768",
+             "procedure_defaults.prelude.epochs=0", "procedure_defaults.main.epochs=2", "procedure_defaults.fine_tuning.epochs=0",
+             "procedure_defaults.pruning.max_search_steps=4", "procedure_defaults.pruning.validation_sequences=4",
+             f"output_dir={tmp_path / 'out'}"]
+    assert main(["configs/compression.yaml", *small]) == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "compression" / "runs.tsv").open(), delimiter="\t"))
+    assert [r["run"] for r in rows] == ["vanilla", "rl1", "drr", "pmmp", "vanilla_8k", "vanilla_16k"]
+    assert all(r["status"] == "done" for r in rows) and [r["dataset_bytes"] for r in rows][-2:] == ["512", "768"]

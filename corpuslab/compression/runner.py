@@ -73,7 +73,7 @@ class CompressionEvaluation:
 
 @dataclass(frozen=True)
 class CompressionExperiment:
-    runs: list[CompressionRun]
+    runs: list[CompressionRun] = field(default_factory=list)
     experiment: str = "compression"
     output_dir: str = "outputs"
     seed: int = 858

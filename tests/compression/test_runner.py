@@ -75,6 +75,9 @@ def test_baselines_compress_one_stream_and_label_the_chunked_figure():
     ("runs.1.procedure.initial_p_value=1.5", "runs[1].procedure.initial_p_value", "1.5"),
     ("runs.0.procedure={name: drr, beta: 5.0, alpha: -1}", "runs[0].procedure.alpha", "-1"),
     ("training.max_steps=10", "training.max_steps", "10"),
+    ("runs=[]", "runs", "[]"),
+    ("runs.1.use_pretrained_model=later", "runs[1].use_pretrained_model", "later"),
+    ("data.size=huge", "data.size", "huge"),
 ])
 def test_bad_config_stops_at_load_naming_key_and_value(tmp_path, override, key, value):
     with pytest.raises(ConfigError) as err:

@@ -22,7 +22,9 @@ def test_default_loads_and_is_the_shipped_file():
     assert (REPO / "configs" / "default.yaml").read_text() == default_config_path().read_text()
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+# configs/compression.yaml is a compression experiment (python -m corpuslab.compression): tests/compression loads it.
+@pytest.mark.parametrize("path", [p for p in sorted((REPO / "configs").rglob("*.yaml")) if p.name != "compression.yaml"],
+                         ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     files = [str(default_config_path()), str(path)]
     load_config(files)

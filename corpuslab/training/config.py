@@ -19,6 +19,12 @@ PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 128, "context": 128},
     "small": {"n_layer": 4, "n_head": 4, "n_embd": 256, "context": 256},
     "gpt2-124m": {"n_layer": 12, "n_head": 12, "n_embd": 768, "context": 1024},
+    # The compression seed's byte-level models (feed-forward 4d, context 2048; the name counts the blocks'
+    # weights, GPT-2's learned position table adds context x n_embd).
+    "transformer200k": {"n_layer": 4, "n_head": 4, "n_embd": 64, "context": 2048},
+    "transformer800k": {"n_layer": 4, "n_head": 4, "n_embd": 128, "context": 2048},
+    "transformer3.2m": {"n_layer": 4, "n_head": 8, "n_embd": 256, "context": 2048},
+    "transformer4.1m": {"n_layer": 5, "n_head": 8, "n_embd": 256, "context": 2048},
 }
 SIZE_FIELDS = ("n_layer", "n_head", "n_embd", "context")
 

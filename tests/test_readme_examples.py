@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from corpuslab.cli import main
+from tests.compression import test_runner as compression_tests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,4 +170,5 @@ CASES = {
     "configs/hf_example.yaml": test_hf_example_runs_on_local_files_through_the_same_calls,
     "configs/overrides/thresholds.yaml": test_override_examples_layer_on_the_default,
     "configs/overrides/chunk_level.yaml": test_override_examples_layer_on_the_default,
+    "configs/compression.yaml": compression_tests.test_compression_example_runs_as_written,  # python -m corpuslab.compression
 }

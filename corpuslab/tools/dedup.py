@@ -210,6 +210,25 @@ def ingest(documents: Iterator[Document], folder: Path, keep: str) -> Ingested:
     return _field_priority(writer.paths, writer.count, keys, order, name)
 
 
+def _ingest_fast(cfg: DedupToolConfig, source, work: Path):
+    """The Arrow path (`dedup_fast`) where the inputs allow it, else None."""
+    from corpuslab.sources.local import LocalSource
+    from corpuslab.tools import dedup_fast
+
+    if not isinstance(source, LocalSource):
+        return None
+    inputs = dedup_fast.fast_input(cfg, source.files())
+    ingested = dedup_fast.ingest_fast(inputs, cfg.text_field, work) if inputs else None
+    if ingested is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return ingested
+
+
+def fast_ingested(fast, keep: str) -> Ingested:
+    priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
+    return Ingested(fast.shards, len(fast.ids), priority)
+
+
 def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, name: str) -> Ingested:
     """Rank by a metadata field: numbers by value, strings (ISO dates) in sorted order; a document without
     the field is never preferred over one with it."""
@@ -238,13 +257,17 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
     try:
         clock = time.perf_counter()
-        ingested = ingest(source.documents(), work / "docs", cfg.keep)
+        fast = _ingest_fast(cfg, source, work / "fast")
+        ingested = fast_ingested(fast, cfg.keep) if fast else ingest(source.documents(), work / "docs", cfg.keep)
         read_s = time.perf_counter() - clock
         executor = SerialExecutor() if cfg.processes == 1 else LocalExecutor(cfg.processes)
         with executor:
             result = _find(cfg, ingested, executor)
         clock = time.perf_counter()
-        counts = _write_outputs(cfg, out, output_format, ingested, result)
+        if fast:
+            counts = _write_outputs_fast(out, output_format, fast, result)
+        else:
+            counts = _write_outputs(cfg, out, output_format, ingested, result)
         write_s = time.perf_counter() - clock
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -284,6 +307,29 @@ def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
     return settings
 
 
+def _write_outputs_fast(out: Path, output_format: str, fast, result) -> dict[str, Any]:
+    from corpuslab.tools import dedup_fast
+
+    decided = {d.id: d for d in result.decisions}
+    writer = DecisionWriter(out)
+    writer.write_all(fast.ids, decided)
+    counts = writer.close()
+    kept = np.fromiter((decided[i].kept if i in decided else True for i in fast.ids), dtype=bool, count=len(fast.ids))
+    path = out / f"deduplicated.{output_format}"
+    tmp = temp_path(path)
+    dedup_fast.write_kept(fast.source, kept, tmp)
+    tmp.replace(path)
+    return _finish_counts(out, result, counts)
+
+
+def _finish_counts(out: Path, result, counts: dict[str, Any]) -> dict[str, Any]:
+    _write_pairs(out / "pairs.parquet", result)
+    clusters = _write_clusters(out / "clusters.parquet", result.decisions)
+    return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
+            "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
+            "verified_pairs": len(result.verified_pairs)}
+
+
 def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, result) -> dict[str, Any]:
     decided = {d.id: d for d in result.decisions}
     writer = DecisionWriter(out)
@@ -295,11 +341,7 @@ def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested
             if decision.kept:
                 kept_docs.write(doc)
     counts = writer.close()
-    _write_pairs(out / "pairs.parquet", result)
-    clusters = _write_clusters(out / "clusters.parquet", result.decisions)
-    return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
-            "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
-            "verified_pairs": len(result.verified_pairs)}
+    return _finish_counts(out, result, counts)
 
 
 PAIRS_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("similarity", pa.float64()), ("kind", pa.string())])

@@ -49,7 +49,8 @@ def test_near_dedup_writes_docs_decisions_pairs_clusters(tmp_path, corpus, capsy
     assert "kept 41, dropped 2 (1 exact_duplicate, 1 near_duplicate)" in summary
     kept = read_jsonl(tmp_path / "out" / "deduplicated.jsonl")
     assert [r["quality"] for r in kept] == [*range(40), 42]  # earliest copies kept, in input order
-    assert set(kept[0]) >= {"id", "text", "quality"}
+    lines = source.read_text().splitlines(keepends=True)
+    assert (tmp_path / "out" / "deduplicated.jsonl").read_text() == "".join(lines[:40] + lines[42:43])  # records as given
     decisions = pq.read_table(tmp_path / "out" / "decisions.parquet").to_pylist()
     assert len(decisions) == 43 and sum(not d["kept"] for d in decisions) == 2
     pairs = pq.read_table(tmp_path / "out" / "pairs.parquet").to_pylist()
@@ -113,3 +114,30 @@ def test_bad_options_name_the_option(tmp_path, corpus, capsys, args, named):
     source = write_jsonl(tmp_path / "in.jsonl", records)
     assert run(source, "--out", tmp_path / "out", "--fields", "quality", *args) == 2
     assert f"'{named}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_arrow_path_and_source_path_decide_alike(tmp_path, corpus, suffix):
+    """Plain .jsonl / .parquet go through Arrow; an encoding list sends them through the local source."""
+    if suffix == "jsonl":
+        source = write_jsonl(tmp_path / "in.jsonl", corpus)
+    else:
+        source = tmp_path / "in.parquet"
+        pq.write_table(pa.Table.from_pylist(corpus), source)
+    assert run(source, "--out", tmp_path / "fast", "--keep", "longest") == 0
+    assert run(source, "--out", tmp_path / "slow", "--keep", "longest", "--encoding", "utf-8,cp1252", "--fields", "quality") == 0
+    fast, slow = (pq.read_table(tmp_path / d / "decisions.parquet").to_pylist() for d in ("fast", "slow"))
+    assert fast == slow and sum(not d["kept"] for d in fast) == 2
+    stats = json.loads((tmp_path / "fast" / "stats.json").read_text())
+    assert stats["runtime"]["read_s"] < stats["runtime"]["total_s"]
+    if suffix == "parquet":
+        assert pq.read_table(tmp_path / "fast" / "deduplicated.parquet").column_names == ["text", "quality", "date"]
+        assert pq.read_table(tmp_path / "fast" / "deduplicated.parquet").num_rows == 41
+
+
+def test_blank_line_falls_back_to_the_source_path(tmp_path, corpus):
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in corpus[:20]) + "\n" + "".join(json.dumps(r) + "\n" for r in corpus[20:]))
+    assert run(source, "--out", tmp_path / "out") == 0
+    ids = [d["id"] for d in pq.read_table(tmp_path / "out" / "decisions.parquet").to_pylist()]
+    assert ids[19:21] == ["in.jsonl:20", "in.jsonl:22"]  # line numbers as the local source counts them

@@ -139,7 +139,7 @@ def write_kept(source: FastInput, kept: np.ndarray, out: Path) -> None:
                         position += 1
         return
     schema = pa.unify_schemas([pq.read_schema(path) for path in source.files])
-    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(out, schema) as writer:  # Arrow's default (snappy): zstd would cost as much as the scan
         for path in source.files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP * 4):
                 mask = pa.array(kept[position : position + batch.num_rows])

@@ -141,3 +141,14 @@ def test_blank_line_falls_back_to_the_source_path(tmp_path, corpus):
     assert run(source, "--out", tmp_path / "out") == 0
     ids = [d["id"] for d in pq.read_table(tmp_path / "out" / "decisions.parquet").to_pylist()]
     assert ids[19:21] == ["in.jsonl:20", "in.jsonl:22"]  # line numbers as the local source counts them
+
+
+def test_hf_dataset_input_through_datasets(tmp_path, corpus, monkeypatch):
+    """hf:NAME goes through `datasets.load_dataset`; a local dataset folder stands in for the hub."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "dataset").mkdir()
+    write_jsonl(tmp_path / "dataset" / "train.jsonl", corpus)
+    assert run(f"hf:{tmp_path / 'dataset'}", "--split", "train", "--out", tmp_path / "out") == 0
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["docs_in"] == 43 and stats["dropped_by_reason"] == {"exact_duplicate": 1, "near_duplicate": 1}

@@ -252,8 +252,8 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     cfg.validate()
     started = time.perf_counter()
     out = Path(cfg.out)
+    source, output_format = open_input(cfg)  # a missing input stops before --out is created
     out.mkdir(parents=True, exist_ok=True)
-    source, output_format = open_input(cfg)
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
     try:
         clock = time.perf_counter()

@@ -139,8 +139,11 @@ def _simple_then_python(
     return np.concatenate([mapped, python]), joined_offsets, slot
 
 
+SIMPLE_MAP_VERSION = 1  # bump when `_build_simple_map` changes, so a cached table is not reused
+
+
 def _table_cache_path(unicode_form: str | None, lowercase: bool) -> Path:
-    name = f"simple-map-{unicodedata.unidata_version}-{unicode_form}-{int(lowercase)}.npy"
+    name = f"simple-map-v{SIMPLE_MAP_VERSION}-{unicodedata.unidata_version}-{unicode_form}-{int(lowercase)}.npy"
     return Path(__file__).resolve().parent / "__pycache__" / name
 
 

@@ -2,6 +2,11 @@
 
     python benchmarks/dedup.py --docs 20000
     python benchmarks/dedup.py --sizes 10000,20000,50000,100000 --methods corpuslab,rensa
+    python benchmarks/dedup.py --kind real --docs 20000     real English sentences with planted edits
+
+`--kind synthetic` (the default) is `dedup_corpus.py`'s made-up Zipf words; `--kind real` is
+`dedup_real_corpus.py`: sentences of the real corpora in `<workspace>/shared/data` (C4, BBC, AG News,
+arXiv, WikiText-2, Shakespeare), log-normal lengths, planted near and exact duplicates.
 
 The corpus (benchmarks/dedup_corpus.py) is generated untimed and cached. Every method then runs in its
 own fresh subprocess, timed from reading the Parquet shards to its duplicate pairs, with word 5-gram
@@ -41,6 +46,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dedup_corpus  # noqa: E402
+import dedup_real_corpus  # noqa: E402
 
 THRESHOLD = 0.85
 NUM_PERM = 128
@@ -297,11 +303,12 @@ def mb(n_bytes: int) -> str:
 
 
 def benchmark_size(n_docs: int, args: argparse.Namespace, bands: int, rows: int) -> dict:
-    corpus = args.out / f"docs{n_docs}_seed{args.seed}"
+    corpus = args.out / f"{args.kind}_docs{n_docs}_seed{args.seed}"
     clock = time.perf_counter()
-    _, truth = dedup_corpus.build(n_docs, corpus, args.seed)
+    builder = dedup_real_corpus if args.kind == "real" else dedup_corpus
+    _, truth = builder.build(n_docs, corpus, args.seed)
     print(
-        f"\n== {n_docs} docs, {truth['bytes'] / 1e6:.1f} MB of text, {len(truth['pairs'])} planted pairs, "
+        f"\n== {args.kind} corpus, {n_docs} docs, {truth['bytes'] / 1e6:.1f} MB of text, {len(truth['pairs'])} planted pairs, "
         f"{len(truth['exact_duplicates'])} exact copies; random cross-group pairs: max Jaccard "
         f"{truth['cross_group_max_jaccard']:.4f} (corpus ready in {time.perf_counter() - clock:.0f} s, "
         "untimed)"
@@ -386,6 +393,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--sizes", type=str, default=None, help="comma-separated corpus sizes (scaling run)")
     parser.add_argument("--methods", type=str, default="corpuslab,datasketch,rensa")
+    parser.add_argument("--kind", choices=("synthetic", "real"), default="synthetic",
+                        help="made-up Zipf words (dedup_corpus.py) or real sentences with planted edits (dedup_real_corpus.py)")
     parser.add_argument("--processes", type=int, default=os.cpu_count())
     parser.add_argument("--out", type=Path, default=Path("/tmp/corpuslab_dedup_corpus"))
     parser.add_argument("--seed", type=int, default=0)

@@ -3,6 +3,8 @@
     corpuslab run [--config FILE ...] [key.path=value ...]     the whole experiment
     corpuslab prepare | curate | train | evaluate | report       one stage and what it needs
     corpuslab prefetch                                           download an HF split to the local cache
+    corpuslab dedup INPUT... --out DIR                           deduplicate files on their own (corpuslab/tools/dedup.py)
+    corpuslab score CHECKPOINT --tasks ...                       score a checkpoint on zero-shot tasks (tools/score.py)
     corpuslab report DIR... [--out FILE]                         one table across finished experiments
 
 Stage commands behave like `make`: they build the stages they depend on when missing and reuse
@@ -56,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--checkpoint", metavar="PATH_OR_NAME",
                              help="score this checkpoint folder or Hugging Face model on the experiment's val/test "
                                   "instead of the arms' models")
+    from corpuslab.tools import add_tool_commands
+
+    add_tool_commands(commands)
     return parser
 
 
@@ -179,7 +184,16 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _with_experiment(_stage_command),
     "report": _report,
     "prefetch": _prefetch,
+    "dedup": lambda args: _tool(args, "dedup"),
+    "score": lambda args: _tool(args, "score"),
 }
+
+
+def _tool(args: argparse.Namespace, name: str) -> int:
+    """The standalone tools (no experiment, no config file): corpuslab/tools/."""
+    from corpuslab.tools import run_tool
+
+    return run_tool(name, args)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -73,7 +73,8 @@ REASON_EFFECTS: dict[str, str] = {
     "document_too_long": "record skipped",
     "binary_content": "record skipped (the whole file, when its first 8 KiB are binary)",
     "non_utf8_replaced": "record kept, invalid bytes replaced by U+FFFD",
-    "undecodable_replaced": "record kept, data invalid in the file's UTF-16/32 encoding replaced by U+FFFD",
+    "undecodable_replaced": "record kept, data invalid in the file's encoding replaced by U+FFFD",
+    "decoded_with_fallback": "record kept, decoded with the next codec of the source's encoding list",
     "empty_file": "warning only",
     "other_format_file": "warning only, file not read (its extension names another format)",
     "dangling_symlink": "file not read",
@@ -84,7 +85,8 @@ REASON_EFFECTS: dict[str, str] = {
     "wrong_schema": "file skipped",
 }
 # Reasons that lose no data; everything else is a skipped record or a lost part of a file.
-_NOT_DROPPED = frozenset({"non_utf8_replaced", "undecodable_replaced", "empty_file", "other_format_file"})
+_NOT_DROPPED = frozenset({"non_utf8_replaced", "undecodable_replaced", "decoded_with_fallback", "empty_file",
+                          "other_format_file"})
 
 
 @dataclass
@@ -94,6 +96,7 @@ class BadInputLog:
     max_examples: int = 20
     counts: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    replaced_chars: int = 0  # U+FFFD characters put in by decoding repairs of kept records
 
     def record(self, reason: str, path: str, line: int | None, detail: str) -> None:
         if reason not in self.counts:
@@ -116,6 +119,7 @@ class BadInputLog:
 
     def merge(self, other: BadInputLog) -> None:
         """Fold in the log of another shard or worker."""
+        self.replaced_chars += other.replaced_chars
         for reason, count in other.counts.items():
             self.counts[reason] += count
             kept = self.examples.setdefault(reason, [])
@@ -127,6 +131,7 @@ class BadInputLog:
             "total": self.total,
             "dropped": self.dropped,
             "counts": {reason: self.counts[reason] for reason in reasons},
+            "replaced_chars": self.replaced_chars,
             "effects": {reason: REASON_EFFECTS.get(reason, "record skipped") for reason in reasons},
             "max_examples_per_reason": self.max_examples,
             "examples": {reason: self.examples.get(reason, []) for reason in reasons},

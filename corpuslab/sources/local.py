@@ -71,7 +71,17 @@ from corpuslab.sources.badinput import (
 from corpuslab.sources.base import Source, sources
 from corpuslab.sources.files import file_format, resolve_files
 from corpuslab.sources.identity import describe_changes, file_identity
-from corpuslab.sources.text import MAX_MARK_BYTES, UTF8, Repair, decode, decode_document, detect_encoding, split_lines
+from corpuslab.sources.text import (
+    MAX_MARK_BYTES,
+    UTF8,
+    Repair,
+    decode,
+    decode_document,
+    detect_encoding,
+    newline_bytes,
+    parse_encoding,
+    split_lines,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +121,17 @@ class LocalConfig:
     on_bad_input: str = "skip"  # skip | stop
     max_doc_chars: int = DEFAULT_MAX_DOC_CHARS  # longer documents are skipped and counted
     max_docs: int | None = None
+    # Codec of text files without a byte order mark (txt, jsonl, csv), or a list tried in order per record:
+    # "utf-8,cp1252" decodes what is not valid UTF-8 as Windows-1252. See `corpuslab.sources.text`.
+    encoding: str = UTF8
 
     def validate(self, prefix: str = "dataset.local") -> None:
         self._validate_paths(prefix)
+        try:
+            parse_encoding(self.encoding)
+        except (LookupError, TypeError, AttributeError):
+            raise ConfigError(f"{prefix}.encoding", self.encoding, "a Python codec name (utf-8, cp1252, latin-1, "
+                              "utf-16-le, ...) or a comma-separated list tried in order, e.g. 'utf-8,cp1252'") from None
         check_choice(f"{prefix}.format", self.format, FORMATS)
         check_choice(f"{prefix}.txt_mode", self.txt_mode, TXT_MODES)
         check_choice(f"{prefix}.category_from", self.category_from, CATEGORY_SOURCES)
@@ -215,9 +233,20 @@ class _FileContext:
         handle_bad_input(self.log, self.cfg.on_bad_input, reason, self.shown, line, problem)
 
     def repaired(self, repair: Repair | None) -> None:
-        """Count a repair of a record that is kept (under "stop", raise)."""
-        if repair is not None:
-            self.bad(repair.reason, repair.line, repair.problem)
+        """Count a repair of a record that is kept (under "stop", raise; a fallback the user asked for does not)."""
+        if repair is None:
+            return
+        if repair.reason == "decoded_with_fallback":
+            self.log.record(repair.reason, self.shown, repair.line, repair.problem)
+            return
+        self.bad(repair.reason, repair.line, repair.problem)
+        self.log.replaced_chars += repair.chars
+
+    def codecs(self, head: bytes) -> tuple[str, int, tuple[str, ...]]:
+        """(codec, byte order mark length, fallback codecs) for a file starting with `head`."""
+        configured = parse_encoding(self.cfg.encoding)
+        codec, mark = detect_encoding(head[:MAX_MARK_BYTES], configured[0])
+        return codec, mark, configured[1:] if not mark else ()
 
     def usable(self, text: str, place: RecordPlace) -> bool:
         return usable_document(text, self.cfg.max_doc_chars, place, self.cfg.on_bad_input, self.log)
@@ -354,7 +383,7 @@ def _head(ctx: _FileContext, size: int) -> bytes:
 
 
 def _byte_lines(ctx: _FileContext, codec: str, mark: int) -> Iterator[bytes]:
-    if ctx.compression is None and codec == UTF8:
+    if ctx.compression is None and newline_bytes(codec) == b"\n":
         with open(ctx.path, "rb") as stream:
             stream.seek(mark)
             yield from stream  # C-level line splitting: the fast path for plain UTF-8 files
@@ -370,10 +399,10 @@ def _text_lines(ctx: _FileContext) -> Iterator[tuple[int, str, Repair | None]]:
     line_number = 0
     try:
         head = _head(ctx, _SNIFF_BYTES)
-        codec, mark = detect_encoding(head[:MAX_MARK_BYTES])
+        codec, mark, fallbacks = ctx.codecs(head)
         _check_not_binary(head[mark:], codec)
         for line_number, raw in enumerate(_byte_lines(ctx, codec, mark), start=1):
-            text, repair = decode(raw, codec, line_number)
+            text, repair = decode(raw, codec, line_number, fallbacks)
             yield line_number, text, repair
     except _FileProblem as problem:
         problem.line = problem.line if problem.line is not None else line_number + 1
@@ -412,8 +441,8 @@ def _read_txt_file(ctx: _FileContext) -> Iterator[Document]:
     data = _whole_file(ctx)
     if data is None:
         return
-    codec, mark = detect_encoding(data[:MAX_MARK_BYTES])
-    text, repair = decode_document(data[mark:], codec)
+    codec, mark, fallbacks = ctx.codecs(data)
+    text, repair = decode_document(data[mark:], codec, fallbacks)
     if ctx.usable(text, place):
         ctx.repaired(repair)
         yield Document(ctx.relative, text, dict(place.position))

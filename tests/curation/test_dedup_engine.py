@@ -6,6 +6,7 @@ pure-Python reference (sets of word 5-grams), never from the engine itself.
 
 from __future__ import annotations
 
+import functools
 import random
 import unicodedata
 from pathlib import Path
@@ -381,3 +382,55 @@ def test_a_bucket_larger_than_the_all_pairs_limit_still_forms_one_cluster(tmp_pa
     assert result.stats["candidate_pairs"] < 70 * 69 // 2
     kept = [d for d in result.decisions if d.kept]
     assert [d.id for d in kept] == ["d030"]
+
+
+def _batch(texts):
+    encoded = [t.encode() for t in texts]
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    return data, np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64)
+
+
+@functools.cache
+def _covered_chars(cfg):
+    from corpuslab.curation.dedup.normalize import _simple_map
+
+    table = _simple_map(cfg.unicode_form, cfg.lowercase)
+    return [chr(code) for code in np.flatnonzero(table >= 0).tolist()]
+
+
+@functools.cache
+def _covered_sample(cfg):
+    """Every 97th covered character plus the common ones of web text: a short list for hypothesis."""
+    chars = _covered_chars(cfg)
+    return sorted(set(chars[::97]) | (set("\u2019\u201c\u2013\u00e9\u00a0\u00c9\uff21\u2460") & set(chars)))
+
+
+@pytest.mark.parametrize("cfg", [NormalizeConfig(), NormalizeConfig(unicode_form="NFC"),
+                                 NormalizeConfig(unicode_form=None), NormalizeConfig(lowercase=False)])
+def test_every_table_character_normalizes_as_python_does(cfg):
+    """Each code point the numba table maps, in ASCII and in its own company, as `normalize` does it."""
+    from corpuslab.curation.dedup.normalize import _map_simple_docs
+
+    chars = _covered_chars(cfg)
+    assert len(chars) > 1000 and "\u2019" in chars and "\u00e9" in chars and "\u0301" not in chars
+    texts = [f"A{c}b {c}{c}\u00a0{c}Z" for c in chars]
+    data, offsets = _batch(texts)
+    out, out_offsets = normalize_utf8(data, offsets, cfg)
+    got = [out[out_offsets[i] : out_offsets[i + 1]].tobytes().decode() for i in range(len(texts))]
+    assert got == [normalize(t, cfg) for t in texts]
+    docs = np.arange(len(texts))
+    covered = _map_simple_docs(data, offsets, docs, __import__("corpuslab.curation.dedup.normalize", fromlist=["x"])
+                               ._simple_map(cfg.unicode_form, cfg.lowercase), np.arange(256, dtype=np.uint8))[2]
+    assert covered.all()  # every one went through the table, not Python
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_mixed_table_and_python_documents_normalize_as_python_does(data):
+    cfg = data.draw(st.sampled_from([NormalizeConfig(), NormalizeConfig(unicode_form="NFC", collapse_whitespace=False)]))
+    alphabet = st.sampled_from(_covered_sample(cfg)) | st.sampled_from(list("aZ \n.\u0301\u0308\u03a3\u1161\u0130ﬁ\ud7a3"))
+    texts = data.draw(st.lists(st.text(alphabet=alphabet, max_size=30), max_size=8))
+    batch, offsets = _batch(texts)
+    out, out_offsets = normalize_utf8(batch, offsets, cfg)
+    got = [out[out_offsets[i] : out_offsets[i + 1]].tobytes().decode() for i in range(len(texts))]
+    assert got == [normalize(t, cfg) for t in texts]

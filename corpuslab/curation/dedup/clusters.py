@@ -70,14 +70,21 @@ class Links:
     near_jaccard: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
 
 
-def build_result(ids: list[str], links: Links, stats: dict) -> DedupResult:
-    """Cluster the links, decide every member and fill in the cluster statistics."""
+def build_result(ids: list[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
+    """Cluster the links, decide every member and fill in the cluster statistics.
+
+    Each cluster keeps its earliest member, or with `priority` (one number per document, lower wins) the
+    member of lowest priority, the earliest on ties: how `corpuslab dedup --keep longest` keeps the
+    longest copy without reordering the corpus.
+    """
     sources = np.concatenate([links.exact_source, links.near_left])
     targets = np.concatenate([links.exact_target, links.near_right])
     members = np.unique(np.concatenate([sources, targets]))
     roots = members[
         _component_roots(len(members), np.searchsorted(members, sources), np.searchsorted(members, targets))
     ]
+    if priority is not None:
+        roots = _preferred_roots(members, roots, np.asarray(priority, dtype=np.float64))
     neighbour, similarity = _earliest_neighbours(members, links)
     exact_of = dict(zip(links.exact_source.tolist(), links.exact_target.tolist()))
     decisions = [
@@ -102,9 +109,20 @@ def _decide(
 ) -> Decision:
     if doc == root:
         return Decision(ids[doc], True, None, ids[root], None, None)
+    if exact_of.get(doc, doc) == exact_of.get(root, root):  # an exact copy of the kept document
+        return Decision(ids[doc], False, EXACT, ids[root], ids[root], 1.0)
     if doc in exact_of:
         return Decision(ids[doc], False, EXACT, ids[root], ids[exact_of[doc]], 1.0)
     return Decision(ids[doc], False, NEAR, ids[root], ids[neighbour[position]], float(similarity[position]))
+
+
+def _preferred_roots(members: np.ndarray, roots: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Per member, the member of its cluster with the lowest priority (the earliest on ties)."""
+    order = np.lexsort((members, priority[members], roots))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = roots[order][1:] != roots[order][:-1]
+    chosen = members[order][first]
+    return chosen[np.searchsorted(roots[order][first], roots)]
 
 
 def _earliest_neighbours(members: np.ndarray, links: Links) -> tuple[np.ndarray, np.ndarray]:

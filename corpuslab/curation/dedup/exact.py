@@ -20,15 +20,19 @@ from corpuslab.executor import Executor
 
 
 def find_exact_duplicates(
-    shards: Sequence[str | Path], norm: NormalizeConfig = NormalizeConfig(), executor: Executor | None = None
+    shards: Sequence[str | Path],
+    norm: NormalizeConfig = NormalizeConfig(),
+    executor: Executor | None = None,
+    priority: np.ndarray | None = None,
 ) -> DedupResult:
-    """Decisions for every exact-duplicate cluster of the corpus (shard order, then row order)."""
+    """Decisions for every exact-duplicate cluster of the corpus (shard order, then row order); each keeps
+    its earliest copy, or the copy of lowest `priority` (see `build_result`)."""
     started = time.perf_counter()
     norm.validate()
     scan = scan_corpus(shards, norm, None, executor)
     source, target = exact_links(scan.digests, ~scan.empty)
     stats = {"method": "exact", "normalize": str(norm), **corpus_stats(scan)}
-    result = build_result(scan.ids, Links(exact_source=source, exact_target=target), stats)
+    result = build_result(scan.ids, Links(exact_source=source, exact_target=target), stats, priority)
     result.stats["runtime"] = {"scan_s": scan.seconds, "total_s": time.perf_counter() - started}
     return result
 

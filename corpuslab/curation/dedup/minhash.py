@@ -279,13 +279,35 @@ def jaccard_sorted(x, y):
 
 
 @njit(cache=True, nogil=True)
-def pair_jaccards_between(values_a, offsets_a, left, values_b, offsets_b, right):
-    """Jaccard of set left[k] of collection a with set right[k] of collection b (as `shingle_sets`)."""
+def containment_sorted(x, y):
+    """|x & y| / min(|x|, |y|) of two sorted distinct arrays: how much of the smaller set lies in the larger
+    (the containment |A & B| / |A| of A in B, A the smaller); 0 when either is empty."""
+    i = j = common = 0
+    while i < len(x) and j < len(y):
+        if x[i] == y[j]:
+            common += 1
+            i += 1
+            j += 1
+        elif x[i] < y[j]:
+            i += 1
+        else:
+            j += 1
+    smaller = min(len(x), len(y))
+    return common / smaller if smaller else 0.0
+
+
+SIMILARITIES = ("jaccard", "containment")
+
+
+@njit(cache=True, nogil=True)
+def pair_jaccards_between(values_a, offsets_a, left, values_b, offsets_b, right, containment=False):
+    """Jaccard (or with `containment`, `containment_sorted`) of set left[k] of collection a with set right[k]
+    of collection b (as `shingle_sets`)."""
     out = np.empty(len(left), dtype=np.float64)
     for k in range(len(left)):
         x = values_a[offsets_a[left[k]] : offsets_a[left[k] + 1]]
         y = values_b[offsets_b[right[k]] : offsets_b[right[k] + 1]]
-        out[k] = jaccard_sorted(x, y)
+        out[k] = containment_sorted(x, y) if containment else jaccard_sorted(x, y)
     return out
 
 

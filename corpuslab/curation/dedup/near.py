@@ -42,6 +42,20 @@ from corpuslab.executor import Executor, SerialExecutor
 ShardPath = str | Path
 
 
+@dataclass(frozen=True)
+class Similarity:
+    """How a candidate pair is verified: `jaccard` |A & B| / |A | B| or `containment` |A & B| / |A| with A
+    the smaller shingle set ("A is copied inside B"), at `threshold`.
+
+    LSH finds pairs by their Jaccard, so for containment the banding (`MinHashConfig.threshold`, or its
+    bands and rows) must be set low enough to propose them: a short text inside one k times longer has
+    Jaccard <= 1/k however much of it was copied.
+    """
+
+    measure: str = "jaccard"
+    threshold: float = 0.85
+
+
 def find_near_duplicates(
     shards: Sequence[ShardPath],
     cfg: MinHashConfig = MinHashConfig(),
@@ -63,11 +77,15 @@ def find_exact_and_near_duplicates(
     cfg: MinHashConfig = MinHashConfig(),
     norm: NormalizeConfig = NormalizeConfig(),
     executor: Executor | None = None,
+    priority: np.ndarray | None = None,
+    similarity: Similarity | None = None,
 ) -> DedupResult:
     """The "near" recipe: exact duplicates first, then near duplicates among the survivors, one scan.
 
     Exact copies and verified near pairs form clusters together, so each cluster keeps its earliest
-    document; copies are dropped as exact_duplicate, the rest as near_duplicate.
+    document (or its lowest `priority`, see `build_result`); copies are dropped as exact_duplicate, the rest
+    as near_duplicate. `similarity` verifies candidates by another measure or threshold than the banding's
+    `cfg.threshold` (containment, see `Similarity`).
     """
     started = time.perf_counter()
     _validate(cfg, norm)
@@ -77,7 +95,7 @@ def find_exact_and_near_duplicates(
     survivors[source] = False
     stats = {"method": "exact+near", "docs_excluded": 0}
     links = Links(exact_source=source, exact_target=target)
-    return _cluster_near(scan, survivors, links, cfg, norm, executor, stats, started)
+    return _cluster_near(scan, survivors, links, cfg, norm, executor, stats, started, priority, similarity)
 
 
 def _validate(cfg: MinHashConfig, norm: NormalizeConfig) -> None:
@@ -94,13 +112,16 @@ def _cluster_near(
     executor: Executor | None,
     stats: dict,
     started: float,
+    priority: np.ndarray | None = None,
+    similarity: Similarity | None = None,
 ) -> DedupResult:
     """Candidates among `active` documents, verification, then clusters together with `links`."""
+    similarity = similarity or Similarity("jaccard", cfg.threshold)
     clock = time.perf_counter()
     pairs = candidate_pairs(scan.band_keys, active)
     candidates_s = time.perf_counter() - clock
-    jaccards = verify_pairs(scan, pairs, norm, cfg, executor)
-    verified = jaccards >= cfg.threshold
+    jaccards = verify_pairs(scan, pairs, norm, cfg, executor, similarity.measure == "containment")
+    verified = jaccards >= similarity.threshold
     links.near_left, links.near_right, links.near_jaccard = (
         pairs[verified, 0],
         pairs[verified, 1],
@@ -108,7 +129,9 @@ def _cluster_near(
     )
     verify_s = time.perf_counter() - clock - candidates_s
     stats = {**stats, **_near_stats(scan, cfg, norm, len(pairs), int(verified.sum()))}
-    result = build_result(scan.ids, links, stats)
+    if similarity.measure != "jaccard" or similarity.threshold != cfg.threshold:
+        stats.update(similarity=similarity.measure, threshold=similarity.threshold, candidate_threshold=cfg.threshold)
+    result = build_result(scan.ids, links, stats, priority)
     result.stats["runtime"] = {
         "scan_s": scan.seconds,
         "candidates_s": candidates_s,
@@ -188,9 +211,14 @@ def shingle_sets_for(
 
 
 def verify_pairs(
-    scan: CorpusScan, pairs: np.ndarray, norm: NormalizeConfig, cfg: MinHashConfig, executor: Executor | None
+    scan: CorpusScan,
+    pairs: np.ndarray,
+    norm: NormalizeConfig,
+    cfg: MinHashConfig,
+    executor: Executor | None,
+    containment: bool = False,
 ) -> np.ndarray:
-    """True Jaccard of every candidate pair (global indices).
+    """True Jaccard (or containment) of every candidate pair (global indices).
 
     The candidate documents' shingle sets (~8 bytes per shingle) would add up to a sizeable share of
     the corpus, so they go to a temporary folder shard by shard as the workers return them, and the
@@ -208,10 +236,12 @@ def verify_pairs(
             _save_sets(Path(spill), shard, sets)
             del sets
             release_memory()  # the received copy, before the next shard's arrives
-        return _verify_blocks(Path(spill), docs, doc_shard, pairs)
+        return _verify_blocks(Path(spill), docs, doc_shard, pairs, containment)
 
 
-def _verify_blocks(spill: Path, docs: np.ndarray, doc_shard: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def _verify_blocks(
+    spill: Path, docs: np.ndarray, doc_shard: np.ndarray, pairs: np.ndarray, containment: bool = False
+) -> np.ndarray:
     """Jaccard of the pairs, one (left shard, right shard) block at a time from the spilled sets."""
     left, right = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
     shard_first_doc = {int(s): int(i) for s, i in zip(*np.unique(doc_shard, return_index=True))}
@@ -230,6 +260,7 @@ def _verify_blocks(spill: Path, docs: np.ndarray, doc_shard: np.ndarray, pairs: 
             values_b,
             offsets_b,
             right[block] - shard_first_doc[b],
+            containment,
         )
     return jaccards
 

@@ -17,15 +17,21 @@ empty and never matched by either.
 offsets (as Arrow stores a string column) and returns the normalized buffer. It gives byte-for-byte
 the result of `normalize` on every document (tests check this), but handles pure-ASCII documents --
 the vast majority in web text -- in one numba pass without creating Python strings, because for ASCII
-steps 1-3 reduce to byte lookups. Only non-ASCII documents go through Python's `unicodedata`.
+steps 1-3 reduce to byte lookups. Non-ASCII documents whose every character normalizes on its own to
+one character (curly quotes, dashes, accented letters, no-break spaces: most of real web text) go
+through a second numba pass with a per-code-point table built from `unicodedata` (`_simple_map`);
+only the rest (combining marks, characters that compose with a neighbour, ligatures that expand,
+final sigma, invalid UTF-8) go through Python's `unicodedata`.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -102,10 +108,156 @@ def normalize_utf8(
     """
     collapse = cfg.collapse_whitespace if collapse is None else collapse
     python_docs = _non_ascii_docs(data, offsets) if _needs_unicode_tables(cfg) else np.empty(0, np.int64)
-    replacement, replacement_offsets, slot = _python_replacements(data, offsets, python_docs, cfg)
+    simple = _simple_map(cfg.unicode_form, cfg.lowercase) if _has_simple_path(cfg) and len(python_docs) else None
+    if simple is None:
+        replacement, replacement_offsets, slot = _python_replacements(data, offsets, python_docs, cfg)
+    else:
+        replacement, replacement_offsets, slot = _simple_then_python(data, offsets, python_docs, cfg, simple)
     table = _ascii_table(cfg.lowercase, cfg.strip_punctuation)
     mode = TABLE if cfg.strip_punctuation else (LOWER if cfg.lowercase else COPY)
     return _normalize_kernel(data, offsets, replacement, replacement_offsets, slot, table, mode, collapse)
+
+
+def _has_simple_path(cfg: NormalizeConfig) -> bool:
+    """The per-code-point table covers composing forms and lowercasing; punctuation stripping and the
+    decomposing forms (whose output reorders marks) stay in Python."""
+    return not cfg.strip_punctuation and cfg.unicode_form in (None, "NFC", "NFKC")
+
+
+def _simple_then_python(
+    data: np.ndarray, offsets: np.ndarray, docs: np.ndarray, cfg: NormalizeConfig, simple: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replacements of the non-ASCII `docs`: the table's where it covers every character, Python's for the rest."""
+    table = _ascii_table(cfg.lowercase, False)
+    mapped, mapped_offsets, covered = _map_simple_docs(data, offsets, docs, simple, table)
+    rest = docs[~covered]
+    python, python_offsets, python_slot = _python_replacements(data, offsets, rest, cfg)
+    slot = np.full(len(offsets) - 1, -1, dtype=np.int64)
+    slot[docs[covered]] = np.flatnonzero(covered)
+    slot[rest] = len(docs) + 1 + python_slot[rest]  # past the table part's len(docs) + 1 offsets
+    joined_offsets = np.concatenate([mapped_offsets, python_offsets + mapped_offsets[-1]])
+    return np.concatenate([mapped, python]), joined_offsets, slot
+
+
+SIMPLE_MAP_VERSION = 1  # bump when `_build_simple_map` changes, so a cached table is not reused
+
+
+def _table_cache_path(unicode_form: str | None, lowercase: bool) -> Path:
+    name = f"simple-map-v{SIMPLE_MAP_VERSION}-{unicodedata.unidata_version}-{unicode_form}-{int(lowercase)}.npy"
+    return Path(__file__).resolve().parent / "__pycache__" / name
+
+
+@functools.cache
+def _simple_map(unicode_form: str | None, lowercase: bool) -> np.ndarray:
+    """int32 per BMP code point: the one character that steps 1-2 make of it in any context, or -1.
+
+    A character qualifies when its normal form is one character, it neither starts nor ends a canonical
+    composition with a neighbour (no combining class, not the second of a composition pair, and neither
+    is its normal form or the first character of its decomposition), and lowercasing maps that to one
+    character outside Greek capital sigma (whose lowercase depends on the next letter). A string of such
+    characters is then normalized and lowercased character by character. Built from `unicodedata` once
+    per Unicode version and settings (~0.3 s) and kept next to the module where it can be written.
+    """
+    path = _table_cache_path(unicode_form, lowercase)
+    try:
+        return np.load(path)
+    except (OSError, ValueError):
+        pass
+    table = _build_simple_map(unicode_form, lowercase)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as stream:
+            np.save(stream, table)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only install builds the table once per process instead
+    return table
+
+
+def _build_simple_map(unicode_form: str | None, lowercase: bool) -> np.ndarray:
+    seconds = set()  # characters that can compose with the character before them
+    for code in range(0x20000):
+        decomposition = unicodedata.decomposition(chr(code))
+        if decomposition and not decomposition.startswith("<"):
+            parts = decomposition.split()
+            if len(parts) == 2:
+                seconds.add(int(parts[1], 16))
+    seconds.update(range(0x1100, 0x1200))  # Hangul jamo compose algorithmically
+    seconds.update(range(0xAC00, 0xD7A4))
+    table = np.full(0x10000, -1, dtype=np.int32)
+    for code in range(0x80, 0x10000):
+        if 0xD800 <= code < 0xE000 or code in seconds:
+            continue
+        char = chr(code)
+        formed = unicodedata.normalize(unicode_form, char) if unicode_form else char
+        if len(formed) != 1 or formed == "\u03a3" or ord(formed) in seconds or unicodedata.combining(formed):
+            continue
+        decomposed = unicodedata.normalize("NFKD", char)
+        if ord(decomposed[0]) in seconds or unicodedata.combining(decomposed[0]) or unicodedata.combining(char):
+            continue
+        lowered = formed.lower() if lowercase else formed
+        if len(lowered) == 1 and lowered != "\u03a3" and ord(lowered) < 0x10000:
+            table[code] = ord(lowered)
+    return table
+
+
+@njit(cache=True, nogil=True)
+def _map_simple_docs(data, offsets, docs, simple, ascii_table):
+    """Each doc of `docs` mapped character by character through `simple` (ASCII bytes through
+    `ascii_table`), as UTF-8 + offsets, and whether the table covered it (else its range is empty)."""
+    total = 0
+    for k in range(len(docs)):
+        total += offsets[docs[k] + 1] - offsets[docs[k]]
+    out = np.empty(total + total // 2 + 1, dtype=np.uint8)  # a character grows by at most 2 -> 3 bytes
+    out_offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+    covered = np.zeros(len(docs), dtype=np.bool_)
+    pos = 0
+    for k in range(len(docs)):
+        start = pos
+        ok = True
+        i, end = offsets[docs[k]], offsets[docs[k] + 1]
+        while i < end:
+            c = data[i]
+            if c < 0x80:
+                out[pos] = ascii_table[c]
+                pos += 1
+                i += 1
+                continue
+            if c >= 0xC2 and c < 0xE0 and i + 1 < end and (data[i + 1] & 0xC0) == 0x80:
+                code = ((c & 0x1F) << 6) | (data[i + 1] & 0x3F)
+                i += 2
+            elif (c >= 0xE0 and c < 0xF0 and i + 2 < end and (data[i + 1] & 0xC0) == 0x80
+                  and (data[i + 2] & 0xC0) == 0x80):
+                code = ((c & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F)
+                i += 3
+                if code < 0x800 or (code >= 0xD800 and code < 0xE000):  # overlong or a surrogate
+                    ok = False
+                    break
+            else:  # 4-byte (outside the table) or invalid UTF-8
+                ok = False
+                break
+            mapped = simple[code]
+            if mapped < 0:
+                ok = False
+                break
+            if mapped < 0x80:
+                out[pos] = mapped
+                pos += 1
+            elif mapped < 0x800:
+                out[pos] = 0xC0 | (mapped >> 6)
+                out[pos + 1] = 0x80 | (mapped & 0x3F)
+                pos += 2
+            else:
+                out[pos] = 0xE0 | (mapped >> 12)
+                out[pos + 1] = 0x80 | ((mapped >> 6) & 0x3F)
+                out[pos + 2] = 0x80 | (mapped & 0x3F)
+                pos += 3
+        if not ok:
+            pos = start
+        covered[k] = ok
+        out_offsets[k + 1] = pos
+    return out[:pos], out_offsets, covered
 
 
 def _needs_unicode_tables(cfg: NormalizeConfig) -> bool:

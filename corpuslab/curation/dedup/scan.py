@@ -170,7 +170,7 @@ def warm_kernels(minhash: bool = True) -> None:
     Forked pool workers inherit the compiled code; otherwise each would load it on its first task.
     numba specializes on writability, and Arrow hands out both writable and read-only buffers.
     """
-    text = b"Warm up the kernels once"
+    text = "Warm up the kernels once \u2013 caf\u00e9".encode()
     offsets = np.array([0, len(text)], dtype=np.int64)
     for data in (np.frombuffer(bytearray(text), dtype=np.uint8), np.frombuffer(text, dtype=np.uint8)):
         for norm in (NormalizeConfig(), NormalizeConfig(collapse_whitespace=False)):

@@ -1,0 +1,448 @@
+"""`corpuslab dedup`: deduplicate files on their own, without an experiment.
+
+    corpuslab dedup INPUT... --out DIR [--recipe exact|near] [--similarity jaccard|containment]
+                    [--threshold T] [--keep earliest|longest|max:FIELD|min:FIELD] ...
+
+INPUT is local files, folders or globs (read by the `local` source: txt, jsonl, parquet, csv, with
+`--encoding`), an fsspec URL (`s3://bucket/part-*.jsonl.gz`, read by the `hf` source's packaged json /
+parquet / csv builders) or `hf:NAME` (a Hugging Face dataset, `--split`, `--subset`). The documents are
+copied once into working Parquet shards, which the same engine as the `exact` and `near` recipes
+(`corpuslab.curation.dedup`) scans in parallel; nothing else of an experiment (splits, canaries,
+tokenizer, training) runs.
+
+DIR receives:
+    deduplicated.jsonl | .parquet   the kept documents, in the input's format (parquet in, parquet out)
+    decisions.parquet               one row per document: kept, reason, cluster_id, duplicate_of, similarity
+    pairs.parquet                   every verified pair: a, b, similarity, kind (exact | near)
+    clusters.parquet                every document in a cluster of two or more: cluster_id, id, kept, size
+    stats.json                      settings, counts by reason, engine statistics, bad input, timings
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpuslab.atomic import temp_path, write_json_atomic
+from corpuslab.curation.decisions import Decision, DecisionWriter
+from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
+from corpuslab.documents import Document
+from corpuslab.errors import ConfigError
+from corpuslab.shards import ShardWriter, read_documents
+
+RECIPES = ("exact", "near")
+SIMILARITIES = ("jaccard", "containment")
+KEEP_FIXED = ("earliest", "longest")
+# Where --threshold is a containment, LSH must still propose pairs by their Jaccard: this default
+# banding threshold proposes a pair with Jaccard 0.2 with probability ~0.9 (see ALGORITHMS in README).
+CONTAINMENT_CANDIDATE_JACCARD = 0.2
+URL_BUILDERS = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet", ".csv": "csv",
+                ".txt": "text"}
+SHARD_DOCS = 20_000
+
+
+@dataclass(frozen=True)
+class DedupToolConfig:
+    """What `corpuslab dedup` reads, how it decides and what it keeps (one field per command-line option)."""
+
+    inputs: list[str]
+    out: str
+    recipe: str = "near"
+    similarity: str = "jaccard"
+    threshold: float = 0.85
+    candidate_threshold: float | None = None  # banding threshold; None: the threshold (Jaccard) or 0.2 (containment)
+    num_perm: int = 128
+    bands: int | None = None
+    rows: int | None = None
+    ngram: int = 5
+    shingle: str = "word"
+    seed: int = 1
+    keep: str = "earliest"  # earliest | longest | max:FIELD | min:FIELD
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    text_field: str = "text"
+    id_field: str | None = None
+    fields: list[str] = field(default_factory=list)  # record fields carried to the output
+    format: str = "auto"
+    encoding: str | None = None
+    split: str = "train"
+    subset: str | None = None
+    processes: int | None = None
+    max_docs: int | None = None
+
+    def validate(self) -> None:
+        if not self.inputs:
+            raise ConfigError("INPUT", self.inputs, "at least one file, folder, glob, fsspec URL or hf:NAME")
+        if self.recipe not in RECIPES:
+            raise ConfigError("--recipe", self.recipe, f"one of {RECIPES}")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError("--similarity", self.similarity, f"one of {SIMILARITIES}")
+        if self.similarity == "containment" and self.recipe != "near":
+            raise ConfigError("--similarity", self.similarity, "'jaccard' with --recipe exact (containment needs --recipe near)")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError("--threshold", self.threshold, "a number in (0, 1]")
+        if self.processes is not None and self.processes < 1:
+            raise ConfigError("--processes", self.processes, "an integer >= 1")
+        keep_field(self.keep)
+        self.minhash().validate("--minhash")
+        self.normalize.validate("--normalize")
+        kinds = {_input_kind(path) for path in self.inputs}
+        if len(kinds) > 1 or (kinds == {"hf"} and len(self.inputs) > 1):
+            raise ConfigError("INPUT", self.inputs, "local paths, or fsspec URLs, or one hf:NAME, not a mix")
+
+    def minhash(self) -> MinHashConfig:
+        candidate = self.candidate_threshold
+        if candidate is None:
+            candidate = self.threshold if self.similarity == "jaccard" else min(self.threshold, CONTAINMENT_CANDIDATE_JACCARD)
+        return MinHashConfig(shingle=self.shingle, ngram=self.ngram, num_perm=self.num_perm, threshold=candidate,
+                             bands=self.bands, rows=self.rows, seed=self.seed)
+
+
+def keep_field(keep: str) -> tuple[str, str | None]:
+    """('earliest' | 'longest' | 'max' | 'min', the metadata field for max/min)."""
+    if keep in KEEP_FIXED:
+        return keep, None
+    order, _, name = keep.partition(":")
+    if order not in ("max", "min") or not name:
+        raise ConfigError("--keep", keep, "earliest, longest, max:FIELD (e.g. max:quality) or min:FIELD (e.g. min:date)")
+    return order, name
+
+
+def _input_kind(path: str) -> str:
+    if path.startswith("hf:"):
+        return "hf"
+    return "url" if "://" in path else "local"
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def open_input(cfg: DedupToolConfig):
+    """The source plug-in that reads `cfg.inputs`, and the output format ('jsonl' or 'parquet')."""
+    from corpuslab.schema import from_dict
+
+    kind = _input_kind(cfg.inputs[0])
+    fields = _record_fields(cfg)
+    if kind == "local":
+        from corpuslab.sources.local import LocalConfig, LocalSource
+
+        params = {"paths": list(cfg.inputs), "format": cfg.format, "text_field": cfg.text_field,
+                  "id_field": cfg.id_field, "metadata_fields": fields, "max_docs": cfg.max_docs}
+        if cfg.encoding is not None:
+            params["encoding"] = cfg.encoding
+        source = LocalSource(from_dict(LocalConfig, params, "dedup"))
+        files = source.files()
+        parquet = bool(files) and all(_is_parquet(str(path), cfg.format) for path in files)
+        return source, "parquet" if parquet else "jsonl"
+    from corpuslab.sources.hf import HFConfig, HFSource
+
+    if kind == "hf":
+        params = {"name": cfg.inputs[0][3:], "subset": cfg.subset, "split": cfg.split}
+        output = "jsonl"
+    else:
+        builder = _url_builder(cfg.inputs, cfg.format)
+        params = {"name": builder, "data_files": list(cfg.inputs), "split": "train"}
+        output = "parquet" if builder == "parquet" else "jsonl"
+    params.update(text_field=cfg.text_field, id_field=cfg.id_field, metadata_fields=fields, max_docs=cfg.max_docs)
+    return HFSource(from_dict(HFConfig, params, "dedup")), output
+
+
+def _record_fields(cfg: DedupToolConfig) -> list[str]:
+    _, keep_name = keep_field(cfg.keep)
+    return list(dict.fromkeys([*cfg.fields, *([keep_name] if keep_name else [])]))
+
+
+def _is_parquet(path: str, fmt: str) -> bool:
+    return fmt == "parquet" or (fmt == "auto" and path.lower().endswith(".parquet"))
+
+
+def _url_builder(urls: list[str], fmt: str) -> str:
+    if fmt != "auto":
+        return {"jsonl": "json", "txt": "text"}.get(fmt, fmt)
+    builders = set()
+    for url in urls:
+        name = url.lower()
+        for suffix in (".gz", ".zst", ".zstd", ".bz2", ".xz"):
+            name = name.removesuffix(suffix)
+        builders.add(next((b for ext, b in URL_BUILDERS.items() if name.endswith(ext)), None))
+    if len(builders) != 1 or None in builders:
+        raise ConfigError("INPUT", urls, "URLs of one format (.jsonl, .json, .parquet, .csv, .txt, optionally "
+                                         "compressed), or --format jsonl | parquet | csv | txt")
+    return builders.pop()
+
+
+@dataclass
+class Ingested:
+    """The working shards and, per document in corpus order, what `--keep` ranks it by."""
+
+    shards: list[Path]
+    docs: int
+    priority: np.ndarray | None
+    missing_keep_field: int = 0
+
+
+def ingest(documents: Iterator[Document], folder: Path, keep: str) -> Ingested:
+    """Copy the documents into working shards, collecting the `--keep` key of each."""
+    order, name = keep_field(keep)
+    keys: list[Any] = []
+    with ShardWriter(folder, shard_docs=SHARD_DOCS) as writer:
+        for doc in documents:
+            writer.write(doc)
+            if order == "longest":
+                keys.append(len(doc.text))
+            elif name is not None:
+                keys.append(doc.metadata.get(name))
+    if order == "earliest":
+        return Ingested(writer.paths, writer.count, None)
+    if order == "longest":
+        return Ingested(writer.paths, writer.count, -np.asarray(keys, dtype=np.float64))
+    return _field_priority(writer.paths, writer.count, keys, order, name)
+
+
+def _ingest_fast(cfg: DedupToolConfig, source, work: Path):
+    """The Arrow path (`dedup_fast`) where the inputs allow it, else None."""
+    from corpuslab.sources.local import LocalSource
+    from corpuslab.tools import dedup_fast
+
+    if not isinstance(source, LocalSource):
+        return None
+    inputs = dedup_fast.fast_input(cfg, source.files())
+    ingested = dedup_fast.ingest_fast(inputs, cfg.text_field, work) if inputs else None
+    if ingested is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return ingested
+
+
+def fast_ingested(fast, keep: str) -> Ingested:
+    priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
+    return Ingested(fast.shards, len(fast.ids), priority)
+
+
+def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, name: str) -> Ingested:
+    """Rank by a metadata field: numbers by value, strings (ISO dates) in sorted order; a document without
+    the field is never preferred over one with it."""
+    present = [k for k in keys if k is not None and not (isinstance(k, float) and math.isnan(k))]
+    kinds = {isinstance(k, (int, float)) and not isinstance(k, bool) for k in present}
+    if len(kinds) > 1:
+        raise ConfigError("--keep", f"{order}:{name}", f"a field holding only numbers or only strings; '{name}' holds both")
+    ranks = {value: rank for rank, value in enumerate(sorted(set(present)))}
+    sign = -1.0 if order == "max" else 1.0
+    priority = np.array([sign * ranks[k] if k in ranks else np.inf for k in keys], dtype=np.float64)
+    return Ingested(shards, docs, priority, missing_keep_field=len(keys) - len(present))
+
+
+# --- deciding and writing -------------------------------------------------------------------------------
+
+
+def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
+    """Read, deduplicate and write `cfg.out`; returns the stats written to stats.json."""
+    from corpuslab.executor import LocalExecutor, SerialExecutor
+
+    cfg.validate()
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    source, output_format = open_input(cfg)  # a missing input stops before --out is created
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
+    try:
+        clock = time.perf_counter()
+        fast = _ingest_fast(cfg, source, work / "fast")
+        ingested = fast_ingested(fast, cfg.keep) if fast else ingest(source.documents(), work / "docs", cfg.keep)
+        read_s = time.perf_counter() - clock
+        executor = SerialExecutor() if cfg.processes == 1 else LocalExecutor(cfg.processes)
+        with executor:
+            result = _find(cfg, ingested, executor)
+        clock = time.perf_counter()
+        if fast:
+            counts = _write_outputs_fast(out, output_format, fast, result)
+        else:
+            counts = _write_outputs(cfg, out, output_format, ingested, result)
+        write_s = time.perf_counter() - clock
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stats = {
+        "inputs": list(cfg.inputs),
+        "settings": _settings(cfg),
+        **counts,
+        "missing_keep_field": ingested.missing_keep_field,
+        "bad_input": source.bad_input_summary(),
+        "engine": result.stats,
+        "runtime": {"read_s": read_s, **result.stats.get("runtime", {}), "write_s": write_s,
+                    "total_s": time.perf_counter() - started},
+    }
+    write_json_atomic(out / "stats.json", stats)
+    for line in summary_lines(stats, out, output_format):
+        log(line)
+    return stats
+
+
+def _find(cfg: DedupToolConfig, ingested: Ingested, executor):
+    if cfg.recipe == "exact":
+        from corpuslab.curation.dedup.exact import find_exact_duplicates
+
+        return find_exact_duplicates(ingested.shards, cfg.normalize, executor, ingested.priority)
+    from corpuslab.curation.dedup.near import Similarity, find_exact_and_near_duplicates
+
+    return find_exact_and_near_duplicates(ingested.shards, cfg.minhash(), cfg.normalize, executor,
+                                          ingested.priority, Similarity(cfg.similarity, cfg.threshold))
+
+
+def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
+    settings = {"recipe": cfg.recipe, "keep": cfg.keep, "normalize": str(cfg.normalize)}
+    if cfg.recipe == "near":
+        bands, rows = cfg.minhash().bands_rows()
+        settings.update(similarity=cfg.similarity, threshold=cfg.threshold, minhash=str(cfg.minhash()),
+                        bands=bands, rows=rows)
+    return settings
+
+
+def _write_outputs_fast(out: Path, output_format: str, fast, result) -> dict[str, Any]:
+    from corpuslab.tools import dedup_fast
+
+    decided = {d.id: d for d in result.decisions}
+    writer = DecisionWriter(out)
+    writer.write_all(fast.ids, decided)
+    counts = writer.close()
+    kept = np.fromiter((decided[i].kept if i in decided else True for i in fast.ids), dtype=bool, count=len(fast.ids))
+    path = out / f"deduplicated.{output_format}"
+    tmp = temp_path(path)
+    dedup_fast.write_kept(fast.source, kept, tmp)
+    tmp.replace(path)
+    return _finish_counts(out, result, counts)
+
+
+def _finish_counts(out: Path, result, counts: dict[str, Any]) -> dict[str, Any]:
+    _write_pairs(out / "pairs.parquet", result)
+    clusters = _write_clusters(out / "clusters.parquet", result.decisions)
+    return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
+            "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
+            "verified_pairs": len(result.verified_pairs)}
+
+
+def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, result) -> dict[str, Any]:
+    decided = {d.id: d for d in result.decisions}
+    writer = DecisionWriter(out)
+    docs_path = out / f"deduplicated.{output_format}"
+    with _DocWriter(docs_path, output_format, cfg.text_field, cfg.id_field or "id") as kept_docs:
+        for doc in read_documents(ingested.shards):
+            decision = decided.get(doc.id) or Decision(doc.id, True)
+            writer.write(decision)
+            if decision.kept:
+                kept_docs.write(doc)
+    counts = writer.close()
+    return _finish_counts(out, result, counts)
+
+
+PAIRS_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("similarity", pa.float64()), ("kind", pa.string())])
+CLUSTERS_SCHEMA = pa.schema([("cluster_id", pa.string()), ("id", pa.string()), ("kept", pa.bool_()),
+                             ("reason", pa.string()), ("size", pa.int64())])
+
+
+def _write_pairs(path: Path, result) -> None:
+    """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order."""
+    from corpuslab.curation.dedup.clusters import EXACT
+
+    exact = [(d.id, d.duplicate_of, 1.0, "exact") for d in result.decisions if d.reason == EXACT]
+    near = [(a, b, s, "near") for a, b, s in result.verified_pairs]
+    rows = exact + near
+    table = pa.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, schema=PAIRS_SCHEMA)
+    _write_table(path, table)
+
+
+def _write_clusters(path: Path, decisions: list[Decision]) -> int:
+    sizes = Counter(d.cluster_id for d in decisions)
+    ordered = sorted(decisions, key=lambda d: (d.cluster_id, not d.kept))
+    table = pa.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
+                      "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
+                      "size": [sizes[d.cluster_id] for d in ordered]}, schema=CLUSTERS_SCHEMA)
+    _write_table(path, table)
+    return len(sizes)
+
+
+def _write_table(path: Path, table: pa.Table) -> None:
+    tmp = temp_path(path)
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+class _DocWriter:
+    """Kept documents as JSON lines or Parquet: the id and text under the input's field names, then the
+    metadata (category, --fields, source_file / source_line)."""
+
+    def __init__(self, path: Path, output_format: str, text_field: str, id_field: str):
+        self.path, self.format, self.text_field, self.id_field = path, output_format, text_field, id_field
+        self._tmp = temp_path(path)
+        self._rows: list[dict[str, Any]] = []
+        self._stream = open(self._tmp, "w", encoding="utf-8") if output_format == "jsonl" else None
+        self._parquet: pq.ParquetWriter | None = None
+
+    def write(self, doc: Document) -> None:
+        record = {self.id_field: doc.id, self.text_field: doc.text, **doc.metadata}
+        if self._stream is not None:
+            self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            return
+        self._rows.append(record)
+        if len(self._rows) >= 4096:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        table = pa.Table.from_pylist(self._rows)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+        self._parquet.write_table(table.cast(self._parquet.schema))
+        self._rows = []
+
+    def __enter__(self) -> _DocWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        else:
+            self._flush()
+            if self._parquet is None:
+                pq.write_table(pa.table({self.id_field: pa.array([], pa.string()),
+                                         self.text_field: pa.array([], pa.string())}), self._tmp)
+            else:
+                self._parquet.close()
+        if exc_type is None:
+            self._tmp.replace(self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def summary_lines(stats: dict[str, Any], out: Path, output_format: str) -> list[str]:
+    settings = stats["settings"]
+    how = settings["recipe"]
+    if how == "near":
+        how += f" ({settings['similarity']} >= {settings['threshold']:g}, {settings['minhash']})"
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in sorted(stats["dropped_by_reason"].items())) or "none"
+    runtime = stats["runtime"]
+    bad = stats["bad_input"]
+    lines = [
+        f"corpuslab dedup: {stats['docs_in']:,} documents, {how}, keep {settings['keep']}",
+        f"  kept {stats['kept']:,}, dropped {stats['dropped']:,} ({reasons})",
+        f"  {stats['clusters']:,} clusters, {stats['verified_pairs']:,} verified near pairs"
+        + (f", {stats['engine'].get('candidate_pairs', 0):,} LSH candidates" if settings["recipe"] == "near" else ""),
+        f"  {runtime['total_s']:.1f} s (read {runtime['read_s']:.1f} s, dedup {runtime.get('total_s', 0) - runtime['read_s'] - runtime['write_s']:.1f} s, "
+        f"write {runtime['write_s']:.1f} s)",
+    ]
+    if bad.get("total"):
+        lines.append(f"  bad input: {bad['counts']} (see stats.json)")
+    if stats["missing_keep_field"]:
+        lines.append(f"  {stats['missing_keep_field']:,} documents lack the --keep field: never preferred")
+    lines.append(f"  -> {out}/deduplicated.{output_format}, decisions.parquet, pairs.parquet, clusters.parquet, stats.json")
+    return lines

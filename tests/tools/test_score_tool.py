@@ -1,0 +1,66 @@
+"""`corpuslab score CHECKPOINT --tasks ...`: any saved model on tasks from local files, the harness table."""
+
+import json
+
+import pytest
+
+import corpuslab
+from corpuslab.cli import main
+from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from corpuslab.tools.score_cli import harness_table
+from corpuslab.training.model import ModelConfig, build_model
+
+PIQA = [{"goal": f"how to do thing {i}", "sol1": f"use tool {i}", "sol2": f"use other {i % 3}", "label": i % 2}
+        for i in range(6)]
+LAMBADA = [{"text": f"the miller counted {i} sacks of flour and then sold the flour"} for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("score")
+    files = {}
+    for name, docs in (("piqa", PIQA), ("lambada_openai", LAMBADA)):
+        files[name] = root / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(d) + "\n" for d in docs))
+    texts = [json.dumps(d) for d in PIQA + LAMBADA]
+    tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300, min_frequency=1), texts)
+    model = build_model(ModelConfig("tiny", n_layer=1, n_head=2, n_embd=32, context=64), len(tokenizer), seed=3,
+                        eos_id=tokenizer.eos_token_id)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root / "model", files, model, tokenizer
+
+
+def test_score_prints_the_table_and_matches_the_api(checkpoint, tmp_path, capsys, one_thread):
+    model_dir, files, model, tokenizer = checkpoint
+    out = tmp_path / "scores.json"
+    code = main(["score", str(model_dir), "--tasks", "piqa,lambada_openai:3", "--task-file", f"piqa={files['piqa']}",
+                 "--task-file", f"lambada_openai={files['lambada_openai']}", "--device", "cpu", "--output", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].replace(" ", "") == "|Tasks|n|Metric||Value||Stderr|"
+    assert any(line.replace(" ", "").startswith("|piqa|6|acc|↑|") for line in printed.splitlines())
+    results = json.loads(out.read_text())["results"]
+    expected = corpuslab.evaluate(model, tokenizer, {"piqa": None, "lambada_openai": 3}, device="cpu",
+                                  task_files={k: str(v) for k, v in files.items()})
+    assert results == json.loads(json.dumps(expected))
+    assert results["lambada_openai"]["n"] == 3
+
+
+@pytest.mark.parametrize("args, key", [(["--tasks", "piqa:x"], "--tasks"), (["--tasks", "nosuchtask"], "score.tasks"),
+                                       (["--tasks", "piqa", "--task-file", "piqa"], "--task-file")])
+def test_bad_task_options_name_the_option(checkpoint, capsys, args, key):
+    assert main(["score", str(checkpoint[0]), *args]) == 2
+    assert key in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_an_input_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["score", str(tmp_path / "nothing-here"), "--tasks", "piqa"]) == 2
+    assert "nothing-here" in capsys.readouterr().err
+
+
+def test_table_marks_lower_is_better():
+    table = harness_table({"lambada_openai": {"acc": 0.5, "acc_stderr": 0.1, "perplexity": 12.0, "perplexity_stderr": 2.0, "n": 4}})
+    lines = table.splitlines()
+    assert "↑" in lines[2] and "↓" in lines[3] and "12.0000" in lines[3] and lines[3].lstrip("|").startswith(" ")

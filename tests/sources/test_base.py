@@ -55,8 +55,10 @@ def test_a_plugin_source_is_opened_with_its_parameters() -> None:
 
 
 def test_unknown_source_lists_the_known_ones_and_a_missing_section_is_named() -> None:
-    with pytest.raises(ConfigError, match=r"dataset.source.*'hf', 'local', 'synthetic'"):
+    with pytest.raises(ConfigError, match=r"dataset.source") as unknown:
         open_source(DatasetConfig(source="nope"), 0)
+    # Plug-ins imported by other tests may add their own: the built-in ones must all be listed.
+    assert all(f"'{name}'" in str(unknown.value) for name in ("hf", "local", "synthetic"))
     with pytest.raises(ConfigError, match="dataset.local.*paths"):
         open_source(DatasetConfig(source="local"), 0)
     with pytest.raises(TypeError, match="already registered"):

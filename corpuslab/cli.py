@@ -3,6 +3,7 @@
     corpuslab run [--config FILE ...] [key.path=value ...]     the whole experiment
     corpuslab prepare | curate | train | evaluate | report       one stage and what it needs
     corpuslab prefetch                                           download an HF split to the local cache
+    corpuslab clusters [--arm NAME]                              embed and cluster, print the clusters to inspect
     corpuslab report DIR... [--out FILE]                         one table across finished experiments
 
 Stage commands behave like `make`: they build the stages they depend on when missing and reuse
@@ -28,6 +29,8 @@ STAGE_HELP = {
     "report": "write report.json, summary.tsv and report.html from the finished stages; "
               "given experiment folders (DIR...), print one table across them",
     "prefetch": "download the configured Hugging Face dataset split to the local cache",
+    "clusters": "embed and cluster the train split as a distillation arm does, and print each cluster "
+                "(size, distances, top terms, closest and farthest documents) to choose exclusions",
 }
 
 
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="overrides applied after the files, e.g. training.max_steps=50 runs.2.minhash.threshold=0.9")
         if name == "report":
             sub.add_argument("--out", metavar="FILE", help="with DIR...: also write the table as TSV to FILE")
-        if name in ("curate", "train", "evaluate"):
+        if name in ("curate", "train", "evaluate", "clusters"):
             sub.add_argument("--arm", action="append", default=[], metavar="NAME", help="only these arms (repeatable)")
         if name == "evaluate":
             sub.add_argument("--checkpoint", metavar="PATH_OR_NAME",
@@ -179,7 +182,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _with_experiment(_stage_command),
     "report": _report,
     "prefetch": _prefetch,
+    "clusters": _with_experiment(lambda experiment, arms, command: _clusters(experiment, arms)),
 }
+
+
+def _clusters(experiment, arms: list[int]) -> None:
+    from corpuslab.distill.inspect import show_clusters
+
+    show_clusters(experiment, arms)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -85,6 +85,7 @@ class HashedEmbedder(Embedder):
     def prepare(self, texts: Callable[[], Iterable[str]], log: Callable[[str], None]) -> None:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+        from threadpoolctl import threadpool_limits
 
         cfg = self.config
         self._vectorizer = HashingVectorizer(n_features=cfg.n_features, ngram_range=(1, cfg.ngram_max),
@@ -96,10 +97,15 @@ class HashedEmbedder(Embedder):
                 break
         counts = self._vectorizer.transform(sample)
         self._tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
-        weighted = self._tfidf.transform(counts)
+        # Only the hashed features the sample uses: the SVD's range finder then works on thousands of
+        # columns, not n_features (2^18), which is most of its cost; unseen features carry no weight anyway.
+        self._columns = np.unique(counts.indices)
+        weighted = self._tfidf.transform(counts)[:, self._columns]
         # More components than documents or features is not possible; the rest of the vector stays zero.
         n_components = max(1, min(cfg.dim, weighted.shape[0] - 1, weighted.shape[1] - 1))
-        self._svd = TruncatedSVD(n_components=n_components, random_state=cfg.seed).fit(weighted)
+        # One BLAS thread: the matrices are small, and on a shared machine threads wait on each other (10x here).
+        with threadpool_limits(limits=1):
+            self._svd = TruncatedSVD(n_components=n_components, random_state=cfg.seed).fit(weighted)
         log(f"  hashed embedder fitted on {len(sample)} documents ({n_components} components)")
 
     @property
@@ -107,7 +113,7 @@ class HashedEmbedder(Embedder):
         return self.config.dim
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        reduced = self._svd.transform(self._tfidf.transform(self._vectorizer.transform(texts)))
+        reduced = self._svd.transform(self._tfidf.transform(self._vectorizer.transform(texts))[:, self._columns])
         out = np.zeros((len(texts), self.config.dim), dtype=np.float32)
         out[:, : reduced.shape[1]] = reduced
         return l2_normalize(out)
@@ -179,9 +185,11 @@ class SentenceTransformerEmbedder(Embedder):
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch
 
+        # Longest first, as sentence-transformers' encode does: batches of similar length pad little.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
         out = []
         for start in range(0, len(texts), self.config.batch_size):
-            batch = [self.config.prefix + t for t in texts[start:start + self.config.batch_size]]
+            batch = [self.config.prefix + texts[i] for i in order[start:start + self.config.batch_size]]
             enc = self._tokenizer(batch, padding=True, truncation=True, max_length=self.config.max_tokens,
                                   return_tensors="pt").to(self.config.device)
             with torch.inference_mode():
@@ -189,7 +197,11 @@ class SentenceTransformerEmbedder(Embedder):
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out.append(torch.nn.functional.normalize(pooled, dim=1).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        result = np.empty((len(texts), self.dim), np.float32)
+        result[order] = np.concatenate(out)
+        return result
 
 
 def packaged_minilm(key: str) -> Path:

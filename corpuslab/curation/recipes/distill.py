@@ -35,7 +35,7 @@ from corpuslab.curation.recipes.base import CurationContext, Recipe, recipes
 from corpuslab.distill.cluster import ClusterConfig, cluster_stage, read_assignments, read_clusters
 from corpuslab.distill.embed import EmbedConfig, Embeddings, embed_stage
 from corpuslab.errors import ConfigError
-from corpuslab.schema import require, require_int
+from corpuslab.schema import require, require_int, to_dict
 
 RULE_STATS = ("duplicate_rate", "average_distance", "share")
 JUNK_CATEGORIES = ("boilerplate",)  # the synthetic corpus's junk: what a person would exclude, as ground truth
@@ -77,6 +77,7 @@ class ClusteredRecipe(Recipe):
         excluded = self.excluded_clusters(info)
         decisions = self.select(assignment, info, excluded, Embeddings(embed.path), context)
         context.stats.update(self.account(assignment, info, excluded, decisions))
+        context.stats["settings"] = {k: v for k, v in to_dict(self.config).items() if k not in ("embed", "cluster")}
         context.stats["clustering"] = {"embed": embed.path.name, "cluster": clusters.path.name, "k": info["k"],
                                        "purity": info.get("purity"), "nmi": info.get("nmi")}
         return decisions

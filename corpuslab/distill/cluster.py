@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from corpuslab.artifacts import Stage, StageRunner, write_json_atomic
 from corpuslab.distill.embed import Embeddings
+from corpuslab.distill.embedders import require_sklearn
 from corpuslab.errors import ConfigError
 from corpuslab.schema import require, require_int
 from corpuslab.shards import read_documents
@@ -66,6 +67,7 @@ class ClusterConfig:
             require_int(getattr(self, key), f"{prefix}.{key}", 1)
         require_int(self.top_terms, f"{prefix}.top_terms", 0)
         require(0 <= self.duplicate_eps < 1, f"{prefix}.duplicate_eps", self.duplicate_eps, "a number in [0, 1)")
+        require_sklearn(f"{prefix}.backend")  # the reference k-means, top terms and NMI
         if self.backend == "faiss" and not faiss_available():
             raise ConfigError(f"{prefix}.backend", "faiss", "an installed faiss: pip install faiss-cpu (or use backend: sklearn)")
 

@@ -67,6 +67,7 @@ class HashedEmbedder(Embedder):
     """Hashed word n-grams, TF-IDF weighted, projected by truncated SVD (LSA), L2-normalised."""
 
     name = "hashed"
+    version = 2  # 2: fitted on distinct texts
 
     @dataclass(frozen=True)
     class Config:
@@ -82,6 +83,9 @@ class HashedEmbedder(Embedder):
             require_int(self.n_features, f"{prefix}.n_features", 16)
             require_int(self.fit_docs, f"{prefix}.fit_docs", 10)
 
+    def check(self, key: str) -> None:
+        require_sklearn(key)
+
     def prepare(self, texts: Callable[[], Iterable[str]], log: Callable[[str], None]) -> None:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
@@ -90,9 +94,14 @@ class HashedEmbedder(Embedder):
         cfg = self.config
         self._vectorizer = HashingVectorizer(n_features=cfg.n_features, ngram_range=(1, cfg.ngram_max),
                                              alternate_sign=False, norm=None, lowercase=True)
-        sample = []
+        # Fitted on distinct texts: a document repeated many times (a canary, a boilerplate farm) would
+        # otherwise claim SVD components of its own and squeeze the rest of the corpus into a few.
+        sample, seen = [], set()
         for text in texts():
-            sample.append(text)
+            digest = hash(text)
+            if digest not in seen:
+                seen.add(digest)
+                sample.append(text)
             if len(sample) >= cfg.fit_docs:
                 break
         counts = self._vectorizer.transform(sample)
@@ -202,6 +211,13 @@ class SentenceTransformerEmbedder(Embedder):
         result = np.empty((len(texts), self.dim), np.float32)
         result[order] = np.concatenate(out)
         return result
+
+
+def require_sklearn(key: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        raise ConfigError(key, "hashed", "an installed scikit-learn: pip install scikit-learn (or corpuslab[distill])")
 
 
 def packaged_minilm(key: str) -> Path:

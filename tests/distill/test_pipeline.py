@@ -9,6 +9,7 @@ import pytest
 from corpuslab.api import open_experiment
 from corpuslab.cli import main
 from corpuslab.config import load_config
+from corpuslab.curation.recipes.distill import loss_sample
 from corpuslab.distill.cluster import ClusterConfig, faiss_available, fit_spherical_kmeans
 from corpuslab.distill.embed import EmbedConfig, Embeddings, build_embeddings
 from corpuslab.distill.embedders import HashedEmbedder
@@ -25,13 +26,28 @@ runs:
      exclude_rules: [{stat: duplicate_rate, above: 0.99}]}
   - {name: density, recipe: minipile, sampler: density, target: 0.5, cluster: {k: 4}}
   - {name: semdedup, recipe: semdedup, cluster: {k: 4}, eps: 0.2}
+  - {name: loss, recipe: minipile, sampler: loss, target: 0.5, cluster: {k: 4}, reference: REFERENCE, loss_docs: 6}
 """
+
+
+def _reference_checkpoint(folder):
+    """A tiny byte-level GPT-2 saved as a Hugging Face folder: the loss sampler's reference model."""
+    from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
+    from corpuslab.training.config import ModelConfig
+    from corpuslab.training.model import build_model
+
+    tokenizer = build_tokenizer(TokenizerConfig(kind="bytes"), [])
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, context=64), vocab_size=len(tokenizer), seed=0,
+                        eos_id=tokenizer.eos_token_id)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distill")
-    (folder / "arms.yaml").write_text(ARMS)
+    (folder / "arms.yaml").write_text(ARMS.replace("REFERENCE", str(_reference_checkpoint(folder / "reference"))))
     cfg = load_config([str(folder / "arms.yaml")], TINY + [f"output_dir={folder / 'out'}"])
     with open_experiment(cfg, log=lambda m: None) as experiment:
         experiment.build("curate")
@@ -83,6 +99,23 @@ def test_random_control_matches_the_density_arm_size(curated):
     random = json.loads((_curate_folder(stages, cfg, 1) / "stats.json").read_text())
     assert random["kept"] == density["kept"] < density["target"]
     assert set(random["dropped_by_reason"]) == {"not_sampled"}
+
+
+def test_loss_sampler_quotas_follow_the_reference_models_cluster_losses(curated):
+    cfg, stages = curated
+    stats = json.loads((_curate_folder(stages, cfg, 5) / "stats.json").read_text())
+    losses = {int(c): v for c, v in stats["reference_loss"].items()}
+    assert len(losses) == 4 and all(v > 0 for v in losses.values())
+    total = sum(losses.values())
+    for card in stats["clusters"]:
+        expected = min(card["total_examples"], round(losses[card["cluster"]] / total * stats["target"]))
+        assert card["counts"].get("kept", 0) == expected
+
+
+def test_loss_sample_is_proportional_to_loss():
+    members = [np.arange(0, 100), np.arange(100, 200), np.arange(200, 210)]
+    chosen = loss_sample(60, members, [0, 1, 2], {0: 1.0, 1: 3.0, 2: 2.0}, seed=0)
+    assert [int(np.isin(chosen, m).sum()) for m in members] == [10, 30, 10]  # cluster 2 capped at its 10 documents
 
 
 def test_semdedup_rows_name_the_duplicate_and_its_similarity(curated):
@@ -172,6 +205,7 @@ def _arm(tmp_path, arm):
      "runs[0].embed.embedder.model"),
     ("{name: m, recipe: minipile, embed: {embedder: word2vec}}", "runs[0].embed.embedder"),
     ("{name: m, recipe: semdedup, eps: 0}", "runs[0].eps"),
+    ("{name: m, recipe: minipile, sampler: loss}", "runs[0].reference"),
 ])
 def test_bad_distillation_settings_stop_at_load_naming_the_key(tmp_path, arm, key):
     with pytest.raises(ConfigError) as err:

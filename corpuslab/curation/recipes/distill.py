@@ -75,7 +75,7 @@ class ClusteredRecipe(Recipe):
         assignment = Assignment(table.column("id").to_pylist(), table.column("cluster").to_numpy().astype(np.int64),
                                 table.column("distance").to_numpy().astype(np.float64), table.column("category").to_pylist())
         excluded = self.excluded_clusters(info)
-        decisions = self.select(assignment, info, excluded, Embeddings(embed.path), context)
+        decisions = self.select(assignment, info, excluded, Embeddings(embed.path), items, context)
         context.stats.update(self.account(assignment, info, excluded, decisions))
         context.stats["settings"] = {k: v for k, v in to_dict(self.config).items() if k not in ("embed", "cluster")}
         context.stats["clustering"] = {"embed": embed.path.name, "cluster": clusters.path.name, "k": info["k"],
@@ -98,7 +98,7 @@ class ClusteredRecipe(Recipe):
         return excluded
 
     def select(self, assignment: Assignment, info: dict[str, Any], excluded: dict[int, str], emb: Embeddings,
-               context: CurationContext) -> list[Decision]:
+               items: list[Path], context: CurationContext) -> list[Decision]:
         raise NotImplementedError
 
     def account(self, assignment: Assignment, info: dict[str, Any], excluded: dict[int, str],
@@ -152,11 +152,17 @@ class MiniPile(ClusteredRecipe):
         cluster: ClusterConfig = field(default_factory=ClusterConfig)
         exclude: list[int] = field(default_factory=list)
         exclude_rules: list[ExclusionRule] = field(default_factory=list)
-        sampler: Literal["uniform", "size", "density", "low_density", "random"] = "uniform"
+        sampler: Literal["uniform", "size", "density", "low_density", "loss", "random"] = "uniform"
         target: float = 0.25  # at most 1: a fraction of the documents; above 1: a number of documents
         density_weight: float | None = None  # w; null: 0.5 for density, 0.75 for low_density
         match: Literal["uniform", "size", "density", "low_density"] | None = None  # random: as many as this sampler keeps
         seed: int = 42
+        # loss: a reference causal LM (checkpoint folder, e.g. a corpuslab run's final/, or a hub name) scores
+        # `loss_docs` documents per kept cluster on their first `loss_chars` characters (at most `loss_tokens`).
+        reference: str | None = None
+        loss_docs: int = 1000
+        loss_chars: int = 512
+        loss_tokens: int = 512
 
         def validate(self, prefix: str) -> None:
             require(self.target > 0 and (self.target <= 1 or float(self.target).is_integer()), f"{prefix}.target",
@@ -167,12 +173,19 @@ class MiniPile(ClusteredRecipe):
                     "null unless sampler is 'random'")
             require(len(set(self.exclude)) == len(self.exclude), f"{prefix}.exclude", self.exclude, "distinct cluster ids")
             require_int(self.seed, f"{prefix}.seed", 0)
+            for key in ("loss_docs", "loss_chars", "loss_tokens"):
+                require_int(getattr(self, key), f"{prefix}.{key}", 1)
+            require(self.sampler != "loss" or self.reference is not None, f"{prefix}.reference", self.reference,
+                    "a checkpoint folder or Hugging Face model name (sampler 'loss' scores clusters with it)")
+            if self.sampler == "loss" and Path(self.reference).exists():
+                require((Path(self.reference) / "config.json").exists(), f"{prefix}.reference", self.reference,
+                        "a checkpoint folder with a config.json (saved by save_pretrained)")
             for i, cluster in enumerate(self.exclude):
                 require(cluster >= 0, f"{prefix}.exclude[{i}]", cluster, "a cluster id >= 0")
                 require(cluster < self.cluster.k, f"{prefix}.exclude[{i}]", cluster, f"a cluster id below cluster.k ({self.cluster.k})")
 
     def select(self, assignment: Assignment, info: dict[str, Any], excluded: dict[int, str], emb: Embeddings,
-               context: CurationContext) -> list[Decision]:
+               items: list[Path], context: CurationContext) -> list[Decision]:
         cfg = self.config
         n_docs, k = len(assignment.ids), info["k"]
         target = int(round(cfg.target * n_docs)) if cfg.target <= 1 else int(cfg.target)
@@ -192,6 +205,9 @@ class MiniPile(ClusteredRecipe):
                               f"{sorted(excluded)} ({target} asked)")
         if cfg.sampler == "random":
             chosen = np.sort(np.random.default_rng(cfg.seed).choice(n_docs, size=target, replace=False))
+        elif cfg.sampler == "loss":
+            losses = self.reference_losses(members, kept_clusters, items, context)
+            chosen = loss_sample(target, members, kept_clusters, losses, cfg.seed)
         else:
             chosen = sample_clusters(cfg.sampler, target, members, kept_clusters, info, cfg.density_weight, cfg.seed)
         keep = np.zeros(n_docs, bool)
@@ -206,6 +222,56 @@ class MiniPile(ClusteredRecipe):
             decisions.append(Decision(assignment.ids[row], False, reason, cluster_id=str(cluster),
                                       score=float(assignment.distances[row])))
         return decisions
+
+    def reference_losses(self, members: list[np.ndarray], kept: list[int], items: list[Path],
+                         context: CurationContext) -> dict[int, float]:
+        """L_i: the reference model's mean loss over up to `loss_docs` documents drawn from each kept cluster."""
+        from corpuslab.shards import read_documents
+
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        drawn = {c: rng.choice(members[c], size=min(len(members[c]), cfg.loss_docs), replace=False) for c in kept}
+        wanted = {int(r): c for c, rows in drawn.items() for r in rows}
+        texts: dict[int, list[str]] = {c: [] for c in kept}
+        for row, doc in enumerate(read_documents(items, columns=["text"])):
+            if row in wanted:
+                texts[wanted[row]].append(doc.text[: cfg.loss_chars])
+        losses = {}
+        for c in kept:
+            scored = _doc_losses(cfg.reference, texts[c], cfg.loss_tokens)
+            losses[c] = float(np.mean(scored)) if scored else 0.0
+        context.log(f"  reference losses per cluster (L_i, {cfg.reference}): "
+                    + ", ".join(f"{c}: {v:.3f}" for c, v in losses.items()))
+        context.stats["reference_loss"] = {str(c): v for c, v in losses.items()}
+        return losses
+
+
+def _doc_losses(reference: str, texts: list[str], max_tokens: int) -> list[float]:
+    """Mean next-token loss of each text under the reference model (one document per forward: no padding)."""
+    import torch
+
+    from corpuslab.evaluation.lm import load_any_checkpoint
+
+    model, tokenizer, device = load_any_checkpoint(reference, "cpu")
+    limit = min(max_tokens, getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", max_tokens))
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            ids = tokenizer(text, truncation=True, max_length=limit)["input_ids"]
+            if len(ids) < 2:
+                continue
+            batch = torch.tensor([ids], device=device)
+            out.append(float(model(input_ids=batch, labels=batch).loss))
+    return out
+
+
+def loss_sample(target: int, members: list[np.ndarray], kept: list[int], losses: dict[int, float], seed: int) -> np.ndarray:
+    """q_i = (L_i / sum_j L_j) N, then min(round(q_i), n_i) drawn uniformly per kept cluster in index order."""
+    total = sum(losses[c] for c in kept)
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(members[c], size=min(len(members[c]), int(round(losses[c] / total * target))), replace=False)
+              for c in kept]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
 def sample_clusters(sampler: str, target: int, members: list[np.ndarray], kept: list[int], info: dict[str, Any],
@@ -297,7 +363,7 @@ class SemDeDup(ClusteredRecipe):
             require_int(self.block, f"{prefix}.block", 1)
 
     def select(self, assignment: Assignment, info: dict[str, Any], excluded: dict[int, str], emb: Embeddings,
-               context: CurationContext) -> list[Decision]:
+               items: list[Path], context: CurationContext) -> list[Decision]:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         decisions = []

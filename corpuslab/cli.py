@@ -4,6 +4,7 @@
     corpuslab prepare | curate | train | evaluate | report       one stage and what it needs
     corpuslab prefetch                                           download an HF split to the local cache
     corpuslab clusters [--arm NAME]                              embed and cluster, print the clusters to inspect
+    corpuslab export --arm NAME --out DIR                        an arm's curated train split as a HF dataset
     corpuslab report DIR... [--out FILE]                         one table across finished experiments
 
 Stage commands behave like `make`: they build the stages they depend on when missing and reuse
@@ -31,6 +32,8 @@ STAGE_HELP = {
     "prefetch": "download the configured Hugging Face dataset split to the local cache",
     "clusters": "embed and cluster the train split as a distillation arm does, and print each cluster "
                 "(size, distances, top terms, closest and farthest documents) to choose exclusions",
+    "export": "write an arm's curated train split as a Hugging Face dataset folder (Parquet shards and a dataset "
+              "card recording the recipe), loadable with datasets.load_dataset(DIR)",
 }
 
 
@@ -53,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="overrides applied after the files, e.g. training.max_steps=50 runs.2.minhash.threshold=0.9")
         if name == "report":
             sub.add_argument("--out", metavar="FILE", help="with DIR...: also write the table as TSV to FILE")
-        if name in ("curate", "train", "evaluate", "clusters"):
+        if name == "export":
+            sub.add_argument("--out", metavar="DIR", required=True, help="the dataset folder to write")
+        if name in ("curate", "train", "evaluate", "clusters", "export"):
             sub.add_argument("--arm", action="append", default=[], metavar="NAME", help="only these arms (repeatable)")
         if name == "evaluate":
             sub.add_argument("--checkpoint", metavar="PATH_OR_NAME",
@@ -183,7 +188,29 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _report,
     "prefetch": _prefetch,
     "clusters": _with_experiment(lambda experiment, arms, command: _clusters(experiment, arms)),
+    "export": lambda args: _export(args),
 }
+
+
+def _export(args: argparse.Namespace) -> int:
+    from corpuslab.api import arm_indices, open_experiment
+    from corpuslab.curation.export import export_dataset
+    from corpuslab.errors import ConfigError
+
+    cfg = _load(args)
+    arms = arm_indices(cfg, args.arm, "--arm")
+    if len(args.arm) != 1:
+        raise ConfigError("--arm", args.arm, "exactly one arm to export")
+    index = arms[0]
+    if cfg.runs[index].level != "doc":
+        raise ConfigError("--arm", args.arm[0], "a doc-level arm (chunk-level arms curate training windows, not documents)")
+    with open_experiment(cfg, label=args.command) as experiment:
+        prepared = experiment.prepare()
+        curate = experiment.curate(prepared, index)
+        items = prepared.train_shards(cfg.canaries.placement == "before_curation")
+        result = export_dataset(curate.path, items, args.out, cfg.arm_recipe(index).describe(), cfg.runs[index].name, cfg.experiment)
+    print(f"{result['documents']} documents in {result['shards']} shards: {result['folder']}")
+    return 0
 
 
 def _clusters(experiment, arms: list[int]) -> None:

@@ -224,3 +224,20 @@ def test_k_larger_than_the_corpus_and_too_large_a_target_name_the_key(tmp_path):
     with open_experiment(cfg, log=lambda m: None) as experiment, pytest.raises(ConfigError) as err:
         experiment.build("curate")
     assert err.value.key == "target" and "left after excluding clusters [0, 1, 2]" in str(err.value)
+
+
+def test_export_writes_a_dataset_that_datasets_loads(curated, tmp_path):
+    cfg, stages = curated
+    out = tmp_path / "uniform_ds"
+    code = main(["export", "--config", str(stages.parent.parent.parent / "arms.yaml"), *TINY, f"output_dir={cfg.output_dir}",
+                 "--arm", "uniform", "--out", str(out)])
+    assert code == 0
+    from datasets import load_dataset
+
+    loaded = load_dataset(str(out), split="train")
+    table = pq.read_table(_curate_folder(stages, cfg, 2) / "decisions.parquet").to_pylist()
+    kept = [r["id"] for r in table if r["kept"] and not r["id"].startswith("canary")]
+    assert loaded["id"] == kept and len(loaded) > 0
+    assert set(loaded.column_names) == {"id", "text", "category", "cluster", "repeat"}
+    card = (out / "README.md").read_text()
+    assert '"sampler": "uniform"' in card and "data/train-*.parquet" in card

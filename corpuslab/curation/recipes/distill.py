@@ -150,8 +150,8 @@ class MiniPile(ClusteredRecipe):
     class Config:
         embed: EmbedConfig = field(default_factory=EmbedConfig)
         cluster: ClusterConfig = field(default_factory=ClusterConfig)
-        exclude: list[int] = field(default_factory=list)
-        exclude_rules: list[ExclusionRule] = field(default_factory=list)
+        exclude: tuple[int, ...] = ()
+        exclude_rules: tuple[ExclusionRule, ...] = ()
         sampler: Literal["uniform", "size", "density", "low_density", "loss", "random"] = "uniform"
         target: float = 0.25  # at most 1: a fraction of the documents; above 1: a number of documents
         density_weight: float | None = None  # w; null: 0.5 for density, 0.75 for low_density

@@ -13,7 +13,8 @@ L0 = math.log(VOCAB)
 
 
 def _replicate(seed, loss):
-    return {"seed": seed, "metrics": {"val": {"loss": loss}}, "training": {"tokens_seen": 1000, "epochs_seen": 1.0}}
+    metrics = {"val": {"loss": loss}, "val_by_category": {"sports": {"loss": loss + 0.5}}}
+    return {"seed": seed, "metrics": metrics, "training": {"tokens_seen": 1000, "epochs_seen": 1.0}}
 
 
 def _arm(recipe, losses, kept, tokens, settings=None, clusters=None):
@@ -26,7 +27,8 @@ def _arm(recipe, losses, kept, tokens, settings=None, clusters=None):
         curation["junk_removal"] = {"junk_documents": 5, "excluded_documents": 6, "precision": 5 / 6, "recall": 1.0}
     return {"recipe": recipe, "curation": curation, "packing": {"tokens_kept": tokens},
             "replicates": [_replicate(s, v) for s, v in enumerate(losses)],
-            "aggregate": {"val.loss": {"mean": sum(losses) / len(losses), "ci95": None, "n": len(losses)}}}
+            "aggregate": {"val.loss": {"mean": sum(losses) / len(losses), "ci95": None, "n": len(losses)},
+                          "val_by_category.sports.loss": {"mean": sum(losses) / len(losses) + 0.5, "ci95": None, "n": len(losses)}}}
 
 
 CARD = {"cluster": 0, "total_examples": 60, "sum_distance": 12.0, "average_distance": 0.2, "duplicate_rate": 0.95,
@@ -49,6 +51,8 @@ def test_r_is_the_share_of_the_full_arms_improvement_paired_by_seed(report):
     assert r["n"] == 3 and r["mean"] == pytest.approx(sum(expected) / 3)
     assert r["ci95"][0] < r["mean"] < r["ci95"][1]
     assert retained(report, "full")["mean"] == pytest.approx(1.0)
+    sports = retained(report, "uniform", "val_by_category.sports.loss")
+    assert sports["mean"] == pytest.approx(sum((L0 - a - 0.5) / (L0 - f - 0.5) for a, f in zip([4.3, 4.4, 4.4], [4.0, 4.2, 4.1])) / 3)
     assert random_arm(report) == "random"
 
 
@@ -60,6 +64,7 @@ def test_section_shows_shares_r_differences_and_cluster_cards(report):
     assert "minipile uniform 0.25, excluding [0]" in html
     assert "excluded by uniform (listed)" in html and "Cookie &lt;notice&gt;" in html  # escaped excerpt
     assert "precision" in html and "0.8333" in html
+    assert "R per category (val)" in html and "sports" in html
 
 
 def test_section_is_absent_without_distillation_arms():

@@ -102,7 +102,7 @@ class Distillation(Section):
 
     def render(self, page: Page) -> str:
         parts = [f'<h2 id="{self.anchor}">Distillation: quality kept per share of data</h2>', self._table(page),
-                 self._plot(page), self._junk(page), self._cards(page)]
+                 self._plot(page), self._by_category(page), self._junk(page), self._cards(page)]
         return "\n".join(p for p in parts if p)
 
     def _table(self, page: Page) -> str:
@@ -140,6 +140,19 @@ class Distillation(Section):
         ax.set_ylabel("R: share of full-data improvement kept")
         ax.axhline(1.0, color="#999", linewidth=0.8, linestyle="--")
         return figure(fig, "Quality kept against share of data kept (mean and 95% interval over seeds).")
+
+    def _by_category(self, page: Page) -> str:
+        """R per category of the val split (the `categories` metric's per-category val loss)."""
+        prefix = "val_by_category."
+        categories = sorted({k[len(prefix):-len(".loss")] for n in page.names for k in page.arms[n].get("aggregate", {})
+                             if k.startswith(prefix) and k.endswith(".loss")})
+        if not categories:
+            return ""
+        rows = [[page.arm_label(n)] + [mean_ci_cell(retained(page.report, n, f"{prefix}{c}.loss")) for c in categories]
+                for n in page.names]
+        return ("<h3>R per category (val)</h3>\n" + table(["arm", *map(escape, categories)], rows)
+                + '\n<p class="note">The share of the full-data arm&#39;s improvement kept on each category&#39;s val documents, '
+                "mean ± 95% interval over seeds.</p>")
 
     def _junk(self, page: Page) -> str:
         names = [n for n in page.names if "junk_removal" in _curation(page.arms[n])]

@@ -5,6 +5,7 @@
     corpuslab prefetch                                           download an HF split to the local cache
     corpuslab clusters [--arm NAME]                              embed and cluster, print the clusters to inspect
     corpuslab export --arm NAME --out DIR                        an arm's curated train split as a HF dataset
+    corpuslab push DIR --repo OWNER/NAME                         upload an exported dataset or a model to the Hub
     corpuslab report DIR... [--out FILE]                         one table across finished experiments
 
 Stage commands behave like `make`: they build the stages they depend on when missing and reuse
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--checkpoint", metavar="PATH_OR_NAME",
                              help="score this checkpoint folder or Hugging Face model on the experiment's val/test "
                                   "instead of the arms' models")
+    push = commands.add_parser("push", help="upload a dataset folder (corpuslab export) or a model folder (a run's final/) "
+                               "to the Hugging Face Hub; the token comes from HF_TOKEN and is never printed")
+    push.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the Python traceback of an error")
+    push.add_argument("folder", metavar="DIR")
+    push.add_argument("--repo", required=True, metavar="OWNER/NAME")
+    push.add_argument("--type", choices=["dataset", "model"], default=None, help="default: from the folder's contents")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--endpoint", default=None, help="another Hub endpoint (default: huggingface.co or HF_ENDPOINT)")
     return parser
 
 
@@ -189,6 +198,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prefetch": _prefetch,
     "clusters": _with_experiment(lambda experiment, arms, command: _clusters(experiment, arms)),
     "export": lambda args: _export(args),
+    "push": lambda args: _push(args),
 }
 
 
@@ -210,6 +220,14 @@ def _export(args: argparse.Namespace) -> int:
         items = prepared.train_shards(cfg.canaries.placement == "before_curation")
         result = export_dataset(curate.path, items, args.out, cfg.arm_recipe(index).describe(), cfg.runs[index].name, cfg.experiment)
     print(f"{result['documents']} documents in {result['shards']} shards: {result['folder']}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from corpuslab.push import push
+
+    result = push(args.folder, args.repo, args.type, args.private, args.endpoint)
+    print(f"pushed {args.folder} to {result['type']} {result['repo']} (commit {result['commit']})")
     return 0
 
 

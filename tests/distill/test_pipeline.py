@@ -241,3 +241,18 @@ def test_export_writes_a_dataset_that_datasets_loads(curated, tmp_path):
     assert set(loaded.column_names) == {"id", "text", "category", "cluster", "repeat"}
     card = (out / "README.md").read_text()
     assert '"sampler": "uniform"' in card and "data/train-*.parquet" in card
+
+
+def test_empty_clusters_stop_naming_k(tmp_path):
+    from corpuslab.distill.cluster import build_clusters
+
+    with ShardWriter(tmp_path / "docs") as writer:  # 12 documents, two distinct texts: k=4 leaves clusters empty
+        for i in range(12):
+            writer.write(Document(f"d{i}", "alpha beta gamma" if i % 2 else "delta epsilon zeta"))
+    items = sorted((tmp_path / "docs").glob("*.parquet"))
+    (tmp_path / "emb").mkdir()
+    build_embeddings(tmp_path / "emb", EmbedConfig(), HashedEmbedder(HashedEmbedder.Config(dim=4)), items, lambda m: None)
+    (tmp_path / "cl").mkdir()
+    with pytest.raises(ConfigError) as err:
+        build_clusters(tmp_path / "cl", ClusterConfig(k=4, n_init=1), "sklearn", Embeddings(tmp_path / "emb"), items, lambda m: None)
+    assert err.value.key == "cluster.k" and "came out empty" in err.value.expected

@@ -155,7 +155,9 @@ class MiniPile(ClusteredRecipe):
         sampler: Literal["uniform", "size", "density", "low_density", "loss", "random"] = "uniform"
         target: float = 0.25  # at most 1: a fraction of the documents; above 1: a number of documents
         density_weight: float | None = None  # w; null: 0.5 for density, 0.75 for low_density
-        match: Literal["uniform", "size", "density", "low_density"] | None = None  # random: as many as this sampler keeps
+        # random: as many as this sampler keeps under this arm's exclusions (which shape only that count: the
+        # random draw is from the whole corpus)
+        match: Literal["uniform", "size", "density", "low_density"] | None = None
         seed: int = 42
         # loss: a reference causal LM (checkpoint folder, e.g. a corpuslab run's final/, or a hub name) scores
         # `loss_docs` documents per kept cluster on their first `loss_chars` characters (at most `loss_tokens`).

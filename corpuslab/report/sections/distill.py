@@ -199,6 +199,9 @@ def _card(c: dict[str, Any], excluded: list[str]) -> str:
 
 def _describe(arm: ArmEntry) -> str:
     name, cfg = recipe_name(arm), _config(arm)
+    if name == "minipile" and cfg.get("sampler") == "random":
+        size = f"as many as {cfg['match']}" if cfg.get("match") else str(cfg.get("target"))
+        return f"minipile random ({size}, from the whole corpus)"
     if name == "minipile":
         extra = f", excluding {cfg['exclude']}" if cfg.get("exclude") else ""
         return f"minipile {cfg.get('sampler')} {cfg.get('target')}{extra}"

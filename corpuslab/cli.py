@@ -5,6 +5,10 @@
     corpuslab prefetch                                           download an HF split to the local cache
     corpuslab dedup INPUT... --out DIR                           deduplicate files on their own (corpuslab/tools/dedup.py)
     corpuslab score CHECKPOINT --tasks ...                       score a checkpoint on zero-shot tasks (tools/score.py)
+    corpuslab clusters [--arm NAME]                              embed and cluster, print the clusters to inspect
+    corpuslab export --arm NAME --out DIR                        an arm's curated train split as a HF dataset
+    corpuslab push DIR --repo OWNER/NAME                         upload an exported dataset or a model to the Hub
+    corpuslab compress CONFIG.yaml [key.path=value ...]          a compression experiment (corpuslab/compression/)
     corpuslab report DIR... [--out FILE]                         one table across finished experiments
 
 Stage commands behave like `make`: they build the stages they depend on when missing and reuse
@@ -30,6 +34,10 @@ STAGE_HELP = {
     "report": "write report.json, summary.tsv and report.html from the finished stages; "
               "given experiment folders (DIR...), print one table across them",
     "prefetch": "download the configured Hugging Face dataset split to the local cache",
+    "clusters": "embed and cluster the train split as a distillation arm does, and print each cluster "
+                "(size, distances, top terms, closest and farthest documents) to choose exclusions",
+    "export": "write an arm's curated train split as a Hugging Face dataset folder (Parquet shards and a dataset "
+              "card recording the recipe), loadable with datasets.load_dataset(DIR)",
 }
 
 
@@ -52,12 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="overrides applied after the files, e.g. training.max_steps=50 runs.2.minhash.threshold=0.9")
         if name == "report":
             sub.add_argument("--out", metavar="FILE", help="with DIR...: also write the table as TSV to FILE")
-        if name in ("curate", "train", "evaluate"):
+        if name == "export":
+            sub.add_argument("--out", metavar="DIR", required=True, help="the dataset folder to write")
+        if name in ("curate", "train", "evaluate", "clusters", "export"):
             sub.add_argument("--arm", action="append", default=[], metavar="NAME", help="only these arms (repeatable)")
         if name == "evaluate":
             sub.add_argument("--checkpoint", metavar="PATH_OR_NAME",
                              help="score this checkpoint folder or Hugging Face model on the experiment's val/test "
                                   "instead of the arms' models")
+    push = commands.add_parser("push", help="upload a dataset folder (corpuslab export) or a model folder (a run's final/) "
+                               "to the Hugging Face Hub; the token comes from HF_TOKEN and is never printed")
+    push.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the Python traceback of an error")
+    push.add_argument("folder", metavar="DIR")
+    push.add_argument("--repo", required=True, metavar="OWNER/NAME")
+    push.add_argument("--type", choices=["dataset", "model"], default=None, help="default: from the folder's contents")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--endpoint", default=None, help="another Hub endpoint (default: huggingface.co or HF_ENDPOINT)")
+    compress = commands.add_parser("compress", help="a compression experiment (configs/compression.yaml): byte-level models, "
+                                    "regularized training and pruning, code and description length, gzip/bzip2/xz/zstd")
+    compress.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the Python traceback of an error")
+    compress.add_argument("config", nargs="+", metavar="CONFIG.yaml | key.path=value",
+                          help="one or more YAML files (layered in order), then overrides")
     from corpuslab.tools import add_tool_commands
 
     add_tool_commands(commands)
@@ -186,7 +209,23 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prefetch": _prefetch,
     "dedup": lambda args: _tool(args, "dedup"),
     "score": lambda args: _tool(args, "score"),
+    "clusters": _with_experiment(lambda experiment, arms, command: _clusters(experiment, arms)),
+    "export": lambda args: _export(args),
+    "push": lambda args: _push(args),
+    "compress": lambda args: _compress(args),
 }
+
+
+def _compress(args: argparse.Namespace) -> int:
+    """The compression family's runner (corpuslab/compression/), the same as `python -m corpuslab.compression`."""
+    from corpuslab.compression.runner import CompressionExperimentRunner, load_compression_config
+
+    paths = [a for a in args.config if "=" not in a]
+    overrides = [a for a in args.config if "=" in a]
+    cfg = load_compression_config(paths, overrides)
+    _quiet_libraries()
+    CompressionExperimentRunner(cfg).run()
+    return 0
 
 
 def _tool(args: argparse.Namespace, name: str) -> int:
@@ -194,6 +233,42 @@ def _tool(args: argparse.Namespace, name: str) -> int:
     from corpuslab.tools import run_tool
 
     return run_tool(name, args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from corpuslab.api import arm_indices, open_experiment
+    from corpuslab.curation.export import export_dataset
+    from corpuslab.errors import ConfigError
+
+    cfg = _load(args)
+    arms = arm_indices(cfg, args.arm, "--arm")
+    if len(args.arm) != 1:
+        raise ConfigError("--arm", args.arm, "exactly one arm to export")
+    index = arms[0]
+    if cfg.runs[index].level != "doc":
+        raise ConfigError("--arm", args.arm[0], "a doc-level arm (chunk-level arms curate training windows, not documents)")
+    with open_experiment(cfg, label=args.command) as experiment:
+        prepared = experiment.prepare()
+        curate = experiment.curate(prepared, index)
+        items = prepared.train_shards(cfg.canaries.placement == "before_curation")
+        result = export_dataset(curate.path, items, args.out, cfg.arm_recipe(index).describe(), cfg.runs[index].name, cfg.experiment)
+    print(f"{result['documents']} documents in {result['shards']} shards: {result['folder']}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from corpuslab.push import push
+
+    result = push(args.folder, args.repo, args.type, args.private, args.endpoint)
+    print(f"pushed {args.folder} to {result['type']} {result['repo']} (commit {result['commit']})")
+    return 0
+
+
+def _clusters(experiment, arms: list[int]) -> None:
+    from corpuslab.distill.inspect import show_clusters
+
+    show_clusters(experiment, arms)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -287,7 +287,7 @@ class Experiment:
     def _build_curate(self, work: Path, prepared: Prepared, index: int, recipe: Recipe, with_canaries: bool) -> dict[str, Any]:
         run = self.cfg.runs[index]
         items = self._write_chunk_items(work / "chunks", prepared) if run.level == "chunk" else prepared.train_shards(with_canaries)
-        context = CurationContext(self.executor, self.log, self.cfg.seed, work / "scratch")
+        context = CurationContext(self.executor, self.log, self.cfg.seed, work / "scratch", stages=self.stages)
         decided = {d.id: d for d in recipe.decide(items, {"documents": prepared.split.path}, context)}
         writer = DecisionWriter(work)
         used = writer.write_all((d.id for d in read_documents(items, columns=["id"])), decided)

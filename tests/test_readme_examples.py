@@ -164,7 +164,28 @@ def test_override_examples_layer_on_the_default(tmp_path, monkeypatch, override,
     assert list(root.rglob("train-*/final/model.safetensors"))
 
 
+def test_minipile_example_clusters_curates_and_trains(tmp_path, monkeypatch, capsys):
+    """`corpuslab clusters --config configs/minipile.yaml`, then its arms curated (embed, cluster, exclude,
+    sample, SemDeDup) and the distilled arm trained, on a small synthetic corpus."""
+    pytest.importorskip("sklearn")
+    repo, cwd = _workspace(tmp_path)
+    monkeypatch.chdir(cwd)
+    args = ["--config", str(repo / "configs/minipile.yaml"), *SMALL, "dataset.synthetic.num_docs=400",
+            "dataset.synthetic.words_per_doc=30", "canaries.count=4", "evaluation.tasks={}", "seeds=[0]",
+            f"output_dir={cwd / 'out'}"]
+    assert main(["clusters", *args, "--arm", "uniform_25"]) == 0
+    assert "cluster" in capsys.readouterr().out.lower()
+    assert main(["curate", *args]) == 0
+    root = cwd / "out" / "minipile"
+    stats = [json.loads(p.read_text())["stats"] for p in root.rglob("curate-*/manifest.json")]
+    assert len(stats) == 5 and len({s["input"] for s in stats}) == 1  # every arm curates the same training split
+    assert all(s["kept"] + s["dropped"] == s["input"] for s in stats)
+    assert main(["train", *args, "--arm", "uniform_25"]) == 0
+    assert list(root.rglob("train-*/final/model.safetensors"))
+
+
 CASES = {
+    "configs/minipile.yaml": test_minipile_example_clusters_curates_and_trains,
     "configs/default.yaml": test_override_examples_layer_on_the_default,
     "configs/local_bbc.yaml": test_local_bbc_example_runs_as_written,
     "configs/hf_example.yaml": test_hf_example_runs_on_local_files_through_the_same_calls,

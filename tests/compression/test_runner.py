@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,14 @@ def test_compression_example_runs_as_written(tmp_path, monkeypatch):
     rows = list(csv.DictReader((tmp_path / "out" / "compression" / "runs.tsv").open(), delimiter="\t"))
     assert [r["run"] for r in rows] == ["vanilla", "rl1", "drr", "pmmp", "vanilla_8k", "vanilla_16k"]
     assert all(r["status"] == "done" for r in rows) and [r["dataset_bytes"] for r in rows][-2:] == ["512", "768"]
+
+
+def test_corpuslab_compress_is_the_same_runner_with_the_cli_s_error_paragraph(tmp_path, capsys):
+    """`corpuslab compress CONFIG key=value`: a bad value ends in the CLI's one paragraph (exit 2), naming the key."""
+    from corpuslab.cli import main as cli_main
+
+    repo = Path(__file__).resolve().parents[2]
+    assert cli_main(["compress", str(repo / "configs/compression.yaml"), "data.size=huge", f"output_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("corpuslab: error: config key 'data.size'") and "huge" in err and "Traceback" not in err
+    assert not (tmp_path / "compression").exists()

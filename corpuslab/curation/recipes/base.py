@@ -38,13 +38,16 @@ from corpuslab.registry import Plugin, Registry
 @dataclass
 class CurationContext:
     """What a recipe may use besides its items: the worker pool, the log, the experiment seed, a scratch
-    folder inside the stage, and `stats`, where `decide` puts what it wants reported."""
+    folder inside the stage, `stats`, where `decide` puts what it wants reported, and `stages`."""
 
     executor: Executor
     log: Callable[[str], None]
     seed: int
     scratch: Path
     stats: dict[str, Any] = field(default_factory=dict)
+    # The experiment's stage runner, for shared inputs a recipe builds as cached stages of their own
+    # (embeddings, clusters): arms with the same settings reuse one folder. None: build them in `scratch`.
+    stages: Any = None
 
 
 class Recipe(Plugin):

@@ -5,7 +5,7 @@ comparison with the reference arm, groups, loss curves, in-context curve, catego
 then a generic table per metric without a section of its own.
 """
 
-from corpuslab.report.sections import breakdowns, canaries, curation, groups, overview, results, tasks  # noqa: F401
+from corpuslab.report.sections import breakdowns, canaries, curation, distill, groups, overview, results, tasks  # noqa: F401
 from corpuslab.report.sections.base import (
     BASE_COLUMNS,
     ArmEntry,

@@ -1,0 +1,154 @@
+"""The `embed` stage: every document's embedding, streamed to memmap shards with its id.
+
+    <stage>/emb-00000.npy    (rows, dim) float16/float32, rows in corpus order, unit length
+    <stage>/ids-00000.parquet id and category of each row
+
+Shards hold `shard_docs` documents each, in corpus order, so a killed run resumes from its last finished
+shard (a shard's two files are written under temporary names and renamed when whole, ids last). Memory
+holds one shard's texts and one batch of vectors: it does not grow with the corpus.
+
+The stage is shared: arms with the same embedder over the same documents read one folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpuslab.artifacts import Stage, StageRunner
+from corpuslab.atomic import temp_path
+from corpuslab.distill.embedders import Embedder, build_embedder
+from corpuslab.schema import require_int
+from corpuslab.shards import read_documents
+
+EMBED_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """embedder: `hashed` (default), `sentence_transformer`, or your own, by name or `{name: ..., <params>}`.
+    shard_docs: documents per memmap shard (the unit of resuming). dtype: what the vectors are stored as.
+    max_chars: characters of each document embedded (the start of it)."""
+
+    embedder: str | dict[str, Any] = "hashed"
+    shard_docs: int = 8192
+    dtype: Literal["float16", "float32"] = "float32"
+    max_chars: int = 4000
+    encode_batch: int = 512
+
+    def validate(self, prefix: str) -> None:
+        require_int(self.shard_docs, f"{prefix}.shard_docs", 1)
+        require_int(self.max_chars, f"{prefix}.max_chars", 1)
+        require_int(self.encode_batch, f"{prefix}.encode_batch", 1)
+        self.build(prefix).check(f"{prefix}.embedder")
+
+    def build(self, prefix: str = "embed") -> Embedder:
+        return build_embedder(self.embedder, f"{prefix}.embedder")
+
+
+def items_key(items: list[Path]) -> list[str]:
+    """What identifies a list of document shards across runs: each path's last three parts (the stage
+    folder, named by its fingerprint, the split and the file), not where the output folder lies."""
+    return ["/".join(Path(p).parts[-3:]) for p in items]
+
+
+def embed_stage(stages: StageRunner, cfg: EmbedConfig, items: list[Path], log: Callable[[str], None]) -> Stage:
+    embedder = cfg.build()
+    stage = stages.stage("embed-" + embedder.name, EMBED_VERSION, embedder.describe(), field_values(cfg), items_key(items))
+    stages.run(stage, lambda work: build_embeddings(work, cfg, embedder, items, log), label=f"embed ({embedder.name})",
+               resumable=True)
+    return stage
+
+
+def field_values(cfg: EmbedConfig) -> dict[str, Any]:
+    return {"shard_docs": cfg.shard_docs, "dtype": cfg.dtype, "max_chars": cfg.max_chars}
+
+
+def build_embeddings(work: Path, cfg: EmbedConfig, embedder: Embedder, items: list[Path], log: Callable[[str], None]) -> dict[str, Any]:
+    def texts() -> Iterator[str]:
+        return (d.text[: cfg.max_chars] for d in read_documents(items, columns=["text"]))
+
+    embedder.prepare(texts, log)
+    docs = read_documents(items, columns=["id", "text", "category"])
+    shard, total, resumed = 0, 0, 0
+    while True:
+        batch = list(islice(docs, cfg.shard_docs))
+        if not batch:
+            break
+        ids_path, emb_path = work / f"ids-{shard:05d}.parquet", work / f"emb-{shard:05d}.npy"
+        if ids_path.exists() and emb_path.exists():  # finished before a crash
+            resumed += 1
+        else:
+            _write_shard(emb_path, ids_path, batch, embedder, cfg)
+        total += len(batch)
+        shard += 1
+        log(f"  embedded {total} documents ({shard} shards)")
+    if resumed:
+        log(f"  resumed: {resumed} shards were already embedded")
+    return {"documents": total, "shards": shard, "dim": embedder.dim, "dtype": cfg.dtype, "embedder": embedder.describe(),
+            "resumed_shards": resumed}
+
+
+def _write_shard(emb_path: Path, ids_path: Path, batch: list, embedder: Embedder, cfg: EmbedConfig) -> None:
+    tmp = temp_path(emb_path)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=cfg.dtype, shape=(len(batch), embedder.dim))
+    for start in range(0, len(batch), cfg.encode_batch):
+        part = batch[start:start + cfg.encode_batch]
+        out[start:start + len(part)] = embedder.encode([d.text[: cfg.max_chars] for d in part])
+    out.flush()
+    del out
+    tmp.replace(emb_path)
+    table = pa.table({"id": [d.id for d in batch], "category": pa.array([d.category for d in batch], pa.string())})
+    tmp_ids = temp_path(ids_path)
+    pq.write_table(table, tmp_ids)
+    tmp_ids.replace(ids_path)  # last: a shard counts as done only when its ids are there
+
+
+@dataclass
+class Embeddings:
+    """Reads an embed stage: shards in order, or rows by global index."""
+
+    folder: Path
+    _offsets: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder)
+        self.paths = sorted(self.folder.glob("emb-*.npy"))
+        sizes = [np.load(p, mmap_mode="r").shape[0] for p in self.paths]
+        self._offsets = list(np.cumsum([0, *sizes]))
+        self.dim = np.load(self.paths[0], mmap_mode="r").shape[1] if self.paths else 0
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def shards(self) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
+        """(first row, ids table, float32 vectors) per shard."""
+        for start, path in zip(self._offsets, self.paths):
+            ids = pq.read_table(path.with_name(path.name.replace("emb-", "ids-").replace(".npy", ".parquet")))
+            yield int(start), ids, np.asarray(np.load(path, mmap_mode="r"), dtype=np.float32)
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Vectors of the given global rows (sorted or not), as float32."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), self.dim), dtype=np.float32)
+        shard_of = np.searchsorted(self._offsets, index, side="right") - 1
+        for shard in np.unique(shard_of):
+            where = np.nonzero(shard_of == shard)[0]
+            data = np.load(self.paths[shard], mmap_mode="r")
+            out[where] = data[index[where] - self._offsets[shard]]
+        return out
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """`n` rows drawn uniformly without replacement (all rows when n >= len), in row order."""
+        if n >= len(self):
+            return self.rows(np.arange(len(self)))
+        picked = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        return self.rows(picked)
+

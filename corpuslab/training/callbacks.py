@@ -91,7 +91,8 @@ class Evaluate(Callback):
 
 
 class LogRate(Callback):
-    """Every `log_interval` steps and at the end: mean loss, lr, grad norm and tokens per second."""
+    """Every `log_interval` steps and at the end: mean loss, lr, grad norm before and after clipping, parameter
+    norm and tokens per second."""
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.seconds, self.step = trainer.train_seconds, trainer.step
@@ -105,7 +106,8 @@ class LogRate(Callback):
         rate = tokens / seconds if seconds > 0 else float("nan")
         self.seconds, self.step = trainer.train_seconds, trainer.step
         trainer.log(f"step {trainer.step}/{trainer.total_steps} | loss {entry['loss']:.4f} "
-                    f"| lr {entry['lr']:.3e} | grad norm {entry['grad_norm']:.3f} | {rate:,.0f} tok/s")
+                    f"| lr {entry['lr']:.3e} | grad norm {entry['grad_norm']:.3f} (clipped {entry['grad_norm_clipped']:.3f}) "
+                    f"| param norm {entry['param_norm']:.1f} | {rate:,.0f} tok/s")
 
 
 class PeriodicCheckpoint(Callback):

@@ -32,6 +32,14 @@ def test_choice_is_deterministic_nested_and_depends_only_on_k_seed_and_the_set()
         choose_categories(9, 0, CATEGORIES)
 
 
+def test_the_seed_keys_the_stage_unless_every_category_is_kept():
+    def key(**config):
+        return CategorySubset(CategorySubset.Config(**config)).fingerprint("inputs")
+
+    assert key(k=2, seed=0) != key(k=2, seed=1) and key(k=2) != key(k=2, nested=False)
+    assert key(k="all", seed=0) == key(k="all", seed=1) == key(k="all", nested=False) != key(k=2)
+
+
 @pytest.mark.parametrize("k, expected", [(0, "an integer >= 1"), ("some", "an integer >= 1 or 'all'")])
 def test_k_of_zero_or_a_word_stops_at_load_naming_the_key(k, expected):
     with pytest.raises(ConfigError) as error:

@@ -91,9 +91,14 @@ class CategorySubset(Recipe):
                 require(len(self.categories) > 0 and len(set(self.categories)) == len(self.categories),
                         f"{prefix}.categories", self.categories, "a non-empty list of distinct category names, or null")
 
+    def ignored_fields(self) -> set[str]:
+        """Config fields that cannot change a decision of this config, left out of the fingerprint: with every
+        category kept, the seed and nesting choose nothing, so arms that differ only in them share stages."""
+        return {"seed", "nested"} if self.config.k == ALL else set()
+
     def fingerprint(self, *inputs: Any) -> str:
-        # With every category kept the seed (and nesting) cannot change a decision: key on what does.
-        config = replace(self.config, seed=0, nested=True) if self.config.k == ALL else self.config
+        neutral = {"seed": 0, "nested": True}
+        config = replace(self.config, **{key: neutral[key] for key in self.ignored_fields()})
         return fingerprint(type(self).__name__, self.name, self.version, config, *inputs)
 
     def pool(self, found: Iterable[str]) -> list[str]:

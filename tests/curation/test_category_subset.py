@@ -138,3 +138,24 @@ def test_a_checkpoint_scored_on_the_experiment_is_the_reports_baseline(grid):
     # The same model on the same documents, tokenized by its own (the same) tokenizer: the same curves.
     assert baseline["test_by_category_context"]["all"] == pytest.approx(own["all"], rel=1e-5)
     assert "Dashed black" in (grid / "tiny" / "report.html").read_text()
+
+
+def test_evaluate_checkpoint_gives_the_curves_for_another_architecture(grid):
+    """A GPT-NeoX model (Pythia's architecture), not trained by corpuslab, scored on the experiment's test set."""
+    transformers = pytest.importorskip("transformers")
+    from corpuslab.tokens.tokenizer import load_tokenizer
+
+    report = json.loads((grid / "tiny" / "report.json").read_text())
+    tokenizer = load_tokenizer(report["arms"]["div-k1-seed0"]["replicates"][0]["checkpoints"]["final"])
+    config = transformers.GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=24)
+    folder = grid / "neox"
+    transformers.GPTNeoXForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(str(folder))
+    assert main(["evaluate", f"output_dir={grid}", *GRID, "--checkpoint", str(folder)]) == 0
+    (metrics_file,) = (grid / "tiny" / "checkpoints").glob("*neox*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    curves = metrics["test_by_category_context"]
+    assert metrics["context"] == 24 and len(curves["all"]) == 25  # the model's own context: 0..24 tokens in view
+    assert sorted(curves["categories"]) == ["recipes", "science", "sports", "weather"]
+    assert sorted(metrics["test_by_category"]) == ["recipes", "science", "sports", "weather"]

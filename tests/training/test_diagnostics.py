@@ -81,6 +81,7 @@ class BackwardNaN(Callback):
         return loss + torch.sqrt(((bias - bias.detach()) ** 2).sum())
 
 
+@pytest.mark.filterwarnings("ignore:Error detected in:UserWarning")  # anomaly mode's forward traceback, expected here
 def test_anomaly_mode_names_the_operation_that_made_a_nan(streams, tmp_path):
     with pytest.raises(StageError, match="non-finite gradient norm at step 1") as plain:
         _train(streams, tmp_path / "plain", _config(), callbacks=[BackwardNaN()])

@@ -82,6 +82,7 @@ class BackwardNaN(Callback):
 
 
 @pytest.mark.filterwarnings("ignore:Error detected in:UserWarning")  # anomaly mode's forward traceback, expected here
+@pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled:UserWarning")
 def test_anomaly_mode_names_the_operation_that_made_a_nan(streams, tmp_path):
     with pytest.raises(StageError, match="non-finite gradient norm at step 1") as plain:
         _train(streams, tmp_path / "plain", _config(), callbacks=[BackwardNaN()])

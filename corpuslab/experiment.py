@@ -481,6 +481,7 @@ class Experiment:
         # Training validates on val and every arm is scored on val and test: an empty one stops here,
         # with why, not at the first evaluation. (`prepare` alone may still inspect a tiny corpus.)
         _require_eval_documents(prepared.decontaminate.manifest(), prepared.split.manifest())
+        self._check_arms(prepared, arms)
         arm_stages = {}
         for index in arms if arms is not None else range(len(self.cfg.runs)):
             arm_stages[self.cfg.runs[index].name] = self._build_arm(prepared, index, until)
@@ -502,6 +503,17 @@ class Experiment:
         self.log(f"report: {self.root / 'report.html'}\n        {self.root / 'report.json'} "
                  f"(this run's copy: {kept}; {time.time() - start:.1f}s)")
         return report
+
+    def _check_arms(self, prepared: Prepared, arms: list[int] | None) -> None:
+        """Each arm's recipe checks the prepared corpus (its categories per split) before any arm trains."""
+        from corpuslab.curation.recipes.categories import category_counts
+
+        counts = None
+        for index in arms if arms is not None else range(len(self.cfg.runs)):
+            recipe = self.cfg.arm_recipe(index)
+            if type(recipe).check is not Recipe.check:  # read the corpus only for a recipe that looks at it
+                counts = counts or category_counts(prepared.tokens.path, evaluated_tokens=self.cfg.evaluation.max_tokens)
+                recipe.check(counts, f"runs[{index}]")
 
     def _build_arm(self, prepared: Prepared, index: int, until: str) -> ArmStages | None:
         run = self.cfg.runs[index]
@@ -625,7 +637,8 @@ def _weights_key(training) -> Any:
     """The training config without the settings that cannot change the weights (train.RESUMABLE_CHANGES minus the
     ones that shape the curve or the best checkpoint), so changing threads or save cadence neither retrains nor
     orphans a resumable run."""
-    neutral = {"num_threads": None, "save_every": None, "keep_last": 2, "resume": "auto", "device": "auto"}
+    neutral = {"num_threads": None, "save_every": None, "keep_last": 2, "resume": "auto", "device": "auto",
+               "check_logits": False, "detect_anomaly": False}
     return dataclasses.replace(training, **neutral)
 
 

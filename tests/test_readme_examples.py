@@ -184,7 +184,41 @@ def test_minipile_example_clusters_curates_and_trains(tmp_path, monkeypatch, cap
     assert list(root.rglob("train-*/final/model.safetensors"))
 
 
+def _bbc_like(root: Path, categories=("business", "sport", "tech", "politics", "entertainment"), per=20) -> None:
+    data = root / "shared" / "data" / "bbc_news"
+    for c, category in enumerate(categories):
+        (data / category).mkdir(parents=True)
+        for i in range(per):
+            (data / category / f"{i:03d}.txt").write_text(_text(100 * c + i, 60), encoding="utf-8")
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("diversity", ["dataset.synthetic.num_docs=240", "dataset.synthetic.words_per_doc=40"]),
+    ("diversity_bbc", []),
+])
+def test_diversity_examples_expand_the_grid_curate_and_train(tmp_path, monkeypatch, name, extra):
+    """`corpuslab run --config configs/diversity.yaml` (and `diversity_bbc.yaml`): the K x seeds grid expands
+    into arms, each curates its categories, and an arm trains."""
+    import corpuslab
+
+    repo, cwd = _workspace(tmp_path)
+    _bbc_like(tmp_path)
+    monkeypatch.chdir(cwd)
+    config = str(repo / f"configs/{name}.yaml")
+    small = [o for o in SMALL if not o.startswith("evaluation.max_tokens")]  # the config scores every test document
+    args = ["--config", config, *small, *extra, f"output_dir={cwd / 'out'}"]
+    arms = [run.name for run in corpuslab.load_config(config, overrides=args[2:]).runs]
+    assert len(arms) >= 6  # several K, several seeds
+    assert main(["curate", *args]) == 0
+    stats = [json.loads(p.read_text())["stats"] for p in (cwd / "out").rglob("curate-*/manifest.json")]
+    assert stats and all(s["kept"] + s["dropped"] == s["input"] for s in stats)
+    assert len({s["kept"] for s in stats}) > 1  # different K keep different amounts
+    assert main(["train", *args, "--arm", arms[0]]) == 0
+
+
 CASES = {
+    "configs/diversity.yaml": test_diversity_examples_expand_the_grid_curate_and_train,
+    "configs/diversity_bbc.yaml": test_diversity_examples_expand_the_grid_curate_and_train,
     "configs/minipile.yaml": test_minipile_example_clusters_curates_and_trains,
     "configs/default.yaml": test_override_examples_layer_on_the_default,
     "configs/local_bbc.yaml": test_local_bbc_example_runs_as_written,

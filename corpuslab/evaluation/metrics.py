@@ -408,3 +408,6 @@ def _log_unevaluated_splits(split_metrics: Sequence[SplitMetric], data: EvalData
         missing = [s for s in (getattr(metric.config, "splits", None) or []) if s not in evaluated]
         if missing:
             log(f"  {metric.name}: split {', '.join(missing)} not evaluated (evaluation.splits), left out")
+
+
+from corpuslab.evaluation import category_curves  # noqa: E402, F401  (registers `category_context`)

@@ -92,9 +92,22 @@ def write_report(
         },
         "arms": {run.name: arm_report(run, arms[run.name]) for run in cfg.runs if run.name in arms},
     }
+    baselines = checkpoint_metrics(experiment.root)
+    if baselines:  # pretrained models scored on this experiment's data (`evaluate --checkpoint`), for reference
+        report["baselines"] = baselines
     add_comparisons(report, reference_arm=cfg.runs[0].name)
     write_outputs(report, files)
     return report
+
+
+def checkpoint_metrics(root: Path) -> dict[str, Any]:
+    """{checkpoint: its metrics.json} for every checkpoint `corpuslab evaluate --checkpoint` scored in this
+    experiment (`<root>/checkpoints/<name>/metrics.json`), by the name it was given."""
+    out = {}
+    for path in sorted((Path(root) / "checkpoints").glob("*/metrics.json")):
+        metrics = read_json(path)
+        out[str(metrics.get("checkpoint", path.parent.name))] = metrics
+    return out
 
 
 def add_comparisons(report: dict[str, Any], reference_arm: str) -> None:

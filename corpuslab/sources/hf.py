@@ -119,7 +119,24 @@ def read_hf(cfg: HFConfig, log: BadInputLog) -> Iterator[Document]:
     cfg.validate()
     dataset = _load(cfg, streaming=cfg.streaming, cache_dir=cfg.cache_dir)
     _check_columns(dataset.features, cfg)
-    return _documents(dataset, cfg, log)
+    names = _class_names(dataset.features, cfg.category_field)
+    return _documents(dataset if names is None else _named_labels(dataset, cfg.category_field, names), cfg, log)
+
+
+def _class_names(features: Any, field: str | None) -> list[str] | None:
+    """The label names of a `ClassLabel` category column (ccdv/arxiv-classification's `label`: 0 -> 'math.AC'),
+    so categories read as names rather than integers; None for any other column."""
+    feature = features.get(field) if features is not None and field else None
+    names = getattr(feature, "names", None)
+    return list(names) if isinstance(names, list) and names else None
+
+
+def _named_labels(rows: Iterable[dict[str, Any]], field: str, names: list[str]) -> Iterator[dict[str, Any]]:
+    for record in rows:
+        value = record.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+            record = {**record, field: names[value]}
+        yield record
 
 
 @sources.register

@@ -92,8 +92,9 @@ class Evaluate(Callback):
 
 
 class LogRate(Callback):
-    """Every `log_interval` steps and at the end: mean loss, lr, grad norm, tokens per second and the time
-    left (from the wall time per step so far, evaluations and saves included)."""
+    """Every `log_interval` steps and at the end: mean loss, lr, grad norm before and after clipping, parameter
+    norm, tokens per second and the time left (from the wall time per step so far, evaluations and saves
+    included)."""
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.seconds, self.step = trainer.train_seconds, trainer.step
@@ -111,7 +112,8 @@ class LogRate(Callback):
         per_step = (time.monotonic() - self.started) / max(trainer.step - self.first_step, 1)
         eta = f" | {format_duration(left * per_step)} left" if left else ""
         trainer.log(f"step {trainer.step}/{trainer.total_steps} | loss {entry['loss']:.4f} "
-                    f"| lr {entry['lr']:.2e} | grad norm {entry['grad_norm']:.3f} | {rate:,.0f} tok/s{eta}")
+                    f"| lr {entry['lr']:.2e} | grad norm {entry['grad_norm']:.3f} (clipped {entry['grad_norm_clipped']:.3f}) "
+                    f"| param norm {entry['param_norm']:.1f} | {rate:,.0f} tok/s{eta}")
 
 
 def format_duration(seconds: float) -> str:

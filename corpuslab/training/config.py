@@ -80,6 +80,7 @@ class TrainingConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.1  # applied to matrices and embeddings only, never biases or LayerNorm
     betas: tuple[float, float] = (0.9, 0.95)
+    adam_eps: float = 1e-8  # AdamW's epsilon (torch's default); the arXiv seed needed 1e-6 to stop a NaN at step 1
     grad_clip: float = 1.0  # max global grad norm; 0 turns clipping off
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward; fp32 weights and optimizer
     device: str = "auto"  # "auto" = cuda when available; "cpu"; "cuda" or "cuda:N"
@@ -91,6 +92,8 @@ class TrainingConfig:
     resume: Literal["auto", "never"] = "auto"  # auto: continue from out_dir/last if present; never: fresh
     seed: int = 0
     num_threads: int | None = None  # torch CPU threads during training; None keeps torch's default
+    check_logits: bool = False  # check every step's logits for NaN/inf (one extra pass over them); off: only on a failure
+    detect_anomaly: bool = False  # torch.autograd.detect_anomaly: names the op that made a NaN in backward (slow)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))  # YAML gives lists
@@ -119,6 +122,7 @@ class TrainingConfig:
             raise ConfigError(f"{prefix}.max_train_tokens", self.max_train_tokens, one_step)
         require(self.lr > 0 and math.isfinite(self.lr), f"{prefix}.lr", self.lr, "a positive number")
         require(0 <= self.min_lr_ratio <= 1, f"{prefix}.min_lr_ratio", self.min_lr_ratio, "a number in [0, 1]")
+        require(self.adam_eps > 0 and math.isfinite(self.adam_eps), f"{prefix}.adam_eps", self.adam_eps, "a positive number")
         require(self.weight_decay >= 0, f"{prefix}.weight_decay", self.weight_decay, "a number >= 0")
         require(self.grad_clip >= 0, f"{prefix}.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
         require(

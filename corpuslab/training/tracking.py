@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from corpuslab.training.trainer import Trainer
 
 # Curve fields logged under "train/"; the rest (val_loss) under "val/".
-TRAIN_FIELDS = ("loss", "lr", "grad_norm", "tokens")
+TRAIN_FIELDS = ("loss", "lr", "grad_norm", "grad_norm_clipped", "param_norm", "tokens")
 
 
 class WandbCallback(Callback):

@@ -18,6 +18,7 @@ Saves survive a full disk (a clear error, the previous save intact) and resumes 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -26,7 +27,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,14 @@ STATE_FORMAT = 1
 # Trainer attributes that make up the run's progress, saved so a resumed run continues its curve exactly.
 PROGRESS_FIELDS = (
     "curve", "best_val_loss", "best_step", "loss_sum", "loss_count", "last_lr", "last_grad_norm",
+    "last_grad_norm_clipped",
 )
+NONFINITE_PREFIX = "nonfinite-step-"  # folder holding the batch and norms of a step whose loss was not finite
 # Settings that may change between an interrupted run and its resumption: they do not alter the
 # weights. Any other difference would silently splice two different runs together.
 RESUMABLE_CHANGES = frozenset(
     {"device", "log_interval", "eval_interval", "eval_batches", "save_every", "keep_last", "resume",
-     "num_threads"}
+     "num_threads", "check_logits", "detect_anomaly"}
 )
 
 
@@ -88,6 +91,26 @@ class TrainResult:
         out["final_path"] = str(self.final_path)
         out["best_path"] = str(self.best_path) if self.best_path else None
         return out
+
+
+@dataclass
+class _Batch:
+    """One step's batch and what is known of it so far, for the report of a non-finite step."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    starts: np.ndarray
+    update: int
+    lr: float
+    logits: torch.Tensor | None = None
+    loss: float = float("nan")
+    grad_norm: float | None = None
+    anomaly: str | None = None
+
+
+def _number(value: float | None) -> float | str | None:
+    """JSON has no NaN or infinity: those are written as strings."""
+    return value if value is None or math.isfinite(value) else str(value)
 
 
 def _decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -242,7 +265,8 @@ class Trainer:
         # Callbacks that read each batch's loss before backward (on_batch_loss); without any, the loss
         # is read in the step's one host sync, together with the gradient norm.
         self.loss_listeners = [c for c in self.callbacks if type(c).on_batch_loss is not Callback.on_batch_loss]
-        self.optimizer = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+        self.optimizer = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                                           eps=cfg.adam_eps)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         # Progress, all of it saved in the trainer state so a resumed run continues it exactly.
@@ -251,7 +275,7 @@ class Trainer:
         self.best_val_loss: float | None = None
         self.best_step: int | None = None
         self.loss_sum, self.loss_count = 0.0, 0  # training losses since the last curve entry
-        self.last_lr = self.last_grad_norm = float("nan")
+        self.last_lr = self.last_grad_norm = self.last_grad_norm_clipped = float("nan")
         self.train_seconds = 0.0  # compute time of this call's steps, for tokens/s
 
     @property
@@ -275,17 +299,22 @@ class Trainer:
         lr = learning_rate(update, self.cfg, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
-            logits = self.model(input_ids=inputs, use_cache=False).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        batch_loss = loss.detach()
-        if self.loss_listeners:  # they are handed the loss before backward: a host sync of its own
-            loss_value = self._finite_loss(batch_loss.item(), update)
-            for callback in self.loss_listeners:
-                callback.on_batch_loss(self, loss_value, targets.numel())
-        for callback in self.callbacks:
-            loss = callback.loss(self, loss)
-        loss.backward()
+        batch = _Batch(inputs, targets, starts, update, lr)
+        with self._anomaly_mode(batch):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
+                logits = self.model(input_ids=inputs, use_cache=False).logits
+            batch.logits = logits
+            if self.cfg.check_logits and not bool(torch.isfinite(logits).all()):
+                self._stop_non_finite(batch, "logits")
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+            batch_loss = loss.detach()
+            if self.loss_listeners:  # they are handed the loss before backward: a host sync of its own
+                loss_value = self._finite_loss(batch_loss.item(), batch)
+                for callback in self.loss_listeners:
+                    callback.on_batch_loss(self, loss_value, targets.numel())
+            for callback in self.callbacks:
+                loss = callback.loss(self, loss)
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf"))
         # One host sync per step (two with on_batch_loss listeners): it buys the non-finite checks naming
         # the step, before the optimizer touches the weights.
@@ -294,10 +323,11 @@ class Trainer:
         else:
             both = torch.stack([batch_loss.double(), norm.to(batch_loss.device, torch.float64)])
             loss_value, grad_norm = both.tolist()
-            self._finite_loss(loss_value, update)
+            self._finite_loss(loss_value, batch)
+        batch.loss, batch.grad_norm = loss_value, grad_norm
         if not math.isfinite(grad_norm):
-            raise StageError("train", f"non-finite gradient norm at step {update + 1} ({grad_norm}); "
-                             f"{self._advice()}")
+            self._stop_non_finite(batch, "gradient norm")
+        batch.logits = None
         for callback in self.callbacks:
             callback.before_optimizer_step(self)
         self.optimizer.step()
@@ -307,13 +337,69 @@ class Trainer:
         self.step += 1
         self.loss_sum, self.loss_count = self.loss_sum + loss_value, self.loss_count + 1
         self.last_lr, self.last_grad_norm = lr, grad_norm
+        # What clip_grad_norm_ scaled the gradients to (it multiplies by min(1, clip / (norm + 1e-6))).
+        clip = self.cfg.grad_clip
+        self.last_grad_norm_clipped = grad_norm * min(1.0, clip / (grad_norm + 1e-6)) if clip else grad_norm
         self.train_seconds += time.perf_counter() - started
 
-    def _finite_loss(self, loss_value: float, update: int) -> float:
+    def _finite_loss(self, loss_value: float, batch: _Batch) -> float:
         if not math.isfinite(loss_value):
-            raise StageError("train", f"non-finite loss at step {update + 1} (loss={loss_value}); "
-                             f"{self._advice()}")
+            batch.loss = loss_value
+            self._stop_non_finite(batch, "loss")
         return loss_value
+
+    @contextlib.contextmanager
+    def _anomaly_mode(self, batch: _Batch) -> Iterator[None]:
+        """With training.detect_anomaly, autograd names the operation whose backward made a NaN; the step
+        then stops like any other non-finite step (batch and norms saved)."""
+        if not self.cfg.detect_anomaly:
+            yield
+            return
+        with torch.autograd.detect_anomaly(check_nan=True):
+            try:
+                yield
+            except RuntimeError as err:
+                if "returned nan" not in str(err).lower() and "nan values" not in str(err).lower():
+                    raise
+                batch.anomaly = _gist(err, 300)
+                self._stop_non_finite(batch, "backward (anomaly detection)")
+
+    def parameter_norm(self) -> float:
+        """Global L2 norm of the trained parameters."""
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params))).item())
+
+    def _stop_non_finite(self, batch: _Batch, what: str) -> None:
+        """Stop at a non-finite step, naming it, after saving what reproduces it: the batch (inputs, targets,
+        window starts) and the norms, with which parameters and whether the logits were already non-finite."""
+        step = batch.update + 1
+        with torch.no_grad():
+            bad_params = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+            logits_finite = None if batch.logits is None else bool(torch.isfinite(batch.logits).all())
+        diagnostics = {
+            "step": step, "what": what, "loss": _number(batch.loss), "lr": batch.lr,
+            "grad_norm_before_clip": _number(batch.grad_norm), "grad_clip": self.cfg.grad_clip,
+            "parameter_norm": _number(self.parameter_norm()), "non_finite_parameters": bad_params,
+            "logits_finite": logits_finite, "anomaly": batch.anomaly, "adam_eps": self.cfg.adam_eps,
+            "precision": self.cfg.precision, "previous": self.curve[-1] if self.curve else None,
+            "window_starts": [int(x) for x in batch.starts],
+        }
+        folder = self.out_dir / f"{NONFINITE_PREFIX}{step}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save({"inputs": batch.inputs.cpu(), "targets": batch.targets.cpu(),
+                        "starts": torch.from_numpy(np.asarray(batch.starts, dtype=np.int64))}, folder / "batch.pt")
+            (folder / "diagnostics.json").write_text(json.dumps(diagnostics, indent=2))
+            saved = f"its batch and norms are in {folder}"
+        except OSError as err:
+            saved = f"its batch could not be saved ({err.strerror})"
+        cause = (f"parameters already non-finite before this step: {', '.join(bad_params[:4])}" if bad_params
+                 else "the logits were already non-finite (forward pass)" if logits_finite is False else "")
+        detail = "; ".join(part for part in (cause, batch.anomaly or "") if part)
+        raise StageError("train", f"non-finite {what} at step {step} (loss={batch.loss}, grad norm before clipping="
+                         f"{batch.grad_norm}){f'; {detail}' if detail else ''}; {saved}; "
+                         f"{self._advice()}, raise training.adam_eps (now {self.cfg.adam_eps}), or rerun with "
+                         "training.detect_anomaly=true to name the operation")
 
     def _check_token_ids(self, inputs: torch.Tensor, targets: torch.Tensor, starts: np.ndarray, update: int) -> None:
         """Every id of the batch must index the model's embedding table. On CUDA an id past it fails with
@@ -331,7 +417,7 @@ class Trainer:
     def _advice(self) -> str:
         saved = _state_candidates(self.out_dir)
         where = f"the last saved state is in {saved[0]}" if saved else "no resumable state was saved"
-        return f"lower training.lr (now {self.cfg.lr}) or use fp32; {where}"
+        return f"{where}; lower training.lr (now {self.cfg.lr}) or use fp32"
 
     def curve_entry(self) -> dict:
         """The curve record of the current step, created on first use. Its loss is the mean training
@@ -342,6 +428,7 @@ class Trainer:
             "step": self.step, "tokens": self.tokens_seen,
             "loss": self.loss_sum / self.loss_count if self.loss_count else None,
             "lr": self.last_lr, "grad_norm": self.last_grad_norm, "val_loss": None,
+            "grad_norm_clipped": self.last_grad_norm_clipped, "param_norm": self.parameter_norm(),
         }
         self.loss_sum, self.loss_count = 0.0, 0
         self.curve.append(entry)
@@ -408,8 +495,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         _set_rng_states(state["rng"])
         self.step = state["step"]
-        for key in PROGRESS_FIELDS:
-            setattr(self, key, state["progress"][key])
+        for key in PROGRESS_FIELDS:  # a state saved before a field existed leaves it at its start value
+            if key in state["progress"]:
+                setattr(self, key, state["progress"][key])
         for key, callback in self.stateful.items():
             callback.load_state_dict(state["callbacks"][key])
 

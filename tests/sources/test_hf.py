@@ -178,3 +178,18 @@ def test_validate_names_the_key(options: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError) as raised:
         HFConfig(**options).validate()
     assert raised.value.key == key
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_class_label_category_reads_as_its_name(tmp_path: Path, streaming: bool) -> None:
+    # ccdv/arxiv-classification (no_ref) holds `text` and a ClassLabel `label` (0 -> 'math.AC', ...); a Parquet
+    # file written by `datasets` keeps the ClassLabel in its schema, so the packaged builder sees the same features.
+    names = ["math.AC", "cs.CV", "cs.AI"]
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    data = datasets.Dataset.from_dict({"text": [f"paper {i}" for i in range(6)], "label": [0, 1, 2, 2, 1, 0]},
+                                      features=features)
+    path = tmp_path / "arxiv.parquet"
+    data.to_parquet(str(path))
+    docs, _ = read(name="parquet", data_files=str(path), streaming=streaming, category_field="label",
+                   cache_dir=str(tmp_path / "cache"))
+    assert [d.category for d in docs] == ["math.AC", "cs.CV", "cs.AI", "cs.AI", "cs.CV", "math.AC"]

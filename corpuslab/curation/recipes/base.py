@@ -25,7 +25,7 @@ Adding a recipe is one class:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +55,11 @@ class Recipe(Plugin):
 
     # Shared inputs the recipe reads besides its items, by stage name. "documents" is always given.
     needs: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, categories: Mapping[str, Mapping[str, int]], key: str) -> None:
+        """Raise a ConfigError/InputError, before any arm trains, when this recipe cannot run on the prepared
+        corpus. `categories[split]`: documents per category of train, val, test, and test_evaluated (the test
+        documents the evaluation covers); `key`: the arm's config key, for messages. Default: nothing to check."""
 
     def decide(self, items: list[Path], inputs: dict[str, Path], context: CurationContext) -> Iterable[Decision]:
         """Decisions for the items in these shards that are not simply kept once (any order)."""

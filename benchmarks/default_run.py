@@ -42,6 +42,28 @@ def stage_seconds(log: str) -> dict[str, float]:
     return totals
 
 
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 10) -> float:
+    """float32 matmul rate with torch's default threads: the ceiling the training loop works against."""
+    import torch
+
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9
+
+
+def print_hardware_pace(params: int, n_layer: int, n_embd: int, context: int, tokens_per_second: float) -> None:
+    """Training FLOP rate (6 N + 12 L d T per token; N counts the tied embedding once, as the output layer)
+    next to what a lone matmul of the LM head's shape and a large square one reach on this machine."""
+    flops_per_token = 6 * params + 12 * n_layer * n_embd * context
+    print(f"training pace: {flops_per_token / 1e6:.2f} MFLOP/token x {tokens_per_second:,.0f} tokens/s = "
+          f"{flops_per_token * tokens_per_second / 1e9:.0f} GFLOP/s; float32 matmul here: 4096x128x4096 "
+          f"{matmul_gflops(4096, 128, 4096):.0f} GFLOP/s, 2048^3 {matmul_gflops(2048, 2048, 2048):.0f} GFLOP/s")
+
+
 def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
@@ -58,6 +80,7 @@ def main() -> None:
         report = json.loads(report_path.read_text())
         stages = stage_seconds((report_path.parent / "run.log").read_text())
         (weights,) = list(out.glob("*/stages/train-*/final/model.safetensors"))[:1]
+        model_config = json.loads((weights.parent / "config.json").read_text())
         from safetensors import safe_open
 
         with safe_open(str(weights), "pt") as tensors:
@@ -82,6 +105,9 @@ def main() -> None:
               f"{None if truth.get('recall') is None else round(truth['recall'], 3)} | exposure by copies {exposure} | "
               f"{training['tokens_per_second']:,.0f} tok/s")
         print(f"{'':10} tasks {tasks}")
+    rates = [arm["replicates"][0]["training"]["tokens_per_second"] for arm in report["arms"].values()]
+    shape = model_config  # the trained model's own config.json: layers, width, context
+    print_hardware_pace(params, shape["n_layer"], shape["n_embd"], shape["n_positions"], sum(rates) / len(rates))
     for name, comparison in report.get("comparison", {}).get("arms", {}).items():
         factor = comparison["data_equivalent_factor"].get("mean")
         print(f"data-equivalent factor of {name} vs {report['comparison']['reference']}: "

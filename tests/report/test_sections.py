@@ -109,7 +109,7 @@ class MarkerRate(Section):
     columns = (Column("marker_rate", 60, lambda name, arm: arm["replicates"][0]["training"].get("test_marker_rate")),)
 
     def applies(self, report):
-        return any("test_marker_rate" in r["training"] for arm in report["arms"].values() for r in arm["replicates"])
+        return any("test_marker_rate" in r["training"] for arm in report["arms"].values() for r in arm.get("replicates", []))
 
     def render(self, page: Page) -> str:
         rates = ", ".join(f"{n}: {page.replicates(n)[0]['training']['test_marker_rate']}" for n in page.names)

@@ -234,10 +234,12 @@ def test_export_writes_a_dataset_that_datasets_loads(curated, tmp_path):
     assert code == 0
     from datasets import load_dataset
 
-    loaded = load_dataset(str(out), split="train")
+    # A cache of its own: `datasets` keys a local folder's cache by its name and file layout, so an earlier
+    # export to a folder of the same name (another test run on this machine) would be read back instead.
+    loaded = load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
     table = pq.read_table(_curate_folder(stages, cfg, 2) / "decisions.parquet").to_pylist()
     kept = [r["id"] for r in table if r["kept"] and not r["id"].startswith("canary")]
-    assert loaded["id"] == kept and len(loaded) > 0
+    assert loaded["id"] == kept and len(loaded) > 0  # the kept documents, in corpus order
     assert set(loaded.column_names) == {"id", "text", "category", "cluster", "repeat"}
     card = (out / "README.md").read_text()
     assert '"sampler": "uniform"' in card and "data/train-*.parquet" in card

@@ -113,6 +113,11 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: Co
 MISSING = '<span class="muted">–</span>'
 
 
+def missing(reason: str) -> str:
+    """A missing figure that says why, in the cell itself (a hover title is invisible on a phone)."""
+    return f'<span class="muted">– ({escape(reason)})</span>'
+
+
 def mean_ci_cell(stats: dict[str, Any] | None, bold: bool = False, seeds: Sequence[float] = ()) -> str:
     """Mean ± 95% half-width; with `seeds` (each seed's value, 2 or more) their range below it."""
     if not stats or stats.get("mean") is None:

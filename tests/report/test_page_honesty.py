@@ -162,3 +162,14 @@ def test_an_unpaired_group_comparison_without_replicates_says_not_tested():
     near, exact = (report["arms"][n]["replicates"][0]["metrics"]["val"]["loss"] for n in ("near", "exact"))
     assert f"seeds {min(near, exact):.4f}–{max(near, exact):.4f}" in groups  # the dedup group's two replicates
     assert report["group_comparison"]["groups"]["dedup"]["differences"]["val.loss"]["significant"] is None
+
+
+def test_a_task_an_arm_was_not_scored_on_says_so_in_its_cell():
+    report = make_report()
+    for name, arm in report["arms"].items():
+        for replicate in arm["replicates"]:
+            replicate["metrics"]["tasks"] = {"cloze": {"perplexity": 150.0 + replicate["seed"], "n": 200}}
+            if name == "near":
+                replicate["metrics"]["tasks"]["choice"] = {"acc": 0.5, "acc_stderr": 0.05, "n": 100}
+    html = Tasks().render(page_of(report))
+    assert html.count("not scored for this arm") == 2  # no_dedup and exact lack `choice`

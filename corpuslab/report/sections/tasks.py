@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from corpuslab.report.page import MISSING, Page, fmt, is_number, seed_range, table
+from corpuslab.report.page import Page, fmt, is_number, missing, seed_range, table
 from corpuslab.report.plots import dot_plot, figure, figure_axes, shared_legend, value_axis
 from corpuslab.report.sections.base import MetricSection, sections
 from corpuslab.report.stats import mean_ci
@@ -54,7 +54,7 @@ class Tasks(MetricSection):
 
 def _task_cell(summary: dict[str, Any] | None) -> str:
     if summary is None or summary["mean"] is None:
-        return MISSING
+        return missing("not scored for this arm")
     text = fmt(summary["mean"])
     if summary["half"] is not None:
         text += f' <span class="ci">± {fmt(summary["half"])}</span>'

@@ -71,11 +71,29 @@ def group_members(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]
     return members
 
 
+def distinct_replicates(arms: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[Mapping[str, Any]]:
+    """Every replicate of `names`, each trained model once: arms whose settings give the same stages (a
+    category draw of `k: all` under three seeds) share one model, and counting it three times would pool
+    three identical values into a zero-width interval."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        for replicate in arms[name]["replicates"]:
+            model = (replicate.get("artifacts") or {}).get("train")
+            if model is not None and model in seen:
+                continue
+            if model is not None:
+                seen.add(model)
+            out.append(replicate)
+    return out
+
+
 def pool_groups(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """{group: {arms, replicates, aggregate}}: the aggregate is over every replicate of every arm in the group."""
+    """{group: {arms, replicates, aggregate}}: the aggregate is over every distinct trained model of the
+    group's arms (`distinct_replicates`)."""
     groups = {}
     for group, names in group_members(arms).items():
-        pooled = [r for name in names for r in arms[name]["replicates"]]
+        pooled = distinct_replicates(arms, names)
         groups[group] = {"arms": names, "replicates": len(pooled), "aggregate": aggregate(pooled)}
     return groups
 
@@ -100,7 +118,7 @@ def compare_groups(arms: Mapping[str, Mapping[str, Any]], reference: str, keys: 
 
 def _seeded_numbers(arms: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[tuple[int, dict[str, float]]]:
     """(seed, numbers) of every replicate of `names`, by seed and, within a seed, in arm order."""
-    pooled = [(r["seed"], replicate_numbers(r)) for name in names for r in arms[name]["replicates"]]
+    pooled = [(r["seed"], replicate_numbers(r)) for r in distinct_replicates(arms, names)]
     return sorted(pooled, key=lambda pair: pair[0])  # stable: arm order within a seed
 
 

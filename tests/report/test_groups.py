@@ -126,3 +126,20 @@ def test_the_page_shows_groups_when_a_group_pools_arms():
     assert "exact, near" in page and UNPAIRED in page
     assert page.count("<svg") == 7  # the six of the arms' page and the groups' dot plot
     assert 'id="groups"' not in render_html(make_report())
+
+
+def test_arms_that_share_one_trained_model_count_it_once():
+    """Two arms whose stages coincide (e.g. `k: all` under several category seeds) are one model: pooling
+    them twice would give identical values and a zero-width interval."""
+    import copy
+
+    report = make_report()
+    report["arms"]["exact"]["group"] = report["arms"]["near"]["group"] = "dedup"
+    report["arms"]["near"]["replicates"] = copy.deepcopy(report["arms"]["exact"]["replicates"])
+    for replicate in report["arms"]["exact"]["replicates"] + report["arms"]["near"]["replicates"]:
+        replicate["artifacts"] = {"train": f"stages/train-shared-seed{replicate['seed']}"}
+    add_comparisons(report, reference_arm="no_dedup")
+    dedup = report["groups"]["dedup"]
+    assert dedup["replicates"] == len(report["arms"]["exact"]["replicates"]) == 2
+    assert dedup["aggregate"]["val.loss"]["mean"] == report["arms"]["exact"]["aggregate"]["val.loss"]["mean"]
+    assert report["group_comparison"]["groups"]["dedup"]["pairing"] == PAIRED  # one partner per seed again

@@ -16,27 +16,16 @@ import pytest
 
 from corpuslab.cli import main
 from tests.compression import test_runner as compression_tests
+from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
-# A tiny model and budget; nothing about the data, so each config's own dataset settings are what run.
-SMALL = [
-    "tokenizer.vocab_size=320",
-    "model.n_layer=1",
-    "model.n_head=2",
-    "model.n_embd=32",
-    "model.context=64",
-    "training.chunk_len=32",
-    "training.batch_size=8",
-    "training.max_train_tokens=null",
-    "training.max_steps=4",
-    "training.warmup_steps=1",
-    "training.eval_interval=4",
-    "training.log_interval=4",
-    "canaries.num_candidates=20",
-    "evaluation.max_tokens=2000",
-    "curation.workers=1",
-]
+# A tiny model and budget (conftest's TINY, shorter); nothing about the data, so each config's own dataset
+# settings are what run.
+_FASTER = {"training.max_steps": "4", "training.warmup_steps": "1", "training.eval_interval": "4",
+           "training.log_interval": "4", "evaluation.max_tokens": "2000", "curation.workers": "1"}
+SMALL = [o for o in TINY if not o.startswith(("experiment=", "dataset.", "canaries.count", "evaluation.tasks"))
+         and o.split("=")[0] not in _FASTER] + [f"{k}={v}" for k, v in _FASTER.items()]
 SYNTHETIC = ["dataset.synthetic.num_docs=120", "dataset.synthetic.words_per_doc=30", "canaries.count=4",
              "evaluation.tasks={synthetic_cloze: 4, synthetic_choice: 4}"]
 

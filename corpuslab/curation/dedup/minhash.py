@@ -262,8 +262,8 @@ def _insertion_sort(out, n, budget):
 
 
 @njit(cache=True, nogil=True)
-def jaccard_sorted(x, y):
-    """|x & y| / |x | y| of two sorted distinct arrays; 0 when both are empty."""
+def common_sorted(x, y):
+    """|x & y| of two sorted distinct arrays, by one merge pass."""
     i = j = common = 0
     while i < len(x) and j < len(y):
         if x[i] == y[j]:
@@ -274,6 +274,13 @@ def jaccard_sorted(x, y):
             i += 1
         else:
             j += 1
+    return common
+
+
+@njit(cache=True, nogil=True)
+def jaccard_sorted(x, y):
+    """|x & y| / |x | y| of two sorted distinct arrays; 0 when both are empty."""
+    common = common_sorted(x, y)
     union = len(x) + len(y) - common
     return common / union if union else 0.0
 
@@ -282,16 +289,7 @@ def jaccard_sorted(x, y):
 def containment_sorted(x, y):
     """|x & y| / min(|x|, |y|) of two sorted distinct arrays: how much of the smaller set lies in the larger
     (the containment |A & B| / |A| of A in B, A the smaller); 0 when either is empty."""
-    i = j = common = 0
-    while i < len(x) and j < len(y):
-        if x[i] == y[j]:
-            common += 1
-            i += 1
-            j += 1
-        elif x[i] < y[j]:
-            i += 1
-        else:
-            j += 1
+    common = common_sorted(x, y)
     smaller = min(len(x), len(y))
     return common / smaller if smaller else 0.0
 

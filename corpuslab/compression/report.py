@@ -45,7 +45,8 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
                 "prune_every": pruning["prune_every"],
                 "tolerated_relative_loss_increase": pruning["tolerated_relative_loss_increase"],
                 "prunings": len(row.get("pruning") or []),
-                "last_threshold": (row.get("pruning") or [{}])[-1].get("threshold")})
+                "last_threshold": (row.get("pruning") or [{}])[-1].get("threshold"),
+                "inherited_masked_params": row.get("inherited_masked_params")})
     metrics = row.get("metrics") or {}
     for key in METRIC_COLUMNS:
         out[key] = metrics.get(key)

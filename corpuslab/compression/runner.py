@@ -36,6 +36,8 @@ from .data import SIZE_PRESETS, VOCAB, BytesConfig
 from .procedures import CompressionProcedure
 
 BYTES_VERSION = 1
+TRAIN_VERSION = 2  # 2: the run's pruning mask is saved (mask.safetensors) and carried by use_pretrained_model
+MASK_FILE = "mask.safetensors"
 TRAINING_DEFAULTS: dict[str, Any] = {
     # The seed trains with plain Adam at a constant learning rate, no clipping: so do these defaults.
     "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0, "min_lr_ratio": 1.0, "grad_clip": 0.0,
@@ -204,7 +206,7 @@ class CompressionExperimentRunner:
         cfg, run = self.cfg, self.cfg.runs[index]
         procedure = cfg.procedure(index)
         training = self._training(procedure, data)
-        stage = self.stages.stage("train", data.fingerprint, cfg.model, _weights_key(training), procedure.fingerprint(),
+        stage = self.stages.stage("train", TRAIN_VERSION, data.fingerprint, cfg.model, _weights_key(training), procedure.fingerprint(),
                                   pretrained.fingerprint if pretrained else None)
         try:
             self.stages.run(stage, lambda work: self._build_train(work, procedure, training, data, pretrained),
@@ -231,9 +233,13 @@ class CompressionExperimentRunner:
         from .data import chunk_starts
 
         model = build_model(self.cfg.model, vocab_size=VOCAB, seed=self.cfg.seed)
+        inherited = 0
         if pretrained is not None:
             model.load_state_dict(load_file(pretrained.path / "final" / "model.safetensors"), strict=False)
             model.tie_weights()
+            masks = read_mask(pretrained.path / MASK_FILE, model)
+            procedure.inherit_mask(masks)
+            inherited = sum(int((~m).sum()) for m in masks or [])
         splits = data.manifest()["splits"]
         chunk = self.cfg.data.chunk_bytes
         stream, val = TokenStream.open(data.path / "train"), TokenStream.open(data.path / "val")
@@ -242,8 +248,12 @@ class CompressionExperimentRunner:
                        callbacks=[RuntimeLimit(self.cfg.max_runtime, self.cfg.checkpoint_time)], procedure=procedure)
         callbacks = {getattr(c, "name", ""): c for c in procedure.created}
         code = callbacks["code_length"]
+        masks = callbacks["pruning"].masks
+        if masks:  # a later run that continues this model (use_pretrained_model) starts from this mask
+            write_mask(work / MASK_FILE, model, masks)
         record = {"online_code_length_bits": code.online_bits, "online_code_length_tokens": code.online_tokens,
                   "epochs": code.epochs, "pruning": callbacks["pruning"].history,
+                  "inherited_masked_params": inherited, "masked_params": sum(int((~m).sum()) for m in masks),
                   **(callbacks["pmmp"].summary() if "pmmp" in callbacks else {})}
         write_json_atomic(work / "curve.json", result.curve)
         write_json_atomic(work / "compression.json", record)
@@ -342,6 +352,7 @@ class CompressionExperimentRunner:
             row["tokens_per_second"] = manifest["result"]["tokens_per_second"]
             row["updates"] = manifest["result"]["steps"]
             row["pruning"] = manifest["compression"]["pruning"]
+            row["inherited_masked_params"] = manifest["compression"]["inherited_masked_params"]
             row["pmmp"] = {k: v for k, v in manifest["compression"].items() if k.startswith("pmmp_")}
             compression = json.loads((trained.path / "compression.json").read_text())
             row["epochs"] = compression["epochs"]
@@ -349,6 +360,28 @@ class CompressionExperimentRunner:
         if evaluated is not None:
             row["metrics"] = evaluated.manifest()["metrics"]
         return row
+
+
+def write_mask(path: Path, model: Any, masks: list[Any]) -> None:
+    """The pruning mask as {parameter name: bool tensor} (`named_parameters()` order and names)."""
+    from safetensors.torch import save_file
+
+    names = [name for name, _ in model.named_parameters()]
+    save_file({name: mask.detach().cpu().contiguous() for name, mask in zip(names, masks, strict=True)}, str(path))
+
+
+def read_mask(path: Path, model: Any) -> list[Any] | None:
+    """The mask `write_mask` saved, in the order of `model.named_parameters()`; None when the run pruned nothing."""
+    if not path.exists():
+        return None
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    named = list(model.named_parameters())
+    if sorted(saved) != sorted(name for name, _ in named) or any(saved[n].shape != p.shape for n, p in named):
+        raise CorpuslabError(f"{path}: the pruning mask does not fit the model (parameters {sorted(saved)[:4]}...); "
+                             "use_pretrained_model needs a run of the same model preset")
+    return [saved[name].bool() for name, _ in named]
 
 
 def size_label(size: str | int) -> str:

@@ -103,6 +103,9 @@ def test_split_choices_that_cannot_work_stop_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as err:
         _bytes(tmp_path, _config(tmp_path, dataset, {"size": 512, "val_bytes": too_many, "test_bytes": 64}))
     assert "'data.val_bytes'" in str(err.value) and str(too_many) in str(err.value) and f"{len(texts['validation']):,}" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # more training bytes than the train split has
+        _bytes(tmp_path, _config(tmp_path, dataset, {"size": 100_000, "val_bytes": 64, "test_bytes": 64}))
+    assert "'data.size'" in str(err.value) and "100000" in str(err.value) and f"{len(texts['train']):,} bytes" in str(err.value)
     with pytest.raises(ConfigError, match=r"'data.val_split'.*'train'"):
         _bytes(tmp_path, _config(tmp_path, dataset, {"size": 512, "val_bytes": 64, "test_bytes": 64, "val_split": "train"}))
     with pytest.raises(ConfigError, match=r"'data.test_bytes'.*all"):

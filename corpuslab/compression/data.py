@@ -135,8 +135,7 @@ def read_split(documents: Iterator[Any], limit: int | None, key: str, value: obj
     """The leading `limit` bytes (all when None) of one split; a split with fewer bytes stops, naming `key`."""
     data = leading_bytes(documents, limit)
     if not data or (limit is not None and len(data) < limit):
-        raise ConfigError(key, value, f"at most the {len(data):,} bytes of {what}" +
-                          ("" if key == "data.size" or key.endswith("].size") else ", or 'all'"))
+        raise ConfigError(key, value, f"at most the {len(data):,} bytes of {what}, or 'all'")
     return data
 
 

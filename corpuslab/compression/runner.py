@@ -213,8 +213,8 @@ class CompressionExperimentRunner:
             splits = split_bytes(head, data_cfg, complete=limit is None or len(head) < limit, key=key)
         else:
             value_of = {"val": data_cfg.val_bytes, "test": data_cfg.test_bytes}
-            splits = {"train": read_split(source.documents(), train, key, data_cfg.size, f"the training source "
-                                          f"({source.description()})")}
+            splits = {"train": read_split(source.documents(), train, key, data_cfg.size,
+                                          f"the training source ({source.description()})")}
             for name, split_source in (("val", held_out.val), ("test", held_out.test)):
                 splits[name] = read_split(split_source.documents(), data_cfg.held_out_bytes(name), f"data.{name}_bytes",
                                           value_of[name], split_source.description())

@@ -7,7 +7,8 @@
   splits when it has them, else the bytes after the training bytes (`data.held_out`; the manifest and every
   results row say which).
 - train: the run's procedure (vanilla / rl1 / drr / pmmp, or any registered compression procedure) for the
-  updates its phases make; `use_pretrained_model` starts from an earlier run's final model; `max_runtime`
+  updates its phases make; `use_pretrained_model` starts from an earlier run's final model and pruning mask
+  (`mask.safetensors`: what it pruned stays zero and masked); `max_runtime`
   saves the state and stops the run cleanly (a rerun continues it), `checkpoint_time` saves every N seconds.
 - evaluate: test and train bits per byte, non-zero parameters, model bytes, description length, ratios.
 

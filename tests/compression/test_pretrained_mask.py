@@ -1,5 +1,7 @@
 """`use_pretrained_model` carries the earlier run's pruning mask: what it pruned stays zero and stays masked."""
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -78,3 +80,28 @@ def test_a_mask_for_another_model_is_refused(tmp_path):
     with pytest.raises(CorpuslabError, match="does not fit the model"):
         read_mask(tmp_path / MASK_FILE, wide)
     assert read_mask(tmp_path / "none.safetensors", small) is None
+
+
+def test_a_continued_run_stopped_by_max_runtime_resumes_with_its_inherited_mask(tmp_path, one_thread):
+    """The inherited mask is part of the resumable state: stopped after its first update and rerun, the continued
+    run ends bit-identical to one that ran straight through."""
+    runs = CONFIG["runs"][:2]
+
+    def run(folder, names, *overrides):
+        config = tmp_path / f"{folder}.yaml"
+        config.write_text(yaml.safe_dump({**CONFIG, "runs": [r for r in runs if r["name"] in names],
+                                          "output_dir": str(tmp_path / folder)}))
+        return CompressionExperimentRunner(load_compression_config([str(config)], list(overrides)), log=lambda _: None).run()
+
+    straight = run("straight", {"pruned", "continued"})["runs"][1]
+    run("resumed", {"pruned"})
+    stopped = run("resumed", {"pruned", "continued"}, "max_runtime=1e-9")["runs"][1]
+    assert stopped["status"].startswith("incomplete") and "update 1/" in stopped["status"]
+    resumed = run("resumed", {"pruned", "continued"})["runs"][1]
+    assert resumed["status"] == "done" and resumed["inherited_masked_params"] == straight["inherited_masked_params"] > 0
+    folders = [tmp_path / name / "mask" / "stages" / row["train_stage"].split("/")[-1] for name, row in
+               (("straight", straight), ("resumed", resumed))]
+    assert json.loads((folders[1] / "manifest.json").read_text())["result"]["resumed_from_step"] == 1
+    a, b = (_weights(folder) for folder in folders)
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    assert all(torch.equal(m, _masks(folders[1])[name]) for name, m in _masks(folders[0]).items())

@@ -116,8 +116,9 @@ def hf_split_names(cfg: Any) -> list[str]:
             return list(datasets.get_dataset_split_names(cfg.name, cfg.subset, **kwargs))
     except Exception as err:  # network, missing dataset, bad data_files: the library raises many types
         raise InputError(cfg.describe(), f"could not list the dataset's splits ({type(err).__name__}: {err}); "
-                         "expected a readable dataset. Set data.held_out to 'stream' (validation and test after the "
-                         "training bytes) or 'source' (data.val_split / data.test_split read as named)") from err
+                         "expected a dataset that can be read: check its name, subset and data_files, and that it is "
+                         "reachable or in the local cache (prefetch it). With data.held_out 'stream' or 'source' the "
+                         "splits are not listed") from err
 
 
 def _local(source: Source, data: BytesConfig, prefix: str) -> HeldOut:

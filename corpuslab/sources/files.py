@@ -102,7 +102,10 @@ def _without_compression(name: str) -> tuple[str, str | None]:
 
 
 def _expand(spec: str, cfg: LocalConfig, log: BadInputLog) -> list[Path]:
-    expanded = os.path.expanduser(spec)
+    from corpuslab.paths import is_url, mirror_inputs, strip_file_scheme
+
+    # A URL (s3://, gs://, hf://, memory://) is copied into the local mirror first, then read like a local path.
+    expanded = mirror_inputs(spec, "dataset.local.paths") if is_url(spec) else os.path.expanduser(strip_file_scheme(spec))
     if glob.has_magic(expanded):
         found = _glob_files(spec, expanded, cfg, log)
     else:

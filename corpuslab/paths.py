@@ -178,6 +178,7 @@ def mirror_inputs(spec: str, key: str) -> str:
     fs, remote = filesystem(spec, key)
     protocol = protocol_of(spec)
     try:
+        fs.invalidate_cache()  # fsspec keeps listings per filesystem instance: read what is there now
         if fs.isdir(remote):
             files = [path for path in fs.find(remote) if not _hidden(path[len(remote.rstrip("/")):])]
             anchor, local_spec = remote.rstrip("/"), local_mirror(spec, "inputs")

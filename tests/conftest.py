@@ -40,7 +40,10 @@ def one_thread():
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """An S3 server on loopback (moto), started once per test session; its URL."""
+    import logging
+
     server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     pytest.importorskip("s3fs")
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

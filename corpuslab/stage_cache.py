@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from corpuslab.artifacts import Stage
 
 MANIFEST = "manifest.json"  # as in corpuslab.artifacts (not imported: artifacts imports this module)
+EMPTY_DIRS = ".corpuslab-empty-dirs.json"  # in the cache only: the stage's empty folders
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class StageCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise access_error(err, self.key, self.url, f"downloading {stage.path.name}") from None
         short = [lp for rp, lp in zip(rpaths, lpaths) if files[rp].get("size") is not None and os.path.getsize(lp) != files[rp]["size"]]
+        _restore_empty_dirs(tmp)
         manifest = _read_manifest(tmp / MANIFEST)
         if short or manifest is None or manifest.get("fingerprint") != stage.fingerprint:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -115,13 +117,24 @@ class StageCache:
         before all its files are there. Returns the number of files."""
         files = sorted(p for p in stage.path.rglob("*") if p.is_file() and p != stage.path / MANIFEST)
         remote = self._remote(stage)
+        empty = sorted(p.relative_to(stage.path).as_posix() for p in stage.path.rglob("*") if p.is_dir() and not any(p.iterdir()))
         try:
+            if empty:  # object stores hold no empty folders: list them, so a download recreates the same tree
+                self.fs.pipe_file(join(remote, EMPTY_DIRS), json.dumps(empty).encode())
             if files:
                 self.fs.put([str(p) for p in files], [join(remote, p.relative_to(stage.path).as_posix()) for p in files])
             self.fs.put_file(str(stage.path / MANIFEST), join(remote, MANIFEST))
         except Exception as err:
             raise access_error(err, self.key, self.url, f"uploading {stage.path.name}") from None
         return len(files) + 1
+
+
+def _restore_empty_dirs(folder: Path) -> None:
+    listing = folder / EMPTY_DIRS
+    if listing.exists():
+        for name in json.loads(listing.read_text()):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        listing.unlink()
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:

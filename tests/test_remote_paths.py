@@ -35,7 +35,7 @@ def test_local_source_reads_s3_folders_and_globs_like_local_files(s3_bucket, tmp
     fs, bucket = s3_bucket
     local = tmp_path / "corpus"
     (local / "sub").mkdir(parents=True)
-    files = {"a.jsonl": _lines(_texts(3)), "sub/b.jsonl": _lines(_texts(2, 10)), "notes.csv.txt": "ignored? no: txt"}
+    files = {"a.jsonl": _lines(_texts(3)), "sub/b.jsonl": _lines(_texts(2, 10)), "notes.csv.txt": "not jsonl: skipped and counted"}
     for name, text in files.items():
         (local / name).write_text(text)
         fs.pipe_file(f"{bucket}/corpus/{name}", text.encode())
@@ -47,6 +47,10 @@ def test_local_source_reads_s3_folders_and_globs_like_local_files(s3_bucket, tmp
     assert read([f"s3://{bucket}/corpus"]) == read([str(local)])
     assert read([f"s3://{bucket}/corpus/**/*.jsonl"]) == read([str(local / "**" / "*.jsonl")])
     assert read([f"s3://{bucket}/corpus/sub/b.jsonl"]) == read([str(local / "sub" / "b.jsonl")])
+
+    log = BadInputLog()
+    list(read_local(LocalConfig(paths=[f"s3://{bucket}/corpus"], format="jsonl"), log))
+    assert log.to_dict()["examples"]["other_format_file"][0]["file"] == f"s3://{bucket}/corpus/notes.csv.txt", "bad input names the URL"
 
     source = LocalSource(LocalConfig(paths=[f"s3://{bucket}/corpus"], format="jsonl"))
     identity = source.identity()
@@ -152,3 +156,14 @@ def test_wrong_s3_credentials_name_the_setting_at_once(s3_bucket, tmp_path, monk
         assert raised.value.key == key
         assert "AWS_ACCESS_KEY_ID" in str(raised.value) and "PermissionError" in str(raised.value)
         assert time.monotonic() - start < 10, "a credentials error must not be retried for long"
+
+
+def test_other_protocols_name_their_package_or_say_the_protocol_is_unknown(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    with pytest.raises(ConfigError, match=r"pip install 'corpuslab\[gcs\]'") as raised:
+        corpuslab.load_config(overrides=[*TINY, "cache.url=gs://bucket/stages"])
+    assert raised.value.key == "cache.url"
+    with pytest.raises(ConfigError, match="protocol fsspec knows") as raised:
+        corpuslab.load_config(overrides=[*TINY, "output_dir=nosuchprotocol://bucket/runs"])
+    assert raised.value.key == "output_dir"
+    assert corpuslab.load_config(overrides=[*TINY, "cache.url=memory://stages", "output_dir=file:///tmp/x"]).cache.url == "memory://stages"

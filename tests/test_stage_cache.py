@@ -16,6 +16,7 @@ def _build_counting(calls):
         (work / "data.txt").write_text("payload")
         (work / "nested").mkdir()
         (work / "nested" / "part-0.bin").write_bytes(bytes(range(256)) * 10)
+        (work / "nested" / "empty").mkdir()  # a split with no documents is an empty folder
         return {"rows": 3}
 
     return build
@@ -52,6 +53,7 @@ def test_a_built_stage_is_uploaded_and_a_fresh_runner_downloads_it(tmp_path, cac
     assert (again.path / "nested" / "part-0.bin").read_bytes() == (stage.path / "nested" / "part-0.bin").read_bytes()
     assert json.loads((again.path / MANIFEST).read_text()) == json.loads((stage.path / MANIFEST).read_text())
     assert not list((tmp_path / "b").glob(".*tmp*")), "the download's temporary folder was left behind"
+    assert sorted(p.relative_to(again.path) for p in again.path.rglob("*")) == sorted(p.relative_to(stage.path) for p in stage.path.rglob("*"))
 
     other = second.stage("thing", {"k": 2})  # another fingerprint: not in the cache, built
     second.run(other, _build_counting(calls))

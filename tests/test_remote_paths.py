@@ -167,3 +167,31 @@ def test_other_protocols_name_their_package_or_say_the_protocol_is_unknown(monke
         corpuslab.load_config(overrides=[*TINY, "output_dir=nosuchprotocol://bucket/runs"])
     assert raised.value.key == "output_dir"
     assert corpuslab.load_config(overrides=[*TINY, "cache.url=memory://stages", "output_dir=file:///tmp/x"]).cache.url == "memory://stages"
+
+
+@pytest.mark.slow  # ~30 s on 2 busy cores; the default suite covers the same mechanism through experiments
+def test_compression_experiments_take_a_url_output_dir_too(tmp_path, monkeypatch):
+    """The byte-level runner shares the mechanism: memory:// output_dir gets results and stages; a second
+    machine (another local staging folder) downloads the trained run instead of training it."""
+    import uuid
+
+    import fsspec
+
+    from corpuslab.compression.runner import CompressionExperimentRunner
+    from tests.compression.test_runner import _config
+
+    monkeypatch.setenv("CORPUSLAB_CACHE_DIR", str(tmp_path / "machine-a"))
+    out = f"memory://corpuslab-{uuid.uuid4().hex[:8]}/runs"
+    overrides = (f"output_dir={out}", "runs=[{name: vanilla, procedure: vanilla}]", "procedure_defaults.main.epochs=1",
+                 "procedure_defaults.fine_tuning.epochs=0", "procedure_defaults.pruning.enabled=false")
+    first = CompressionExperimentRunner(_config(tmp_path, *overrides), log=lambda m: None).run()
+    fs = fsspec.filesystem("memory")
+    remote = out[len("memory://"):] + "/tiny"
+    assert fs.exists(f"{remote}/runs.tsv") and fs.exists(f"{remote}/results.json")
+    assert any(p.rsplit("/", 1)[-1].startswith("train-") for p in fs.ls(f"{remote}/stages", detail=False))
+
+    monkeypatch.setenv("CORPUSLAB_CACHE_DIR", str(tmp_path / "machine-b"))
+    lines = []
+    second = CompressionExperimentRunner(_config(tmp_path, *overrides), log=lines.append).run()
+    assert not any("] started" in line for line in lines) and any("[train vanilla] downloaded" in line for line in lines)
+    assert second["runs"][0]["metrics"] == first["runs"][0]["metrics"]

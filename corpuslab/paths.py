@@ -174,37 +174,38 @@ def origin_of(path: str | os.PathLike[str]) -> str:
 
 def mirror_inputs(spec: str, key: str) -> str:
     """Copy the files that `spec` (a file, folder or glob URL) names into the local mirror and return the local
-    spec that names the copies. A file whose copy matches the remote size and version is not downloaded again."""
+    spec that names the copies. A file whose copy matches the remote size and version is not downloaded again;
+    the others are fetched together (concurrently on object stores)."""
     fs, remote = filesystem(spec, key)
     protocol = protocol_of(spec)
     try:
         fs.invalidate_cache()  # fsspec keeps listings per filesystem instance: read what is there now
-        if fs.isdir(remote):
-            files = [path for path in fs.find(remote) if not _hidden(path[len(remote.rstrip("/")):])]
-            anchor, local_spec = remote.rstrip("/"), local_mirror(spec, "inputs")
-        elif any(ch in remote for ch in "*?["):
-            files = sorted(fs.glob(remote))
+        if any(ch in remote for ch in "*?["):
+            listing = fs.glob(remote, detail=True)
             anchor = remote.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
             local_spec = local_mirror(f"{protocol}://{anchor}", "inputs") / remote[len(anchor):].lstrip("/")
+        elif fs.isdir(remote):
+            listing = fs.find(remote, detail=True)
+            anchor, local_spec = remote.rstrip("/"), local_mirror(spec, "inputs")
         elif fs.isfile(remote):
-            files = [remote]
+            listing = {remote: fs.info(remote)}
             anchor, local_spec = remote.rsplit("/", 1)[0], local_mirror(spec, "inputs")
         else:
             raise InputError(spec, f"no such file, folder or glob match ({key})")
         target_root = local_mirror(f"{protocol}://{anchor}", "inputs")
-        fetched = set()
-        for path in files:
-            if fs.isdir(path):
-                continue
+        wanted = {path: info for path, info in listing.items()
+                  if info.get("type", "file") == "file" and not _hidden(path[len(anchor):])}
+        fetched = {}
+        for path, info in sorted(wanted.items()):
             local = target_root / path[len(anchor):].lstrip("/")
-            _fetch_file(fs, path, local)
             _ORIGIN[os.path.abspath(local)] = f"{protocol}://{path}"
-            fetched.add(os.path.abspath(local))
+            fetched[os.path.abspath(local)] = (path, info)
+        _fetch_files(fs, [(path, Path(local), info) for local, (path, info) in fetched.items()])
     except CorpuslabError:
         raise
     except Exception as err:
         raise access_error(err, key, spec, "reading the input files") from None
-    _prune(local_spec, fetched)
+    _prune(local_spec, set(fetched))
     return str(local_spec)
 
 
@@ -226,18 +227,22 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(".") for part in relative.split("/") if part)
 
 
-def _fetch_file(fs: Any, remote: str, local: Path) -> None:
-    info = fs.info(remote)
-    version = {"size": info.get("size"), "etag": info.get("ETag") or info.get("etag"),
-               "mtime": str(info.get("LastModified") or info.get("mtime") or info.get("last_commit") or "")}
-    marker = local.with_name(f".{local.name}.remote")
-    if local.exists() and marker.exists() and marker.read_text() == repr(version):
+def _fetch_files(fs: Any, files: list[tuple[str, Path, dict[str, Any]]]) -> None:
+    """Download (remote, local, info) files whose local copy is missing or older than the remote version."""
+    stale = []
+    for remote, local, info in files:
+        version = repr({"size": info.get("size"), "etag": info.get("ETag") or info.get("etag"),
+                        "mtime": str(info.get("LastModified") or info.get("mtime") or info.get("last_commit") or "")})
+        marker = local.with_name(f".{local.name}.remote")
+        if not (local.exists() and marker.exists() and marker.read_text() == version):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            stale.append((remote, local, info, marker, version, local.with_name(f".tmp-{os.getpid()}-{local.name}")))
+    if not stale:
         return
-    local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".tmp-{os.getpid()}-{local.name}")
-    fs.get_file(remote, str(tmp))
-    modified = info.get("LastModified")
-    if hasattr(modified, "timestamp"):  # the remote's time, so an unhashed large file keeps one identity
-        os.utime(tmp, (modified.timestamp(), modified.timestamp()))
-    os.replace(tmp, local)
-    marker.write_text(repr(version))
+    fs.get([s[0] for s in stale], [str(s[5]) for s in stale])
+    for _, local, info, marker, version, tmp in stale:
+        modified = info.get("LastModified")
+        if hasattr(modified, "timestamp"):  # the remote's time, so an unhashed large file keeps one identity
+            os.utime(tmp, (modified.timestamp(), modified.timestamp()))
+        os.replace(tmp, local)
+        marker.write_text(version)

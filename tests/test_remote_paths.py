@@ -45,6 +45,10 @@ def test_local_source_reads_s3_folders_and_globs_like_local_files(s3_bucket, tmp
         return [(d.id, d.text) for d in read_local(LocalConfig(paths=paths, format="jsonl", id_field="id", **options), BadInputLog())]
 
     assert read([f"s3://{bucket}/corpus"]) == read([str(local)])
+    copy = tmp_path / "local-cache" / "inputs" / "s3" / bucket / "corpus" / "a.jsonl"
+    inode = copy.stat().st_ino
+    read([f"s3://{bucket}/corpus"])
+    assert copy.stat().st_ino == inode, "an unchanged remote file was downloaded again"
     assert read([f"s3://{bucket}/corpus/**/*.jsonl"]) == read([str(local / "**" / "*.jsonl")])
     assert read([f"s3://{bucket}/corpus/sub/b.jsonl"]) == read([str(local / "sub" / "b.jsonl")])
 

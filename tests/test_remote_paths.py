@@ -152,8 +152,11 @@ def test_wrong_s3_credentials_name_the_setting_at_once(s3_bucket, tmp_path, monk
     _, bucket = s3_bucket
     monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server now checks credentials
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
-    for key, value in (("cache.url", f"s3://{bucket}/cache"), ("output_dir", f"s3://{bucket}/runs")):
-        cfg = corpuslab.load_config(overrides=[*TINY, f"{key}={value}", f"output_dir={tmp_path}" if key == "cache.url" else "seed=0"])
+    cases = (("cache.url", f"s3://{bucket}/cache"), ("output_dir", f"s3://{bucket}/runs"),
+             ("dataset.local.paths", f"[s3://{bucket}/corpus]"))
+    for key, value in cases:
+        local = ["dataset.source=local"] if key == "dataset.local.paths" else []
+        cfg = corpuslab.load_config(overrides=[*TINY, *local, f"{key}={value}", f"output_dir={tmp_path}" if key != "output_dir" else "seed=0"])
         start = time.monotonic()
         with pytest.raises(ConfigError) as raised:
             corpuslab.run(cfg, until="ingest", log=lambda m: None)

@@ -99,6 +99,8 @@ class StageRunner:
         label = label or stage.name
         if stage.is_complete():
             self.log(f"[{label}] reused {stage.path.name}")
+            if self.cache is not None and not self.cache.has(stage):  # built before the cache was set, or elsewhere
+                self._upload(stage, label)
             return stage.manifest()
         if self.cache is not None and (cached := self.cache.download(stage)) is not None:
             shutil.rmtree(stage.partial_path, ignore_errors=True)  # a resumable stage's attempt is superseded
@@ -129,9 +131,13 @@ class StageRunner:
             raise StageError(label, "ran out of memory; lower the corpus size or batch size and rerun") from err
         self.log(f"[{label}] finished in {manifest['seconds']:.1f}s")
         if self.cache is not None:
-            files = self.cache.upload(stage)
-            self.log(f"[{label}] uploaded {files} files to {self.cache.describe()}")
+            self._upload(stage, label)
         return manifest
+
+    def _upload(self, stage: Stage, label: str) -> None:
+        assert self.cache is not None
+        files = self.cache.upload(stage)
+        self.log(f"[{label}] uploaded {files} files to {self.cache.describe()}")
 
 
 def os_error_as_stage_error(label: str, err: OSError, folder: Path | None = None) -> CorpuslabError:

@@ -103,3 +103,14 @@ def test_a_torn_download_is_built_instead(tmp_path, cache_url):
     second = StageRunner(tmp_path / "b", lambda m: None, cache)
     second.run(second.stage("thing", {"k": 1}), _build_counting(calls))
     assert calls == [1, 1]
+
+
+def test_a_stage_built_before_the_cache_was_set_is_uploaded_when_reused(tmp_path, cache_url):
+    calls, log = [], []
+    StageRunner(tmp_path / "a", lambda m: None).run(StageRunner(tmp_path / "a", lambda m: None).stage("thing", {"k": 1}),
+                                                     _build_counting(calls))
+    runner = StageRunner(tmp_path / "a", log.append, StageCache(cache_url))
+    stage = runner.stage("thing", {"k": 1})
+    runner.run(stage, _build_counting(calls))
+    assert calls == [1] and any("reused" in m for m in log) and any("uploaded" in m for m in log)
+    assert StageCache(cache_url).has(stage)

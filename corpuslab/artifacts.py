@@ -137,7 +137,8 @@ class StageRunner:
     def _upload(self, stage: Stage, label: str) -> None:
         assert self.cache is not None
         files = self.cache.upload(stage)
-        self.log(f"[{label}] uploaded {files} files to {self.cache.describe()}")
+        self.log(f"[{label}] uploaded {files} files to {self.cache.describe()}" if files
+                 else f"[{label}] already in {self.cache.describe()} (another run uploaded it)")
 
 
 def os_error_as_stage_error(label: str, err: OSError, folder: Path | None = None) -> CorpuslabError:

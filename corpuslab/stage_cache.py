@@ -114,11 +114,15 @@ class StageCache:
 
     def upload(self, stage: Stage) -> int:
         """Upload a finished local stage: every file, then the manifest, so the cache never shows it complete
-        before all its files are there. Returns the number of files."""
+        before all its files are there. Returns the number of files (0 when another run uploaded it meanwhile)."""
+        if self.has(stage):
+            return 0
         files = sorted(p for p in stage.path.rglob("*") if p.is_file() and p != stage.path / MANIFEST)
         remote = self._remote(stage)
         empty = sorted(p.relative_to(stage.path).as_posix() for p in stage.path.rglob("*") if p.is_dir() and not any(p.iterdir()))
         try:
+            if self.fs.exists(remote):  # debris of a killed upload: files the new copy may not have must go
+                self.fs.rm(remote, recursive=True)
             if empty:  # object stores hold no empty folders: list them, so a download recreates the same tree
                 self.fs.pipe_file(join(remote, EMPTY_DIRS), json.dumps(empty).encode())
             if files:

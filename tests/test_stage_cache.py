@@ -82,6 +82,7 @@ def test_a_killed_upload_is_not_complete_and_is_rebuilt(tmp_path, cache_url):
     remote = f"{fresh.root}/{stage.path.name}"
     assert fresh.fs.exists(f"{remote}/data.txt"), "the data files were uploaded before the manifest"
     assert not fresh.has(stage)
+    fresh.fs.pipe_file(f"{remote}/stray.tmp", b"left by the killed upload")
 
     log = []
     second = StageRunner(tmp_path / "b", log.append, fresh)
@@ -89,6 +90,8 @@ def test_a_killed_upload_is_not_complete_and_is_rebuilt(tmp_path, cache_url):
     assert calls == [1, 1], "a stage without its manifest in the cache must be built again"
     assert any("started" in m for m in log) and any("uploaded" in m for m in log)
     assert StageCache(cache_url).has(stage)
+    fresh.fs.invalidate_cache()
+    assert not fresh.fs.exists(f"{remote}/stray.tmp"), "the debris of the killed upload was kept"
 
 
 def test_a_torn_download_is_built_instead(tmp_path, cache_url):

@@ -30,7 +30,9 @@ from corpuslab.artifacts import Stage, StageRunner, exclusive_lock, write_json_a
 from corpuslab.atomic import write_text_atomic
 from corpuslab.config import DatasetConfig, _resolve_input_paths, apply_override, deep_merge, load_plugins, read_yaml
 from corpuslab.errors import ConfigError, CorpuslabError
+from corpuslab.paths import check_url, is_url, join, local_output_dir, publish
 from corpuslab.schema import from_dict, require, to_dict
+from corpuslab.stage_cache import CacheConfig, open_cache
 from corpuslab.training.callbacks import Callback
 from corpuslab.training.config import ModelConfig, TrainingConfig
 
@@ -92,8 +94,10 @@ class CompressionExperiment:
     plugins: list[str] = field(default_factory=list)
     # Procedure parameters every run shares (phases, pruning); a run's own procedure parameters override them.
     procedure_defaults: dict[str, Any] = field(default_factory=dict)
+    cache: CacheConfig = field(default_factory=CacheConfig)  # a shared stage cache (s3://...), as for experiments
 
     def validate(self, prefix: str = "") -> None:
+        check_url("output_dir", self.output_dir)
         context = self.model.validate().context
         require(self.data.chunk_bytes - 1 <= context, "data.chunk_bytes", self.data.chunk_bytes,
                 f"at most the model context + 1 ({context + 1}, model.context): a chunk gives chunk_bytes - 1 inputs")
@@ -185,8 +189,8 @@ class RuntimeLimit(Callback):
 class CompressionExperimentRunner:
     def __init__(self, cfg: CompressionExperiment, log: Callable[[str], None] = print):
         self.cfg, self.log = cfg, log
-        self.root = Path(cfg.output_dir) / cfg.experiment
-        self.stages = StageRunner(self.root / "stages", log)
+        self.root = local_output_dir(cfg.output_dir) / cfg.experiment  # a URL: a local staging folder, uploaded
+        self.stages = StageRunner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment))
 
     # ------------------------------------------------------------------ bytes
 
@@ -362,6 +366,8 @@ class CompressionExperimentRunner:
                        "baselines": {str(k.size): v.manifest()["baselines"] for k, v in data_stages.items()}}
             write_results(self.root, results)
             write_text_atomic(self.root / "config.json", json.dumps(to_dict(cfg), indent=2))
+            if is_url(cfg.output_dir):
+                publish(self.root, ["results.json", "runs.tsv", "report.html", "config.json"], join(cfg.output_dir, cfg.experiment))
         self.log(f"results: {self.root / 'runs.tsv'}\n         {self.root / 'report.html'} ({time.time() - start:.1f}s)")
         return results
 

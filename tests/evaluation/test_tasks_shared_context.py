@@ -45,6 +45,11 @@ def _requests(texts: list[str]) -> list[Request]:
     long_context = " ".join(texts[21].split()[:90])  # longer than the model: left-truncated
     requests += [Request(long_context, " the"), Request(long_context, " a much longer ending of many words")]
     requests += [Request("", " A calm morning."), Request("", " The rain stops.")]
+    # A context near the model's end with one-word endings, batched with long endings: the padding of the
+    # short ones runs past the last position.
+    near_end = " ".join(texts[22].split()[:25])
+    requests += [Request(near_end, " the"), Request(near_end, " salt")]
+    requests += [Request("It", " " + " ".join(texts[23].split()[:6])), Request("It", " " + " ".join(texts[24].split()[:6]))]
     return requests
 
 
@@ -54,6 +59,9 @@ def test_requests_cover_shared_truncated_and_single_rows(lm):
     shared, alone = _share_contexts(rows)
     assert len(shared) >= 10 and any(row.context is None for row in alone) and any(row.context == (tokenizer.eos_token_id,) for row in alone)
     assert len({len(g.context) for g in shared}) >= 8  # contexts of many lengths share a batch: padding is masked
+    longest = max(shared, key=lambda g: len(g.context))
+    longest_tail = max(len(row.continuation) for g in shared for row in g.rows)
+    assert len(longest.context) + longest_tail > CONTEXT and len(longest.context) + 2 <= CONTEXT
     for batch in _pack(shared, 7):
         assert sum(len(g.rows) for g in batch) <= 7 or len(batch) == 1
         assert len({len(g.context) for g in batch}) >= 1

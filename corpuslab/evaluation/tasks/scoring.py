@@ -288,7 +288,12 @@ def _select(cache, owners: torch.Tensor):
 
 @torch.inference_mode()
 def _score_shared_batch(
-    model: torch.nn.Module, groups: list[_SharedContext], device: torch.device, cache_keyword: str, keep_logits: bool
+    model: torch.nn.Module,
+    groups: list[_SharedContext],
+    device: torch.device,
+    cache_keyword: str,
+    keep_logits: bool,
+    max_length: int,
 ) -> list[tuple[float, bool]]:
     """Contexts once, continuations on their key/value cache.
 
@@ -311,7 +316,8 @@ def _score_shared_batch(
     for i, (g, _) in enumerate(rows):
         mask[i, : len(g.context) - 1] = 1
     starts = torch.tensor([len(g.context) - 1 for g, _ in rows])
-    positions = starts[:, None] + torch.arange(length)[None, :]
+    # Padding after a short continuation may run past the model's last position: clamp it (its output is unused).
+    positions = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=max_length - 1)
     logits = model(
         input_ids=tails.to(device),
         attention_mask=mask.to(device),
@@ -353,7 +359,7 @@ def loglikelihoods(
     alone.sort(key=lambda row: -len(row.inputs))
     torch_device = torch.device(device)
     batches: list[tuple[list[_Row], Callable[[], list[tuple[float, bool]]]]] = [
-        ([row for g in groups for row in g.rows], partial(_score_shared_batch, model, groups, torch_device, cache_keyword, keep_logits))
+        ([row for g in groups for row in g.rows], partial(_score_shared_batch, model, groups, torch_device, cache_keyword, keep_logits, max_length))
         for groups in _pack(shared, batch_size)
     ]
     for first in range(0, len(alone), batch_size):

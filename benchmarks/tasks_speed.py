@@ -278,7 +278,7 @@ def main() -> None:
     n = loop["corpuslab"]["requests"]
     print(f"{args.docs} documents per task ({', '.join(TASKS)}; real text from shared/data), {n} requests; "
           f"preset {args.preset}, vocab {args.vocab_size}, batch {args.batch_size}, 1 thread, each scorer in a fresh process")
-    print("scoring loop (best of %d):" % args.repeats)
+    print(f"scoring loop (best of {args.repeats}):")
     for name, figures in loop.items():
         print(f"  {name:<10} {n / figures['cpu']:8.1f} requests per CPU-s  ({figures['cpu']:.2f} CPU-s, {figures['wall']:.2f} s wall)")
     ours, theirs = loop["corpuslab"], loop["harness"]

@@ -215,9 +215,10 @@ def _share_contexts(rows: list[_Row]) -> tuple[list[_SharedContext], list[_Row]]
 
 
 def _pack(groups: list[_SharedContext], batch_size: int) -> list[list[_SharedContext]]:
-    """Longest context first (then longest continuation), whole groups per batch, at most `batch_size`
-    requests per batch unless one group alone has more."""
-    groups = sorted(groups, key=lambda g: (-len(g.context), -max(len(r.continuation) for r in g.rows)))
+    """Longest continuation first (then longest context), whole groups per batch, at most `batch_size`
+    requests per batch unless one group alone has more. The continuation pass, one row per request,
+    costs more than the context pass, one row per group: its padding is the one to keep small."""
+    groups = sorted(groups, key=lambda g: (-max(len(r.continuation) for r in g.rows), -len(g.context)))
     batches: list[list[_SharedContext]] = []
     size = 0
     for group in groups:
@@ -239,43 +240,103 @@ def _padded(sequences: list[tuple[int, ...]]) -> torch.Tensor:
     return batch
 
 
-def _gather(logits: torch.Tensor, spans: list[tuple[int, tuple[int, ...]]]) -> list[tuple[float, bool]]:
-    """Per span (first position in its row of `logits` [rows, positions, vocab], continuation ids):
-    the summed log-probability of the continuation and whether every token is the argmax."""
-    device = logits.device
-    row_ids: list[int] = []
-    positions: list[int] = []
-    targets: list[int] = []
-    for i, (start, continuation) in enumerate(spans):
-        row_ids += [i] * len(continuation)
-        positions += range(start, start + len(continuation))
-        targets += continuation
-    segments = torch.tensor(row_ids, device=device)
-    targets_t = torch.tensor(targets, device=device)
-    picked = logits[segments, torch.tensor(positions, device=device)].float()  # [tokens, vocab]
-    token_lls = torch.log_softmax(picked, dim=-1).gather(1, targets_t[:, None]).squeeze(1)
-    greedy = picked.argmax(dim=-1) == targets_t
+Span = tuple[int, int, tuple[int, ...]]  # (row of the batch, position of the first prediction, continuation ids)
+
+
+class _Model:
+    """The model's forward, returning logits at the positions a batch's continuations are predicted.
+
+    When the model is a base model plus a plain output layer (checked once on a few tokens: the layer on
+    the base model's last hidden state gives the model's logits), the output layer runs on exactly those
+    positions; otherwise the whole model runs and logits are kept from the first needed position on
+    (`logits_to_keep` where the model takes it).
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, max_length: int, share_contexts: bool) -> None:
+        self.model = model
+        self.device = device
+        self.max_length = max_length
+        parameters = _forward_parameters(model)
+        self.keep_logits = "logits_to_keep" in parameters
+        self.cache_keyword = _cache_keyword(parameters) if share_contexts else None
+        self.base, self.head = _split_head(model, device)
+
+    def cache(self, input_ids: torch.Tensor):
+        """Run `input_ids` and return the key/value cache only."""
+        if self.base is not None:
+            out = self.base(input_ids=input_ids.to(self.device), use_cache=True)
+        else:
+            out = self.model(input_ids=input_ids.to(self.device), use_cache=True, **({"logits_to_keep": 1} if self.keep_logits else {}))
+        return getattr(out, "cache", None) or out.past_key_values
+
+    def logits(self, input_ids: torch.Tensor, spans: list[Span], **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits [tokens, vocab] at every span's positions, the span of each token, the target of each)."""
+        rows = [row for row, _, continuation in spans for _ in continuation]
+        positions = [start + k for _, start, continuation in spans for k in range(len(continuation))]
+        segments = torch.tensor([i for i, (_, _, continuation) in enumerate(spans) for _ in continuation], device=self.device)
+        targets = torch.tensor([t for _, _, continuation in spans for t in continuation], device=self.device)
+        input_ids = input_ids.to(self.device)
+        kwargs = {key: value.to(self.device) if isinstance(value, torch.Tensor) else value for key, value in kwargs.items()}
+        if self.base is not None:
+            hidden = self.base(input_ids=input_ids, **kwargs).last_hidden_state  # [B, T, d]
+            picked = self.head(hidden[torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device)])
+            return picked, segments, targets
+        width = input_ids.shape[1]
+        keep = {"logits_to_keep": width - min(positions)} if self.keep_logits else {}
+        logits = self.model(input_ids=input_ids, **keep, **kwargs).logits  # [B, kept, vocab]
+        offset = width - logits.shape[1]
+        index = torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device) - offset
+        return logits[index], segments, targets
+
+
+def _split_head(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
+    """(base model, output layer) when the model's logits are the output layer on the base model's last hidden
+    state (GPT-2, Llama, Pythia, ...), else (None, None): a model that rescales or caps its logits runs whole."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    base = getattr(model, "base_model", None)
+    head = get_head() if callable(get_head) else None
+    if head is None or base is None or base is model:
+        return None, None
+    probe = torch.tensor([[1, 2, 3, 4]], device=device) % int(getattr(head, "out_features", 4) or 4)
+    try:
+        with torch.inference_mode():
+            expected = model(input_ids=probe, use_cache=False).logits.float()
+            got = head(base(input_ids=probe, use_cache=False).last_hidden_state).float()
+    except (TypeError, AttributeError, RuntimeError, ValueError):
+        return None, None
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-5, atol=1e-5):
+        return None, None
+    return base, head
+
+
+def _sums(picked: torch.Tensor, segments: torch.Tensor, targets: torch.Tensor, n: int) -> list[tuple[float, bool]]:
+    """Per span: the summed log-probability of its tokens and whether each is the argmax of its logits.
+
+    log p(t) = logit(t) - logsumexp(logits), the log-softmax at t without writing the whole log-softmax; a
+    token is greedy when its logit is the maximum and no earlier one ties it (argmax takes the first).
+    """
+    picked = picked.float()
+    target_logits = picked.gather(1, targets[:, None]).squeeze(1)
+    token_lls = target_logits - torch.logsumexp(picked, dim=-1)
+    greedy = target_logits >= picked.max(dim=-1).values
+    candidates = greedy.nonzero().squeeze(1)
+    if len(candidates):
+        greedy[candidates] = picked[candidates].argmax(dim=-1) == targets[candidates]
     # Sum in float64: a long continuation should not lose digits to float32 accumulation.
-    sums = torch.zeros(len(spans), dtype=torch.float64, device=device)
+    sums = torch.zeros(n, dtype=torch.float64, device=picked.device)
     sums.index_add_(0, segments, token_lls.double())
-    misses = torch.zeros(len(spans), dtype=torch.long, device=device)
+    misses = torch.zeros(n, dtype=torch.long, device=picked.device)
     misses.index_add_(0, segments, (~greedy).long())
     return list(zip(sums.tolist(), (misses == 0).tolist(), strict=True))
 
 
 @torch.inference_mode()
-def _score_batch(
-    model: torch.nn.Module, rows: list[_Row], device: torch.device, keep_logits: bool
-) -> list[tuple[float, bool]]:
+def _score_batch(scorer: _Model, rows: list[_Row]) -> list[tuple[float, bool]]:
     """Each row's whole input in one right-padded batch, as the harness runs it."""
-    batch = _padded([row.inputs for row in rows])
-    width = batch.shape[1]
     # Row i predicts its continuation at positions [len(inputs) - len(continuation), len(inputs)).
-    first_needed = min(len(row.inputs) - len(row.continuation) for row in rows)
-    kwargs = {"logits_to_keep": width - first_needed} if keep_logits else {}
-    logits = model(input_ids=batch.to(device), use_cache=False, **kwargs).logits  # [B, kept, vocab]
-    offset = width - logits.shape[1]
-    return _gather(logits, [(len(row.inputs) - len(row.continuation) - offset, row.continuation) for row in rows])
+    spans = [(i, len(row.inputs) - len(row.continuation), row.continuation) for i, row in enumerate(rows)]
+    picked, segments, targets = scorer.logits(_padded([row.inputs for row in rows]), spans, use_cache=False)
+    return _sums(picked, segments, targets, len(rows))
 
 
 def _select(cache, owners: torch.Tensor):
@@ -287,14 +348,7 @@ def _select(cache, owners: torch.Tensor):
 
 
 @torch.inference_mode()
-def _score_shared_batch(
-    model: torch.nn.Module,
-    groups: list[_SharedContext],
-    device: torch.device,
-    cache_keyword: str,
-    keep_logits: bool,
-    max_length: int,
-) -> list[tuple[float, bool]]:
+def _score_shared_batch(scorer: _Model, groups: list[_SharedContext]) -> list[tuple[float, bool]]:
     """Contexts once, continuations on their key/value cache.
 
     Pass 1 runs every group's context but its last token (right-padded) and keeps the cache. Pass 2 runs,
@@ -304,11 +358,9 @@ def _score_shared_batch(
     """
     heads = [g.context[:-1] for g in groups]
     width = max(len(h) for h in heads)
-    kwargs = {"logits_to_keep": 1} if keep_logits else {}
-    out = model(input_ids=_padded(heads).to(device), use_cache=True, **kwargs)
-    cache = getattr(out, "cache", None) or out.past_key_values
+    cache = scorer.cache(_padded(heads))
     rows = [(g, row) for g in groups for row in g.rows]
-    owners = torch.tensor([i for i, g in enumerate(groups) for _ in g.rows], device=device)
+    owners = torch.tensor([i for i, g in enumerate(groups) for _ in g.rows], device=scorer.device)
     tails = _padded([(g.context[-1],) + row.continuation[:-1] for g, row in rows])
     length = tails.shape[1]
     mask = torch.zeros((len(rows), width + length), dtype=torch.long)
@@ -317,15 +369,12 @@ def _score_shared_batch(
         mask[i, : len(g.context) - 1] = 1
     starts = torch.tensor([len(g.context) - 1 for g, _ in rows])
     # Padding after a short continuation may run past the model's last position: clamp it (its output is unused).
-    positions = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=max_length - 1)
-    logits = model(
-        input_ids=tails.to(device),
-        attention_mask=mask.to(device),
-        position_ids=positions.to(device),
-        use_cache=True,
-        **{cache_keyword: _select(cache, owners)},
-    ).logits  # [requests, length, vocab]
-    return _gather(logits, [(0, row.continuation) for _, row in rows])
+    positions = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=scorer.max_length - 1)
+    spans = [(i, 0, row.continuation) for i, (_, row) in enumerate(rows)]
+    picked, segments, targets = scorer.logits(
+        tails, spans, attention_mask=mask, position_ids=positions, use_cache=True, **{scorer.cache_keyword: _select(cache, owners)}
+    )
+    return _sums(picked, segments, targets, len(rows))
 
 
 def loglikelihoods(
@@ -350,25 +399,21 @@ def loglikelihoods(
     encoder = encoder or HarnessEncoder(tokenizer)
     max_length = model_max_length(model, tokenizer)
     rows = [_row(i, encoded, max_length) for i, encoded in enumerate(encoder.encode_all(requests))]
-    parameters = _forward_parameters(model)
-    keep_logits = "logits_to_keep" in parameters
-    cache_keyword = _cache_keyword(parameters) if share_contexts else None
-    shared, alone = _share_contexts(rows) if cache_keyword else ([], rows)
-    # Longest first, as the harness: batches hold similar lengths (little padding), and an
-    # out-of-memory error comes on the first batch rather than the last.
-    alone.sort(key=lambda row: -len(row.inputs))
-    torch_device = torch.device(device)
-    batches: list[tuple[list[_Row], Callable[[], list[tuple[float, bool]]]]] = [
-        ([row for g in groups for row in g.rows], partial(_score_shared_batch, model, groups, torch_device, cache_keyword, keep_logits, max_length))
-        for groups in _pack(shared, batch_size)
-    ]
-    for first in range(0, len(alone), batch_size):
-        chunk = alone[first : first + batch_size]
-        batches.append((chunk, partial(_score_batch, model, chunk, torch_device, keep_logits)))
     was_training = model.training
     model.eval()
-    results: list[tuple[float, bool] | None] = [None] * len(rows)
     try:
+        scorer = _Model(model, torch.device(device), max_length, share_contexts)
+        shared, alone = _share_contexts(rows) if scorer.cache_keyword else ([], rows)
+        # Longest first, as the harness: batches hold similar lengths (little padding), and an
+        # out-of-memory error comes on the first batch rather than the last.
+        alone.sort(key=lambda row: -len(row.inputs))
+        batches: list[tuple[list[_Row], Callable[[], list[tuple[float, bool]]]]] = [
+            ([row for g in groups for row in g.rows], partial(_score_shared_batch, scorer, groups)) for groups in _pack(shared, batch_size)
+        ]
+        for first in range(0, len(alone), batch_size):
+            chunk = alone[first : first + batch_size]
+            batches.append((chunk, partial(_score_batch, scorer, chunk)))
+        results: list[tuple[float, bool] | None] = [None] * len(rows)
         for batch_rows, score in batches:
             for row, result in zip(batch_rows, score(), strict=True):
                 results[row.index] = result

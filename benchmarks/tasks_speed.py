@@ -131,7 +131,7 @@ def prepare(folder: Path, docs: int, preset: str, vocab_size: int) -> dict[str, 
 def _requests(files: dict[str, str]):
     from corpuslab.evaluation.tasks import load_examples
 
-    return [r for name in TASKS for e in load_examples(name, data_file=files[name]) for r in e.requests]
+    return [r for name in files for e in load_examples(name, data_file=files[name]) for r in e.requests]
 
 
 def loop_worker(scorer: str, folder: Path, files: dict[str, str], batch_size: int, repeats: int) -> dict:
@@ -185,7 +185,8 @@ def harness_end_to_end(folder: Path, files: dict[str, str], batch_size: int) -> 
 
     logging.disable(logging.WARNING)
     tasks = {}
-    for name, (yaml, split) in YAMLS.items():
+    for name in files:
+        yaml, split = YAMLS[name]
         cfg = load_yaml(Path(lm_eval.tasks.__file__).parent / yaml, resolve_func=True)
         cfg.update({"dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": {split: files[name]}},
                     "training_split": None, "validation_split": None, "test_split": None, "fewshot_split": None})
@@ -229,7 +230,7 @@ def compare(files: dict[str, str], ours: list[list[float]], theirs: list[list[fl
     """Largest |log-likelihood difference|, differing greedy flags, differing acc / acc_norm decisions."""
     from corpuslab.evaluation.tasks import load_examples
 
-    examples = [e for name in TASKS for e in load_examples(name, data_file=files[name])]
+    examples = [e for name in files for e in load_examples(name, data_file=files[name])]
     sizes = [len(e.requests) for e in examples]
     lengths = [len(r.continuation) for e in examples for r in e.requests]
     worst = max(abs(a[0] - b[0]) for a, b in zip(ours, theirs, strict=True))
@@ -243,6 +244,7 @@ def compare(files: dict[str, str], ours: list[list[float]], theirs: list[list[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=150, help="documents per task")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"a comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -262,21 +264,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files = prepare(folder, args.docs, args.preset, args.vocab_size)
+        files = {name: path for name, path in prepare(folder, args.docs, args.preset, args.vocab_size).items() if name in args.tasks.split(",")}
         (folder / "files.json").write_text(json.dumps(files))
         me = [sys.executable, str(Path(__file__).resolve()), "--folder", tmp, "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
         loop = {name: json.loads(_fresh([*me, "--worker", name])[2].splitlines()[-1]) for name in ("corpuslab", "harness")}
         end_to_end = {}
         if not args.skip_end_to_end:
             task_files = [f"--task-file={name}={path}" for name, path in files.items()]
-            score = [sys.executable, "-m", "corpuslab.cli", "score", str(folder / "model"), "--tasks", ",".join(TASKS),
+            score = [sys.executable, "-m", "corpuslab.cli", "score", str(folder / "model"), "--tasks", ",".join(files),
                      "--device", "cpu", "--batch-size", str(args.batch_size), *task_files]
             end_to_end["corpuslab"] = _fresh(score)[:2]
             end_to_end["harness"] = _fresh([*me, "--worker", "harness-e2e"])[:2]
         worst, greedy, acc, acc_norm = compare(files, loop["corpuslab"]["results"], loop["harness"]["results"])
 
     n = loop["corpuslab"]["requests"]
-    print(f"{args.docs} documents per task ({', '.join(TASKS)}; real text from shared/data), {n} requests; "
+    print(f"{args.docs} documents per task ({', '.join(files)}; real text from shared/data), {n} requests; "
           f"preset {args.preset}, vocab {args.vocab_size}, batch {args.batch_size}, 1 thread, each scorer in a fresh process")
     print(f"scoring loop (best of {args.repeats}):")
     for name, figures in loop.items():

@@ -1,5 +1,7 @@
 """Scoring a shared context once (key/value cache reuse) gives the numbers of scoring every request whole."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -119,3 +121,56 @@ def test_a_model_without_a_cache_argument_is_scored_whole(lm, whole):
     results = loglikelihoods(wrapped, tokenizer, requests, batch_size=64)
     assert len(wrapped.calls) == 1  # one whole batch, no context pass
     assert [r[0] for r in results] == pytest.approx([r[0] for r in whole], abs=TOLERANCE)
+
+
+def _rank_worker(rank: int, world: int, init_file: str, folder: str, out: str) -> None:
+    import json
+
+    import torch.distributed as dist
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        texts = json.loads((Path(folder) / "texts.json").read_text())
+        batches = _count_batches()
+        results = loglikelihoods(model, tokenizer, _requests(texts), batch_size=4)
+        Path(out, f"rank{rank}.json").write_text(json.dumps({"results": results, "batches": len(batches)}))
+    finally:
+        dist.destroy_process_group()
+
+
+def _count_batches() -> list:
+    """A list that grows by one per scored batch."""
+    from corpuslab.evaluation.tasks import scoring
+
+    calls: list = []
+    original = scoring._sums
+    scoring._sums = lambda *args: calls.append(1) or original(*args)
+    return calls
+
+
+@pytest.mark.slow  # two spawned processes import torch and transformers: ~50 s on a busy 2-core machine
+def test_ranks_under_torch_distributed_split_the_work_and_all_get_every_result(lm, whole, tmp_path, monkeypatch):
+    import json
+
+    import torch.multiprocessing as mp
+
+    model, tokenizer, texts = lm
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "texts.json").write_text(json.dumps(texts))
+    from corpuslab.evaluation.tasks import scoring
+
+    monkeypatch.setattr(scoring, "_sums", scoring._sums)  # restored after the count below
+    batches = _count_batches()
+    loglikelihoods(model, tokenizer, _requests(texts), batch_size=4)
+    mp.spawn(_rank_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "model"), str(tmp_path)), nprocs=2, join=True)
+    per_rank = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert sum(part["batches"] for part in per_rank) == len(batches) and all(part["batches"] < len(batches) for part in per_rank)
+    for part in per_rank:
+        results = part["results"]
+        assert [r[0] for r in results] == pytest.approx([r[0] for r in whole], abs=TOLERANCE)
+        assert [r[1] for r in results] == [r[1] for r in whole]

@@ -391,6 +391,7 @@ def loglikelihoods(
     Requests with the same context (the choices of one question) run it once and reuse its key/value
     cache (`share_contexts`, on whenever the model's forward takes a cache); the others run whole,
     longest first. Both give the harness's numbers up to float rounding (see the module docstring).
+    Under torch.distributed (torchrun), the ranks split the batches and every rank returns all results.
     """
     if batch_size < 1:
         raise ConfigError("tasks.batch_size", batch_size, "a positive integer")
@@ -413,10 +414,31 @@ def loglikelihoods(
         for first in range(0, len(alone), batch_size):
             chunk = alone[first : first + batch_size]
             batches.append((chunk, partial(_score_batch, scorer, chunk)))
+        rank, world = _data_parallel()
         results: list[tuple[float, bool] | None] = [None] * len(rows)
-        for batch_rows, score in batches:
+        for batch_rows, score in batches[rank::world]:  # batches alternate between ranks: similar work per rank
             for row, result in zip(batch_rows, score(), strict=True):
                 results[row.index] = result
+        if world > 1:
+            results = _merge_ranks(results, world)
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def _data_parallel() -> tuple[int, int]:
+    """(rank, world size) when torch.distributed is initialised (e.g. under torchrun), else (0, 1). Every rank
+    must call `loglikelihoods` with the same requests; each scores every world-th batch and all get all results."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _merge_ranks(results: list, world: int) -> list:
+    import torch.distributed as dist
+
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, results)
+    return [next((part[i] for part in gathered if part[i] is not None), None) for i in range(len(results))]

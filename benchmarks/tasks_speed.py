@@ -21,7 +21,8 @@ Two ratios, each scorer in a fresh process, same checkpoint, same requests, one 
   runs it), each a whole process: start-up, loading, building requests, scoring, metrics and their
   bootstrap standard errors (100,000 resamples in both).
 The loop workers also return every log-likelihood: the largest difference and the number of multiple-
-choice decisions (acc, acc_norm) that differ are printed.
+choice decisions (acc, acc_norm) that differ are printed, and every request that differs by more than
+1e-4 is scored again by the harness on its own (batch size 1), to tell which side the difference is on.
 """
 
 from __future__ import annotations
@@ -172,6 +173,20 @@ def loop_worker(scorer: str, folder: Path, files: dict[str, str], batch_size: in
     return {"wall": best_wall, "cpu": best_cpu, "requests": len(requests), "results": [list(map(float, r)) for r in results]}
 
 
+def harness_alone(folder: Path, files: dict[str, str], indices: list[int]) -> list[list[float]]:
+    """The harness's result for each of these requests scored on its own (batch size 1)."""
+    import logging
+
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    logging.disable(logging.WARNING)
+    requests = _requests(files)
+    harness = HFLM(pretrained=str(folder / "model"), device="cpu", batch_size=1)
+    picked = [Instance("loglikelihood", {}, (requests[i].context, requests[i].continuation), k) for k, i in enumerate(indices)]
+    return [list(map(float, r)) for r in harness.loglikelihood(picked, disable_tqdm=True)]
+
+
 def harness_end_to_end(folder: Path, files: dict[str, str], batch_size: int) -> None:
     """The harness as its users run it on local files: task YAMLs, HFLM, `evaluate`, its table."""
     import logging
@@ -250,7 +265,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-end-to-end", action="store_true")
-    parser.add_argument("--worker", choices=["corpuslab", "harness", "harness-e2e"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["corpuslab", "harness", "harness-e2e", "harness-alone"], help=argparse.SUPPRESS)
+    parser.add_argument("--indices", default="", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -258,6 +274,8 @@ def main() -> None:
         files = json.loads((folder / "files.json").read_text())
         if args.worker == "harness-e2e":
             harness_end_to_end(folder, files, args.batch_size)
+        elif args.worker == "harness-alone":
+            print(json.dumps(harness_alone(folder, files, [int(i) for i in args.indices.split(",")])))
         else:
             print(json.dumps(loop_worker(args.worker, folder, files, args.batch_size, args.repeats)))
         return
@@ -276,6 +294,9 @@ def main() -> None:
             end_to_end["corpuslab"] = _fresh(score)[:2]
             end_to_end["harness"] = _fresh([*me, "--worker", "harness-e2e"])[:2]
         worst, greedy, acc, acc_norm = compare(files, loop["corpuslab"]["results"], loop["harness"]["results"])
+        ours_all, theirs_all = loop["corpuslab"]["results"], loop["harness"]["results"]
+        differing = [i for i, (a, b) in enumerate(zip(ours_all, theirs_all)) if abs(a[0] - b[0]) > 1e-4]
+        alone = json.loads(_fresh([*me, "--worker", "harness-alone", "--indices", ",".join(map(str, differing))])[2].splitlines()[-1]) if differing else []
 
     n = loop["corpuslab"]["requests"]
     print(f"{args.docs} documents per task ({', '.join(files)}; real text from shared/data), {n} requests; "
@@ -286,6 +307,9 @@ def main() -> None:
     ours, theirs = loop["corpuslab"], loop["harness"]
     print(f"  loop ratio (corpuslab / harness): {theirs['cpu'] / ours['cpu']:.2f}x per CPU-s, {theirs['wall'] / ours['wall']:.2f}x wall")
     print(f"  max |loglikelihood difference| {worst:.2g}; differing greedy flags {greedy}, acc decisions {acc}, acc_norm decisions {acc_norm}")
+    for i, their_alone in zip(differing, alone):
+        print(f"  request {i} differs by more than 1e-4: corpuslab {ours_all[i][0]:.6f}, harness batched {theirs_all[i][0]:.6f}, "
+              f"harness scoring it alone {their_alone[0]:.6f}")
     if end_to_end:
         print("end to end (one process each: start-up, loading, requests, scoring, metrics):")
         for name, (wall, cpu) in end_to_end.items():

@@ -23,7 +23,7 @@ Requests that share a context (the choices of a multiple-choice question) run it
 its last token makes a key/value cache, expanded over the choices, and each choice runs only its last
 context token and its continuation on it, with positions continuing the context's and the padding of
 shorter contexts masked out. Mathematically this is the whole-sequence computation; in floating point
-the sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.6e-5
+the sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.7e-5
 on the parity test's data (`tests/evaluation/test_tasks_harness_parity.py`, tolerance 1e-4, with every
 acc / acc_norm decision identical) and within 1e-5 of scoring each request whole and alone at any batch
 size (`tests/evaluation/test_tasks_shared_context.py`). A truncated request (context cut on the left),

@@ -16,8 +16,11 @@ L the model's context, so long contexts lose their left end; requests are sorted
 right-padded (no attention mask is needed: padding only follows real tokens under causal attention).
 is_greedy means every continuation token is the argmax of its logits.
 
-Unlike HFLM we compute the output layer and log-softmax only at continuation positions
-(`logits_to_keep`, then a gather); the numbers are the same, the work on a large vocabulary is not.
+Unlike HFLM we compute the output layer and log-probabilities only at continuation positions (the base
+model's hidden states at those positions through the output layer, where a one-time check shows the model's
+logits are exactly that; else the whole model with `logits_to_keep`), and a token's log-probability as its
+logit minus the logsumexp of all logits (no full log-softmax is written): the numbers are the same up to
+rounding, the work on a large vocabulary is not.
 
 Requests that share a context (the choices of a multiple-choice question) run it once: the context but
 its last token makes a key/value cache, expanded over the choices, and each choice runs only its last

@@ -32,7 +32,11 @@ def open_experiment(cfg: ExperimentConfig, log: Callable[[str], None] | None = N
     from corpuslab.artifacts import exclusive_lock
     from corpuslab.experiment import Experiment
     from corpuslab.progress import RunLog
+    from corpuslab.training import distributed
 
+    if not distributed.is_main():  # under torchrun: rank 0 holds the lock and keeps the run log
+        yield from _follower_experiment(cfg)
+        return
     run_log = RunLog() if log is None else None
     experiment = Experiment(cfg, log or run_log)
     with exclusive_lock(experiment.root):
@@ -46,6 +50,17 @@ def open_experiment(cfg: ExperimentConfig, log: Callable[[str], None] | None = N
             raise
         finally:
             experiment.close()
+
+
+def _follower_experiment(cfg: ExperimentConfig) -> Iterator[Any]:
+    """A torchrun rank other than 0: no lock (rank 0 holds it), no run log; it only waits and trains."""
+    from corpuslab.experiment import Experiment
+
+    experiment = Experiment(cfg, lambda line: None)
+    try:
+        yield experiment
+    finally:
+        experiment.close()
 
 
 def arm_indices(cfg: ExperimentConfig, names: Sequence[str] | None, key: str = "arms") -> list[int]:

@@ -100,6 +100,29 @@ class TrainResult:
         return out
 
 
+# The CPU keeps torch's default (foreach) AdamW, whose numbers the default run was made with; tests set this
+# to take the CUDA path's fused AdamW and deferred checks on the CPU.
+FUSED_ON_CPU = False
+
+
+class _Readback:
+    """A small device tensor on its way to the host: copied without blocking, read when needed."""
+
+    def __init__(self, values: torch.Tensor):
+        if values.device.type == "cuda":
+            self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            self.host.copy_(values, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.host, self.ready = values, None
+
+    def values(self) -> list:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.tolist()
+
+
 @dataclass
 class _Batch:
     """One step's batch and what is known of it so far, for the report of a non-finite step."""
@@ -287,8 +310,9 @@ class Trainer:
         # is read in the step's one host sync, together with the gradient norm.
         self.loss_listeners = [c for c in self.callbacks if type(c).on_batch_loss is not Callback.on_batch_loss]
         # Fused AdamW on CUDA: one kernel for every parameter's update instead of a dozen per tensor group.
+        self.fused = self.device.type == "cuda" or FUSED_ON_CPU
         self.optimizer = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
-                                           eps=cfg.adam_eps, fused=self.device.type == "cuda")
+                                           eps=cfg.adam_eps, fused=self.fused)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         # Progress, all of it saved in the trainer state so a resumed run continues it exactly.
@@ -300,6 +324,10 @@ class Trainer:
         self.last_lr = self.last_grad_norm = self.last_grad_norm_clipped = float("nan")
         self.train_seconds = 0.0  # compute time of this call's steps, for tokens/s
         self.resumed_from: Path | None = None  # the saved state this call continued from
+        # On CUDA, without callbacks that read each loss before backward, a step never waits for the device:
+        # its loss and norm are checked one step late (`_settle`) and a non-finite step is skipped on the device.
+        self.deferred = self.fused and not self.loss_listeners
+        self._pending: tuple[_Batch, _Readback] | None = None
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the forward pass calls: DistributedDataParallel under torchrun (gradients averaged
@@ -337,18 +365,22 @@ class Trainer:
         with self._anomaly_mode(batch):
             batch_loss = self._forward_backward(batch)
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf"))
-        # One host sync per step (two with on_batch_loss listeners): it buys the non-finite checks naming
-        # the step, before the optimizer touches the weights.
-        if self.loss_listeners:
-            grad_norm = norm.item()
-            loss_value = batch.loss
+        both = torch.stack([batch_loss.double(), norm.to(batch_loss.device, torch.float64)])
+        if self.deferred:
+            # No host sync: the device skips the update itself when the loss or norm is not finite (fused
+            # AdamW's found_inf), and the numbers are read one step late, when the device is long past them.
+            self.optimizer.found_inf = (~torch.isfinite(both).all()).float()
+            batch.logits = None
+            self._settle()
+            self._pending = (batch, _Readback(both))
         else:
-            both = torch.stack([batch_loss.double(), norm.to(batch_loss.device, torch.float64)])
-            loss_value, grad_norm = both.tolist()
-            self._finite_loss(loss_value, batch)
-        batch.loss, batch.grad_norm = loss_value, grad_norm
-        if not math.isfinite(grad_norm):
-            self._stop_non_finite(batch, "gradient norm")
+            # One host sync per step (two with on_batch_loss listeners): it buys the non-finite checks naming
+            # the step, before the optimizer touches the weights.
+            if self.loss_listeners:
+                loss_value, grad_norm = batch.loss, norm.item()
+            else:
+                loss_value, grad_norm = both.tolist()
+            self._record(batch, loss_value, grad_norm)
         batch.logits = None
         for callback in self.callbacks:
             callback.before_optimizer_step(self)
@@ -357,12 +389,27 @@ class Trainer:
             callback.after_optimizer_step(self)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self.train_seconds += time.perf_counter() - started
+
+    def _record(self, batch: _Batch, loss_value: float, grad_norm: float) -> None:
+        """Check a step's loss and gradient norm (stopping at a non-finite one) and add them to the progress."""
+        self._finite_loss(loss_value, batch)
+        batch.loss, batch.grad_norm = loss_value, grad_norm
+        if not math.isfinite(grad_norm):
+            self._stop_non_finite(batch, "gradient norm")
         self.loss_sum, self.loss_count = self.loss_sum + loss_value, self.loss_count + 1
-        self.last_lr, self.last_grad_norm = lr, grad_norm
+        self.last_lr, self.last_grad_norm = batch.lr, grad_norm
         # What clip_grad_norm_ scaled the gradients to (it multiplies by min(1, clip / (norm + 1e-6))).
         clip = self.cfg.grad_clip
         self.last_grad_norm_clipped = grad_norm * min(1.0, clip / (grad_norm + 1e-6)) if clip else grad_norm
-        self.train_seconds += time.perf_counter() - started
+
+    def _settle(self) -> None:
+        """Record the step whose numbers are still on their way from the device (deferred checks). Called
+        before anything reads the progress: a curve entry, a save, the end of training."""
+        if self._pending is not None:
+            batch, readback = self._pending
+            self._pending = None
+            self._record(batch, *readback.values())
 
     def _forward_backward(self, batch: _Batch) -> torch.Tensor:
         """Forward, the callbacks' loss terms and backward of each micro-batch of this process's share;
@@ -486,6 +533,7 @@ class Trainer:
     def curve_entry(self) -> dict:
         """The curve record of the current step, created on first use. Its loss is the mean training
         loss over the steps since the previous record."""
+        self._settle()
         if self.curve and self.curve[-1]["step"] == self.step:
             return self.curve[-1]
         entry = {
@@ -525,6 +573,7 @@ class Trainer:
     def save_state(self, target: Path) -> Path:
         """Everything an exact resume needs; the state file is written last inside a temp folder. Only rank 0
         writes: every rank holds the same weights, optimizer state and progress."""
+        self._settle()
         if not self.is_main:
             return target
         state = self._state_dict()  # first: a callback state that cannot be saved fails before any write
@@ -743,6 +792,7 @@ def _run(trainer: Trainer, resumed_from: int | None) -> TrainResult:
         trainer.train_step()
         for callback in trainer.callbacks:
             callback.on_step_end(trainer)
+    trainer._settle()  # the last step's numbers, and its non-finite check
     final_path = trainer.save_snapshot(trainer.out_dir / "final")
     trainer.save_state(trainer.out_dir / "last")  # a rerun with resume="auto" finds the run complete
     for callback in trainer.callbacks:

@@ -116,3 +116,31 @@ def test_fused_adamw_is_asked_for_on_cuda_only(streams, tmp_path):
                       tmp_path, log=lambda line: None)
     assert trainer.optimizer.defaults["fused"] is False
     assert trainer.model.config._attn_implementation == "sdpa"
+
+
+class PoisonAt(Callback):
+    """Turns the loss of step `step` into NaN (a bad batch, as far as the trainer knows)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def loss(self, trainer, loss):
+        return loss * float("nan") if trainer.step + 1 == self.step else loss
+
+
+def test_deferred_checks_take_no_host_sync_yet_stop_at_the_bad_step(streams, tmp_path, monkeypatch, one_thread):
+    """The CUDA path (fused AdamW, the loss and norm read a step late), taken on the CPU."""
+    from corpuslab.errors import StageError
+    from corpuslab.training import trainer as trainer_module
+
+    _, immediate = run(streams, tmp_path / "immediate", config())
+    monkeypatch.setattr(trainer_module, "FUSED_ON_CPU", True)
+    _, deferred = run(streams, tmp_path / "deferred", config())
+    _assert_same_curve(deferred.curve, immediate.curve)
+    model = build_model(MODEL, VOCAB, seed=0)
+    with pytest.raises(StageError, match="non-finite gradient norm at step 3 "):
+        run(streams, tmp_path / "poisoned", config(), model=model, callbacks=[PoisonAt(3)])
+    # The device skipped the bad update although it was only read after the optimizer step.
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    saved = json.loads((tmp_path / "poisoned" / "nonfinite-step-3" / "diagnostics.json").read_text())
+    assert saved["non_finite_parameters"] == []

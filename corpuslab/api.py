@@ -73,12 +73,13 @@ def arm_indices(cfg: ExperimentConfig, names: Sequence[str] | None, key: str = "
 
 
 def run(cfg: ExperimentConfig | str | Path, until: str = "report", arms: Sequence[str] | None = None,
-        log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
-    """Run the experiment up to stage `until` (default: everything and the report, which is returned)."""
+        log: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, Any] | None:
+    """Run the experiment up to stage `until` (default: everything and the report, which is returned); `jobs`
+    arms train at once, each in a process of its own."""
     if not isinstance(cfg, ExperimentConfig):
         cfg = load_config(cfg)
     with open_experiment(cfg, log, label=until) as experiment:
-        return experiment.build(until, arm_indices(cfg, arms))
+        return experiment.build(until, arm_indices(cfg, arms), jobs=jobs)
 
 
 def evaluate(model: Any, tokenizer: Any, tasks: dict[str, int | None] | Sequence[str], device: str = "auto",

@@ -484,8 +484,13 @@ class Experiment:
             raise ConfigError("stage", until, f"one of {list(PIPELINE)}")
         if not distributed.is_main() and PIPELINE.index(until) > PIPELINE.index("train"):
             until = "train"
-        # A torchrun world size that does not divide the global batch stops now, not after the shared stages.
+        # A torchrun world size that does not divide the global batch, or a bad --jobs, stops now, not after
+        # the shared stages.
         distributed.check_batch(self.cfg.training.batch_size, self.cfg.training.micro_batch_size)
+        if jobs != 1:
+            from corpuslab.training.parallel import check_jobs
+
+            check_jobs(jobs)
         start = time.time()
         self.preflight(until)
         prepared = self.prepare()

@@ -31,11 +31,7 @@ if TYPE_CHECKING:
 
 def train_arms(experiment: Experiment, prepared: Prepared, arms: list[int], jobs: int) -> None:
     """Build every arm's curate and pack stages, then train the missing (arm, seed) runs `jobs` at a time."""
-    if jobs < 1:
-        raise ConfigError("--jobs", jobs, "a positive number of arms to train at once")
-    if distributed.is_distributed():
-        raise ConfigError("--jobs", jobs, "1 under torchrun (the processes already share each arm's training); "
-                          "use torchrun or --jobs, not both")
+    check_jobs(jobs)
     cfg = experiment.cfg
     tasks: dict[tuple, tuple[int, int]] = {}  # arms that share a train stage train it once
     for index in arms:
@@ -64,6 +60,14 @@ def train_arms(experiment: Experiment, prepared: Prepared, arms: list[int], jobs
     if failures:
         raise StageError("train", f"{len(failures)} of {len(todo)} parallel runs failed ({'; '.join(failures)}); "
                          "the others are complete and a rerun reuses them")
+
+
+def check_jobs(jobs: int) -> None:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError("--jobs", jobs, "a positive number of arms to train at once")
+    if jobs > 1 and distributed.is_distributed():
+        raise ConfigError("--jobs", jobs, "1 under torchrun (its processes already share each arm's training); "
+                          "use torchrun or --jobs, not both")
 
 
 def _devices(cfg: ExperimentConfig, jobs: int) -> list[str]:

@@ -87,3 +87,10 @@ def test_jobs_train_arms_in_parallel_with_the_sequential_results(sequential, tmp
 def test_jobs_must_be_positive(tmp_path, capsys):
     assert main(["train", f"output_dir={tmp_path}", *SETTINGS, "--jobs", "0"]) == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+def test_the_slurm_example_is_valid_bash_that_starts_torchrun_per_node():
+    script = Path(__file__).resolve().parent.parent / "examples" / "slurm_train.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "--ntasks-per-node=1" in text and "torchrun --nnodes" in text and "-m corpuslab.cli run" in text

@@ -94,3 +94,22 @@ def test_the_slurm_example_is_valid_bash_that_starts_torchrun_per_node():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
     assert "--ntasks-per-node=1" in text and "torchrun --nnodes" in text and "-m corpuslab.cli run" in text
+
+
+def test_parallel_workers_take_one_gpu_each_or_share_the_cpu(monkeypatch):
+    import torch
+
+    from corpuslab.config import load_config
+    from corpuslab.training import parallel
+
+    cfg = load_config(None, SETTINGS[:-1])  # training.num_threads unset
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert parallel._devices(cfg) == ["cuda:0", "cuda:1", "cuda:2"]
+    on_gpu = parallel._on_device(cfg, "cuda:2", jobs=3)
+    assert on_gpu.training.device == "cuda:2" and on_gpu.training.num_threads is None
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert parallel._on_device(cfg, "cpu", jobs=2).training.num_threads == 4
+    pinned = load_config(None, [*SETTINGS[:-1], "training.device=cpu", "training.num_threads=3"])
+    assert parallel._devices(pinned) == ["cpu"]
+    assert parallel._on_device(pinned, "cpu", jobs=2).training.num_threads == 3

@@ -6,8 +6,9 @@ are what the arms read); then each (arm, seed) whose train stage is missing beco
 pools). A task runs the same `Experiment.train` a sequential run does, in the stage's own folder, so its
 result is the sequential one; the caller then walks the pipeline as usual and finds them complete.
 
-Devices: with several GPUs the tasks take them in turn (cuda:0, cuda:1, ...); on the CPU each process gets
-an equal share of the cores unless training.num_threads says otherwise. Neither setting is part of a
+Devices: with several GPUs each worker process holds one for its whole life (cuda:0, cuda:1, ...; with
+more workers than GPUs, they share them in turn); on the CPU each process gets an equal share of the cores
+unless training.num_threads says otherwise. Neither setting is part of a
 train stage's fingerprint. Float reductions on the CPU depend on the thread count: set training.num_threads
 for results identical to the bit between a sequential and a parallel run.
 """
@@ -43,13 +44,18 @@ def train_arms(experiment: Experiment, prepared: Prepared, arms: list[int], jobs
     todo = list(tasks.values())
     if len(todo) < 2:
         return  # nothing to run side by side: the sequential walk trains it
-    devices = _devices(cfg, jobs)
-    experiment.log(f"training {len(todo)} runs, {min(jobs, len(todo))} at a time on {', '.join(sorted(set(devices)))}")
+    workers = min(jobs, len(todo))
+    devices = _devices(cfg)
+    experiment.log(f"training {len(todo)} runs, {workers} at a time on {', '.join(devices)}")
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+    # Each worker process takes one device for its whole life (in turn: with as many workers as GPUs, one each).
+    claims = context.Queue()
+    for n in range(workers):
+        claims.put(devices[n % len(devices)])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_claim_device,
+                             initargs=(claims,)) as pool:
         plugins = _plugin_entries(cfg)
-        futures = {pool.submit(_train_one, _on_device(cfg, devices[n % len(devices)], jobs), index, seed, plugins): (index, seed)
-                   for n, (index, seed) in enumerate(todo)}
+        futures = {pool.submit(_train_one, cfg, index, seed, plugins, jobs): (index, seed) for index, seed in todo}
         failures = []
         for future in as_completed(futures):
             index, seed = futures[future]
@@ -70,7 +76,7 @@ def check_jobs(jobs: int) -> None:
                           "use torchrun or --jobs, not both")
 
 
-def _devices(cfg: ExperimentConfig, jobs: int) -> list[str]:
+def _devices(cfg: ExperimentConfig) -> list[str]:
     """One entry per GPU when training uses CUDA and there are several; else the configured device."""
     name = cfg.training.device
     if name in ("auto", "cuda"):
@@ -95,7 +101,15 @@ def _plugin_entries(cfg: ExperimentConfig) -> list[str]:
     return [*_LOADED, *(entry for entry in cfg.plugins if not (entry.endswith(".py") or "/" in entry))]
 
 
-def _train_one(cfg: ExperimentConfig, index: int, seed: int, plugins: list[str]) -> Any:
+_device: str | None = None  # the device this worker process trains on (`_claim_device`)
+
+
+def _claim_device(claims: Any) -> None:
+    global _device
+    _device = claims.get()
+
+
+def _train_one(cfg: ExperimentConfig, index: int, seed: int, plugins: list[str], jobs: int) -> Any:
     """One task: the arm's train stage, built exactly as a sequential run builds it (its inputs are complete)."""
     from corpuslab.cli import _quiet_libraries
     from corpuslab.config import load_plugins
@@ -104,6 +118,7 @@ def _train_one(cfg: ExperimentConfig, index: int, seed: int, plugins: list[str])
 
     load_plugins(plugins)
     _quiet_libraries()
+    cfg = _on_device(cfg, _device or cfg.training.device, jobs)
     name = cfg.runs[index].name
 
     def log(line: str) -> None:

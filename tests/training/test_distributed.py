@@ -144,3 +144,19 @@ def test_deferred_checks_take_no_host_sync_yet_stop_at_the_bad_step(streams, tmp
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
     saved = json.loads((tmp_path / "poisoned" / "nonfinite-step-3" / "diagnostics.json").read_text())
     assert saved["non_finite_parameters"] == []
+
+
+def test_a_follower_rank_builds_nothing_but_waits_for_the_manifest_and_trains(tmp_path, monkeypatch):
+    import threading
+
+    from corpuslab.artifacts import MANIFEST, StageRunner
+
+    monkeypatch.setattr(distributed, "POLL_SECONDS", 0.05)
+    leader, follower = StageRunner(tmp_path, lambda line: None), distributed.FollowerStageRunner(tmp_path, lambda line: None)
+    built = []
+    tokens = leader.stage("tokens", "key")
+    threading.Timer(0.3, lambda: leader.run(tokens, lambda work: {"made": "by rank 0"})).start()
+    assert follower.run(tokens, lambda work: built.append("tokens") or {})["made"] == "by rank 0"
+    train = leader.stage("train", "key")
+    assert follower.run(train, lambda work: built.append(work) or {}, resumable=True) == {}
+    assert built == [train.partial_path] and not (train.path / MANIFEST).exists()  # rank 0 writes the manifest

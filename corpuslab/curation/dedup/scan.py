@@ -3,7 +3,8 @@
 Each shard is one executor task (`scan_shard`), so the pass runs in parallel and holds one batch of one
 shard per worker. What comes back is small: per document an id, a 16-byte digest and `bands` 8-byte
 band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
-corpus order (shard order, then row order).
+corpus order (shard order, then row order). With a `spill` folder the band keys do not come back at all:
+each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corpuslab.curation.dedup.lsh import spill_band_keys
 from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures
 from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
 from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, release_memory
@@ -31,6 +33,9 @@ class ScanTask:
     norm: NormalizeConfig
     minhash: MinHashConfig | None = None
     digests: bool = True
+    spill: str | None = None  # a folder: write the band keys there (as shard `shard`) instead of returning them
+    shard: int = 0
+    partitions: int = 1
 
 
 @dataclass
@@ -44,14 +49,14 @@ class ShardScan:
     shingle_counts: np.ndarray | None  # int32: bounds the size of a document's shingle set
 
     @classmethod
-    def nothing(cls, minhash: MinHashConfig | None, digests: bool) -> ShardScan:
-        """Zero documents, with the right array shapes to concatenate onto."""
+    def nothing(cls, minhash: MinHashConfig | None, digests: bool, keys: bool = True) -> ShardScan:
+        """Zero documents, with the right array shapes to concatenate onto (no band keys unless `keys`)."""
         bands = minhash.bands_rows()[0] if minhash else 0
         return cls(
             [],
             np.empty(0, bool),
             np.empty((0, 2), np.uint64) if digests else None,
-            np.empty((0, bands), np.uint64) if minhash else None,
+            np.empty((0, bands), np.uint64) if minhash and keys else None,
             np.empty(0, np.int32) if minhash else None,
         )
 
@@ -99,7 +104,11 @@ def scan_shard(task: ScanTask) -> ShardScan:
     """Executor task: digests and/or band keys of every document of one shard."""
     parts = [ShardScan.nothing(task.minhash, task.digests)]
     parts += [_scan_batch(batch, task) for batch in iter_batches(task.path)]
-    return ShardScan.concat(parts)
+    scan = ShardScan.concat(parts)
+    if task.spill is not None and task.minhash is not None:
+        spill_band_keys(task.spill, task.shard, scan.band_keys, task.partitions)
+        scan.band_keys = None
+    return scan
 
 
 def _scan_batch(batch: TextBatch, task: ScanTask) -> ShardScan:
@@ -128,15 +137,22 @@ def scan_corpus(
     minhash: MinHashConfig | None,
     executor: Executor | None,
     digests: bool = True,
+    spill: str | Path | None = None,
+    partitions: int = 1,
 ) -> CorpusScan:
-    """Scan every shard through `executor` and join the results in corpus order."""
+    """Scan every shard through `executor` and join the results in corpus order.
+
+    With `spill`, band keys go to that folder in `partitions` parts (see `lsh.partitioned_candidate_pairs`)
+    and `CorpusScan.band_keys` is None.
+    """
     started = time.perf_counter()
     paths = [str(path) for path in shards]
     warm_kernels(minhash is not None)
-    tasks = [ScanTask(path, norm, minhash, digests) for path in paths]
+    spill = None if spill is None else str(spill)
+    tasks = [ScanTask(path, norm, minhash, digests, spill, shard, partitions) for shard, path in enumerate(paths)]
     scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
     check_unique_ids(paths, scans)
-    joined = ShardScan.concat([ShardScan.nothing(minhash, digests), *scans])
+    joined = ShardScan.concat([ShardScan.nothing(minhash, digests, keys=spill is None), *scans])
     starts = np.concatenate([[0], np.cumsum([len(scan.ids) for scan in scans])]).astype(np.int64)
     del scans
     release_memory()  # the per-shard copies just joined

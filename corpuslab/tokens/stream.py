@@ -21,12 +21,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from corpuslab.atomic import temp_path
 from corpuslab.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a batch is made: writing and reading streams do not need it
+    import torch
 
 UINT16_MAX_VOCAB = 65535  # ids 0..65534 fit in uint16 with room to spare for the eos id
 
@@ -106,7 +109,7 @@ class TokenStreamWriter:
         out[is_token] = tokens
         self._append(out, ends)
 
-    def copy_docs(self, source: TokenStream, docs: np.ndarray, block_tokens: int = 1 << 22) -> None:
+    def copy_docs(self, source: TokenStream, docs: np.ndarray, block_tokens: int = 1 << 20) -> None:
         """Documents `docs` (indices, in the order given, repeats allowed) of `source`, eos included."""
         if source.tokens.dtype != self.dtype or source.eos_id != self.eos_id:
             raise ValueError("copy_docs needs a source stream with the same dtype and eos id")
@@ -228,6 +231,8 @@ class TokenStream:
 
     def batch(self, starts: np.ndarray, chunk_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) int64 tensors of shape (len(starts), chunk_len) for windows at `starts`."""
+        import torch
+
         positions = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(chunk_len + 1)
         block = torch.from_numpy(self.tokens[positions].astype(np.int64))
         return block[:, :-1], block[:, 1:]

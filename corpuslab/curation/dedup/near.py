@@ -76,7 +76,9 @@ def find_near_duplicates(
     with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-") as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
         scan = scan_corpus(shards, norm, cfg, executor, digests=False, spill=spill, partitions=partitions)
-        excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), dtype=bool, count=len(scan))
+        excluded = np.zeros(len(scan), dtype=bool)
+        if exclude_ids:
+            excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), dtype=bool, count=len(scan))
         stats = {"method": "near", "docs_excluded": int(excluded.sum())}
         active = ~scan.empty & ~excluded
         return _cluster_near(scan, active, Links(), cfg, norm, executor, stats, started, join=(spill, partitions))

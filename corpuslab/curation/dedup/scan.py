@@ -1,8 +1,8 @@
 """One streaming pass over the shards: ids, exact-text digests and LSH band keys per document.
 
 Each shard is one executor task (`scan_shard`), so the pass runs in parallel and holds one batch of one
-shard per worker. What comes back is small: per document an id, a 16-byte digest and `bands` 8-byte
-band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
+shard per worker. What comes back is small: per document an id (as UTF-8 bytes in one buffer, `Ids`), a
+16-byte digest and `bands` 8-byte band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
 corpus order (shard order, then row order). With a `spill` folder the band keys do not come back at all:
 each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +39,53 @@ class ScanTask:
 
 
 @dataclass
+class Ids:
+    """Document ids as one UTF-8 buffer plus offsets: ~len + 8 bytes per id, where a list of Python strings
+    costs ~60 bytes more per id (the largest per-document cost of a scan held for a million documents)."""
+
+    data: np.ndarray  # uint8
+    offsets: np.ndarray  # int64, len(ids) + 1
+
+    @classmethod
+    def from_strings(cls, ids: Sequence[str]) -> Ids:
+        encoded = [doc_id.encode("utf-8") for doc_id in ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Ids]) -> Ids:
+        ends = np.cumsum([0] + [part.offsets[-1] for part in parts])
+        offsets = [np.zeros(1, np.int64)] + [part.offsets[1:] + end for part, end in zip(parts, ends[:-1])]
+        data = [part.data for part in parts]
+        return cls(np.concatenate(data) if data else np.empty(0, np.uint8), np.concatenate(offsets))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        return self.data[self.offsets[index] : self.offsets[index + 1]].tobytes().decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        text = self.data.tobytes()
+        bounds = self.offsets.tolist()
+        for k in range(len(bounds) - 1):
+            yield text[bounds[k] : bounds[k + 1]].decode("utf-8")
+
+    def all_distinct(self) -> bool:
+        """Whether no id repeats, without a Python string per id (an Arrow hash table)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        array = pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(self.offsets), pa.py_buffer(self.data))
+        return pc.count_distinct(array).as_py() == len(self)
+
+
+@dataclass
 class ShardScan:
     """Per-document results of a scan, in row order (of one batch, one shard or the corpus)."""
 
-    ids: list[str]
+    ids: Ids
     empty: np.ndarray  # bool: normalized text has no tokens (no bytes, for digest-only scans)
     digests: np.ndarray | None  # (n, 2) uint64: 128-bit blake2b of the normalized text
     band_keys: np.ndarray | None  # (n, bands) uint64
@@ -53,7 +96,7 @@ class ShardScan:
         """Zero documents, with the right array shapes to concatenate onto (no band keys unless `keys`)."""
         bands = minhash.bands_rows()[0] if minhash else 0
         return cls(
-            [],
+            Ids.from_strings([]),
             np.empty(0, bool),
             np.empty((0, 2), np.uint64) if digests else None,
             np.empty((0, bands), np.uint64) if minhash and keys else None,
@@ -67,7 +110,7 @@ class ShardScan:
         for name in ("empty", "digests", "band_keys", "shingle_counts"):
             present = getattr(parts[0], name) is not None
             arrays[name] = np.concatenate([getattr(part, name) for part in parts]) if present else None
-        return cls([doc_id for part in parts for doc_id in part.ids], **arrays)
+        return cls(Ids.concat([part.ids for part in parts]), **arrays)
 
 
 @dataclass
@@ -76,7 +119,7 @@ class CorpusScan:
 
     paths: list[str]
     shard_starts: np.ndarray  # int64, len(paths) + 1
-    ids: list[str]
+    ids: Ids
     empty: np.ndarray
     digests: np.ndarray | None
     band_keys: np.ndarray | None
@@ -115,10 +158,10 @@ def _scan_batch(batch: TextBatch, task: ScanTask) -> ShardScan:
     data, offsets = normalized_batch(batch, task.norm, task.minhash, task.digests)
     digests = text_digests(data, offsets) if task.digests else None
     if task.minhash is None:
-        return ShardScan(batch.ids, np.diff(offsets) == 0, digests, None, None)
+        return ShardScan(Ids.from_strings(batch.ids), np.diff(offsets) == 0, digests, None, None)
     signature_matrix, shingle_counts = batch_signatures(data, offsets, task.minhash)
     keys = band_keys(signature_matrix, *task.minhash.bands_rows())
-    return ShardScan(batch.ids, shingle_counts == 0, digests, keys, shingle_counts.astype(np.int32))
+    return ShardScan(Ids.from_strings(batch.ids), shingle_counts == 0, digests, keys, shingle_counts.astype(np.int32))
 
 
 def text_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -151,8 +194,8 @@ def scan_corpus(
     spill = None if spill is None else str(spill)
     tasks = [ScanTask(path, norm, minhash, digests, spill, shard, partitions) for shard, path in enumerate(paths)]
     scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
-    check_unique_ids(paths, scans)
     joined = ShardScan.concat([ShardScan.nothing(minhash, digests, keys=spill is None), *scans])
+    check_unique_ids(paths, scans, joined.ids)
     starts = np.concatenate([[0], np.cumsum([len(scan.ids) for scan in scans])]).astype(np.int64)
     del scans
     release_memory()  # the per-shard copies just joined
@@ -168,9 +211,9 @@ def scan_corpus(
     )
 
 
-def check_unique_ids(paths: list[str], scans: list[ShardScan]) -> None:
+def check_unique_ids(paths: list[str], scans: list[ShardScan], joined: Ids) -> None:
     """Decisions are keyed by id, so a repeated id would make them ambiguous."""
-    if len({doc_id for scan in scans for doc_id in scan.ids}) == sum(len(scan.ids) for scan in scans):
+    if joined.all_distinct():
         return
     seen: dict[str, str] = {}
     for path, scan in zip(paths, scans):

@@ -151,7 +151,7 @@ def generate(folder: Path, docs: int, seed: int = 0) -> int:
 # --- one size -----------------------------------------------------------------------------------------
 
 
-def run_size(docs: int, workers: int, work: Path) -> list[dict]:
+def run_size(docs: int, workers: int, work: Path, stages: set[str]) -> list[dict]:
     from corpuslab.curation.dedup.minhash import MinHashConfig
     from corpuslab.curation.dedup.near import find_exact_and_near_duplicates
     from corpuslab.curation.dedup.normalize import NormalizeConfig
@@ -177,6 +177,9 @@ def run_size(docs: int, workers: int, work: Path) -> list[dict]:
     rows.append({**stage.row(), "exact_dropped": dropped.get("exact_duplicate", 0), "near_dropped": dropped.get("near_duplicate", 0),
                  "candidate_pairs": result.stats["candidate_pairs"], **{k: round(v, 1) for k, v in result.stats["runtime"].items()}})
     del result
+    if "tokenize" not in stages:
+        shutil.rmtree(work, ignore_errors=True)
+        return rows
     with Stage("tokenizer", TOKENIZER_DOCS) as stage:
         texts = (d.text for d in read_documents(shards, columns=["text"]))
         tokenizer = build_tokenizer(TokenizerConfig(vocab_size=4096, max_train_docs=TOKENIZER_DOCS), texts)
@@ -229,7 +232,7 @@ def print_scaling(results: dict[int, list[dict]]) -> None:
 
 
 def _child(flag: str, docs: int, args: argparse.Namespace) -> str:
-    command = [sys.executable, __file__, flag, str(docs), "--workers", str(args.workers), "--work", args.work]
+    command = [sys.executable, __file__, flag, str(docs), "--workers", str(args.workers), "--work", args.work, "--stages", args.stages]
     output = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     return output.stdout.strip().splitlines()[-1]
 
@@ -240,6 +243,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default="/tmp/corpuslab-scale", help="scratch folder (removed after each size)")
     parser.add_argument("--json", help="also write every row to this file")
+    parser.add_argument("--stages", default="all", help="all, or 'dedup' to stop after ingest and dedup")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size in this process
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)  # internal: generate one size
     args = parser.parse_args()
@@ -251,7 +255,8 @@ def main() -> None:
         print(json.dumps({"text_mb": round(text_bytes / 2**20), "generate_s": round(time.perf_counter() - started, 1)}))
         return
     if args.one:
-        print(json.dumps(run_size(args.one, args.workers, Path(args.work) / str(args.one))))
+        stages = {"ingest", "dedup"} | ({"tokenize", "pack"} if args.stages == "all" else set())
+        print(json.dumps(run_size(args.one, args.workers, Path(args.work) / str(args.one), stages)))
         return
     results = {}
     for docs in [int(d) for d in args.docs.split(",")]:

@@ -38,7 +38,7 @@ def tokenize_documents(tokenizer, paths: Sequence[str | Path], prefix: str | Pat
     with TokenStreamWriter(prefix, len(tokenizer), tokenizer.eos_token_id) as stream, _DocsTable(docs_path) as table:
         for batch in progress(_batches(paths), label, unit=f"batch of {ENCODE_BATCH} docs"):
             texts = batch.column("text")
-            ids = encode_batch(tokenizer, texts.to_pylist())
+            ids = _encode(tokenizer, texts.to_pylist())
             lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
             flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
             stream.write_docs(flat, lengths)
@@ -47,6 +47,15 @@ def tokenize_documents(tokenizer, paths: Sequence[str | Path], prefix: str | Pat
             documents += batch.num_rows
             n_bytes += int(pc.sum(byte_counts).as_py() or 0)
     return {"documents": documents, "tokens": int(stream.meta["n_tokens"]), "bytes": n_bytes}
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """`encode_batch`'s ids, through the Rust tokenizer's `encode_batch_fast` where there is one: the same
+    ids without the character offsets, ~20% less CPU."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast") or not texts:
+        return encode_batch(tokenizer, texts)
+    return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 def _batches(paths: Sequence[str | Path]):

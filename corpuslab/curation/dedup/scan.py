@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from corpuslab.curation.dedup.lsh import spill_band_keys
-from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures
+from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures, fmix64
 from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
 from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, release_memory
 from corpuslab.errors import InputError
@@ -72,13 +73,23 @@ class Ids:
         for k in range(len(bounds) - 1):
             yield text[bounds[k] : bounds[k + 1]].decode("utf-8")
 
-    def all_distinct(self) -> bool:
-        """Whether no id repeats, without a Python string per id (an Arrow hash table)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
+    def hashes_distinct(self) -> bool:
+        """True when no two ids share a 64-bit hash (so no id repeats): 16 bytes per id, where a Python set
+        or an Arrow hash table of the strings costs ~0.4 KB. False calls for an exact check."""
+        hashes = np.sort(_id_hashes(self.data, self.offsets))
+        return not np.any(hashes[1:] == hashes[:-1])
 
-        array = pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(self.offsets), pa.py_buffer(self.data))
-        return pc.count_distinct(array).as_py() == len(self)
+
+@njit(cache=True, nogil=True)
+def _id_hashes(data, offsets):
+    """FNV-1a of each id's bytes, finished by a 64-bit mix."""
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    for d in range(len(out)):
+        h = np.uint64(14695981039346656037)
+        for k in range(offsets[d], offsets[d + 1]):
+            h = (h ^ np.uint64(data[k])) * np.uint64(1099511628211)
+        out[d] = fmix64(h)
+    return out
 
 
 @dataclass
@@ -213,7 +224,7 @@ def scan_corpus(
 
 def check_unique_ids(paths: list[str], scans: list[ShardScan], joined: Ids) -> None:
     """Decisions are keyed by id, so a repeated id would make them ambiguous."""
-    if joined.all_distinct():
+    if joined.hashes_distinct():
         return
     seen: dict[str, str] = {}
     for path, scan in zip(paths, scans):

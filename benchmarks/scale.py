@@ -158,8 +158,7 @@ def run_size(docs: int, workers: int, work: Path, stages: set[str]) -> list[dict
     from corpuslab.executor import LocalExecutor
     from corpuslab.shards import ShardWriter, read_documents
     from corpuslab.sources.local import LocalConfig, LocalSource
-    from corpuslab.tokens.pack import document_repeats, pack_documents, tokenize_documents
-    from corpuslab.tokens.stream import TokenStream
+    from corpuslab.tokens.pack import tokenize_documents
     from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
 
     rows = []
@@ -187,18 +186,54 @@ def run_size(docs: int, workers: int, work: Path, stages: set[str]) -> list[dict
     with Stage("tokenize", docs) as stage:
         summary = tokenize_documents(tokenizer, shards, work / "tokens" / "train")
     rows.append({**stage.row(), "tokens": summary["tokens"]})
-    with Stage("pack", docs) as stage:
-        import pyarrow.parquet as pq
+    rows.append(pack_stage(work, docs))
+    shutil.rmtree(work, ignore_errors=True)
+    return rows
 
+
+def pack_stage(work: Path, docs: int) -> dict:
+    """The arm's stream from `work/tokens/train` and the decisions in `work/dedup`, and its windows."""
+    import pyarrow.parquet as pq
+
+    from corpuslab.tokens.pack import document_repeats, pack_documents
+    from corpuslab.tokens.stream import TokenStream
+
+    with Stage("pack", docs) as stage:
         stream = TokenStream.open(work / "tokens" / "train")
         ids = pq.read_table(work / "tokens" / "train.docs.parquet", columns=["id"]).column("id")
         repeats = document_repeats(ids, work / "dedup")
         meta = pack_documents(stream, repeats, work / "arm" / "train")
         windows = TokenStream.open(work / "arm" / "train").windows(CHUNK_LEN)
         np.save(work / "arm" / "windows.npy", windows)
-    rows.append({**stage.row(), "kept_docs": int(np.count_nonzero(repeats)), "kept_tokens": meta["n_tokens"], "windows": len(windows)})
+    return {**stage.row(), "kept_docs": int(np.count_nonzero(repeats)), "kept_tokens": meta["n_tokens"], "windows": len(windows)}
+
+
+def pack_only(docs: int, work: Path) -> list[dict]:
+    """Pack alone, on a token stream of random ids shaped like the tokenized corpus (~185 tokens per
+    document) and a decision table dropping 10%: the pack stage at sizes whose tokenizing takes long."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from corpuslab.curation.decisions import Decision, DecisionWriter
+    from corpuslab.tokens.stream import TokenStreamWriter
+
     shutil.rmtree(work, ignore_errors=True)
-    return rows
+    rng = np.random.default_rng(0)
+    ids = [f"doc-{i:08d}" for i in range(docs)]
+    with TokenStreamWriter(work / "tokens" / "train", 4096, 0) as writer:
+        for first in range(0, docs, 10_000):
+            lengths = rng.integers(90, 280, size=min(10_000, docs - first))
+            writer.write_docs(rng.integers(1, 4096, size=int(lengths.sum())), lengths)
+    pq.write_table(pa.table({"id": ids}), work / "tokens" / "train.docs.parquet")
+    (work / "dedup").mkdir()
+    decisions = DecisionWriter(work / "dedup")
+    for i in np.flatnonzero(rng.random(docs) < 0.1).tolist():
+        decisions.write(Decision(ids[i], False, "near_duplicate"))
+    decisions.close()
+    del ids
+    row = pack_stage(work, docs)
+    shutil.rmtree(work, ignore_errors=True)
+    return [row]
 
 
 # --- driver -------------------------------------------------------------------------------------------
@@ -226,7 +261,7 @@ def print_scaling(results: dict[int, list[dict]]) -> None:
         wall, cpu = sum(r["wall_s"] for r in stages), sum(r["cpu_s"] for r in stages)
         peak = max(r["parent_peak_mb"] for r in stages)
         both = max(r["parent_peak_mb"] + r["worker_peak_mb"] for r in stages)
-        dedup = next(r for r in rows if r["stage"] == "dedup")
+        dedup = next((r for r in rows if r["stage"] == "dedup"), {"parent_peak_mb": 0, "worker_peak_mb": 0})
         print(f"  {docs:>10,}{wall:>9.1f}{cpu:>9.1f}{docs / wall:>9,.0f}{docs / cpu:>12,.0f}{wall / docs * 1e5:>8.1f}{peak:>9,}{both:>9,}"
               f"{dedup['parent_peak_mb']:>12,}{dedup['parent_peak_mb'] + dedup['worker_peak_mb']:>12,}")
 
@@ -243,7 +278,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default="/tmp/corpuslab-scale", help="scratch folder (removed after each size)")
     parser.add_argument("--json", help="also write every row to this file")
-    parser.add_argument("--stages", default="all", help="all, or 'dedup' to stop after ingest and dedup")
+    parser.add_argument("--stages", default="all", help="all; 'dedup': stop after ingest and dedup; "
+                        "'pack': the pack stage alone on a generated token stream (seconds, even at 1M documents)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size in this process
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)  # internal: generate one size
     args = parser.parse_args()
@@ -254,13 +290,16 @@ def main() -> None:
         text_bytes = generate(work / "input", args.generate)
         print(json.dumps({"text_mb": round(text_bytes / 2**20), "generate_s": round(time.perf_counter() - started, 1)}))
         return
+    if args.one and args.stages == "pack":
+        print(json.dumps(pack_only(args.one, Path(args.work) / f"pack-{args.one}")))
+        return
     if args.one:
         stages = {"ingest", "dedup"} | ({"tokenize", "pack"} if args.stages == "all" else set())
         print(json.dumps(run_size(args.one, args.workers, Path(args.work) / str(args.one), stages)))
         return
     results = {}
     for docs in [int(d) for d in args.docs.split(",")]:
-        made = json.loads(_child("--generate", docs, args))
+        made = {"text_mb": 0, "generate_s": 0} if args.stages == "pack" else json.loads(_child("--generate", docs, args))
         results[docs] = json.loads(_child("--one", docs, args))
         results[docs][0].update(made)
         print_size(results[docs])

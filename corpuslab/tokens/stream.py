@@ -121,7 +121,7 @@ class TokenStreamWriter:
             last = max(first + 1, int(np.searchsorted(block_ends, block_ends[first] - lengths[first] + block_tokens, "right")))
             rel = lengths[first:last]
             positions = np.repeat(starts[first:last] - np.cumsum(rel) + rel, rel) + np.arange(int(rel.sum()))
-            self._append(np.asarray(source.tokens[positions]), np.cumsum(rel))
+            self._append(_gather_tokens(source, positions, block_tokens), np.cumsum(rel))
             first = last
 
     def _append(self, tokens_with_eos: np.ndarray, ends: np.ndarray) -> None:
@@ -161,6 +161,20 @@ class TokenStreamWriter:
             self.close()
         else:
             self.abort()
+
+
+def _gather_tokens(source: TokenStream, positions: np.ndarray, block_tokens: int) -> np.ndarray:
+    """source.tokens[positions]; read with a plain file read when the positions lie close together (as when
+    packing keeps or repeats documents in order), since pages touched through the memmap stay in this
+    process's resident memory until it ends: the whole stream, for a pass over it."""
+    filename = getattr(source.tokens, "filename", None)
+    if filename is None or len(positions) == 0:
+        return np.asarray(source.tokens[positions])
+    low, high = int(positions.min()), int(positions.max()) + 1
+    if high - low > 4 * max(block_tokens, len(positions)):  # scattered: read only what is needed
+        return np.asarray(source.tokens[positions])
+    span = np.fromfile(filename, dtype=source.tokens.dtype, count=high - low, offset=low * source.tokens.dtype.itemsize)
+    return span[positions - low]
 
 
 @dataclass

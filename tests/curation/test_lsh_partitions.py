@@ -92,3 +92,16 @@ def test_partitions_run_through_the_process_pool(duplicated_corpus):
         pooled = find_near_duplicates(duplicated_corpus, MinHashConfig(), NormalizeConfig(), executor, partitions=5)
     assert serial.decisions and pooled.decisions == serial.decisions
     assert pooled.verified_pairs == serial.verified_pairs
+
+
+def test_band_keys_wait_in_the_given_folder_and_are_removed(duplicated_corpus, tmp_path, monkeypatch):
+    import corpuslab.curation.dedup.scan as scan
+
+    seen = []
+    spill = scan.spill_band_keys
+    monkeypatch.setattr(scan, "spill_band_keys", lambda folder, *rest: (seen.append(folder), spill(folder, *rest)))
+    result = find_near_duplicates(duplicated_corpus, MinHashConfig(), NormalizeConfig(), SerialExecutor(), partitions=3,
+                                  spill_dir=tmp_path)
+    assert result.decisions and len(seen) == len(duplicated_corpus)
+    assert all(str(folder).startswith(str(tmp_path)) for folder in seen)
+    assert list(tmp_path.iterdir()) == []

@@ -66,14 +66,17 @@ def find_near_duplicates(
     executor: Executor | None = None,
     exclude_ids: set[str] | frozenset[str] = frozenset(),
     partitions: int | None = None,
+    spill_dir: str | Path | None = None,
 ) -> DedupResult:
     """Clusters of verified near duplicates; documents in `exclude_ids` are neither indexed nor reported.
 
-    `partitions`: how many parts the LSH join is split into (None: about 2M band keys each).
+    `partitions`: how many parts the LSH join is split into (None: about 2M band keys each). The band keys
+    wait for the join in a temporary folder under `spill_dir` (default: the system's temporary folder),
+    which every worker of `executor` must be able to read and write: shared storage on a multi-node cluster.
     """
     started = time.perf_counter()
     _validate(cfg, norm)
-    with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-") as spill:
+    with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
         scan = scan_corpus(shards, norm, cfg, executor, digests=False, spill=spill, partitions=partitions)
         excluded = np.zeros(len(scan), dtype=bool)
@@ -92,17 +95,18 @@ def find_exact_and_near_duplicates(
     priority: np.ndarray | None = None,
     similarity: Similarity | None = None,
     partitions: int | None = None,
+    spill_dir: str | Path | None = None,
 ) -> DedupResult:
     """The "near" recipe: exact duplicates first, then near duplicates among the survivors, one scan.
 
     Exact copies and verified near pairs form clusters together, so each cluster keeps its earliest
     document (or its lowest `priority`, see `build_result`); copies are dropped as exact_duplicate, the rest
     as near_duplicate. `similarity` verifies candidates by another measure or threshold than the banding's
-    `cfg.threshold` (containment, see `Similarity`). `partitions` as in `find_near_duplicates`.
+    `cfg.threshold` (containment, see `Similarity`). `partitions` and `spill_dir` as in `find_near_duplicates`.
     """
     started = time.perf_counter()
     _validate(cfg, norm)
-    with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-") as spill:
+    with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
         scan = scan_corpus(shards, norm, cfg, executor, digests=True, spill=spill, partitions=partitions)
         source, target = exact_links(scan.digests, ~scan.empty)

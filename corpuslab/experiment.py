@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from corpuslab.atomic import file_set, write_text_atomic
 from corpuslab.config import ExperimentConfig, dump_config
 from corpuslab.corpus import canaries as canary_lib
 from corpuslab.corpus.split import SPLITS, assign_splits
-from corpuslab.curation.decisions import DecisionWriter, repeat_counts
+from corpuslab.curation.decisions import DecisionWriter
 from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError, StageError
@@ -42,11 +42,11 @@ from corpuslab.schema import to_dict
 from corpuslab.shards import ShardWriter, read_documents, shard_paths
 from corpuslab.sources import open_source
 from corpuslab.stage_cache import open_cache
-from corpuslab.tokens.stream import TokenStream, write_token_stream
-from corpuslab.tokens.tokenizer import build_tokenizer, encode_batch, load_tokenizer
+from corpuslab.tokens.pack import document_repeats, pack_documents, repeat_array, tokenize_documents
+from corpuslab.tokens.stream import TokenStream
+from corpuslab.tokens.tokenizer import build_tokenizer, load_tokenizer
 from corpuslab.training import distributed
 
-ENCODE_BATCH = 512
 # Bumped when a stage's code changes what it writes, so folders made by older code are not reused.
 TOKENS_VERSION = 2  # 2: train.docs.parquet marks canaries
 PACK_VERSION = 2  # 2: repeat counts, stream kind in the manifest
@@ -250,33 +250,7 @@ class Experiment:
         return {"splits": summary, "vocab_size": len(tokenizer)}
 
     def _tokenize_split(self, tokenizer, paths: list[Path], prefix: Path, name: str) -> dict[str, Any]:
-        ids: list[str] = []
-        byte_counts: list[int] = []
-        categories: list[str | None] = []
-        canaries: list[bool] = []
-
-        def arrays() -> Iterator[np.ndarray]:
-            batch: list[Document] = []
-            for doc in progress(read_documents(paths), f"tokenize {name}", unit="doc"):
-                batch.append(doc)
-                if len(batch) == ENCODE_BATCH:
-                    yield from _encode(batch)
-                    batch = []
-            yield from _encode(batch)
-
-        def _encode(batch: list[Document]) -> Iterator[np.ndarray]:
-            for doc, tokens in zip(batch, encode_batch(tokenizer, [d.text for d in batch])):
-                ids.append(doc.id)
-                byte_counts.append(len(doc.text.encode("utf-8")))
-                categories.append(doc.category)
-                canaries.append(doc.metadata.get("canary") is not None)
-                yield np.asarray(tokens, dtype=np.int64)
-
-        meta = write_token_stream(prefix, arrays(), vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
-        pq.write_table(pa.table({"id": ids, "bytes": pa.array(byte_counts, pa.int64()),
-                                 "category": pa.array(categories, pa.string()), "canary": pa.array(canaries, pa.bool_())}),
-                       f"{prefix}.docs.parquet")
-        return {"documents": len(ids), "tokens": int(meta["n_tokens"]), "bytes": int(sum(byte_counts))}
+        return tokenize_documents(tokenizer, paths, prefix, f"tokenize {name}")
 
     # ------------------------------------------------------------------ per-arm stages
 
@@ -338,7 +312,7 @@ class Experiment:
         canaries_kept = self.cfg.canaries.placement == "after_curation"  # curation never saw them: always train on them
         if run.level == "chunk":
             starts = stream.windows(training.chunk_len, stride)
-            _, times = repeat_counts(curate.path)
+            _, times = repeat_array(curate.path)
             if len(times) != len(starts):
                 raise StageError(f"pack {run.name}", f"the decision table has {len(times)} rows for {len(starts)} windows")
             times = np.asarray(times, dtype=np.int64)
@@ -349,19 +323,14 @@ class Experiment:
             np.save(work / "windows.npy", windows)
             return {"stream": "shared", "windows": int(len(windows)), "tokens_in_windows": _covered_tokens(windows, training.chunk_len),
                     "documents_kept": None, "windows_dropped": int((times == 0).sum())}
-        ids, times = repeat_counts(curate.path)
-        decided = {i: t for i, t in zip(ids, times) if t != 1}  # most items are kept once: hold only the others
-        docs = pq.read_table(prepared.tokens.path / "train.docs.parquet")
-        doc_ids = docs.column("id").to_pylist()
-        is_canary = _canary_column(docs)
-        order = [i for i, doc_id in enumerate(doc_ids)
-                 for _ in range(1 if canaries_kept and is_canary[i] else decided.get(doc_id, 1))]
-        meta = write_token_stream(work / "train", (stream.doc_slice(i) for i in order), vocab_size=stream.vocab_size, eos_id=stream.eos_id)
+        docs = pq.read_table(prepared.tokens.path / "train.docs.parquet", columns=["id", "canary"])
+        repeats = document_repeats(docs.column("id"), curate.path, _canary_column(docs) if canaries_kept else None)
+        meta = pack_documents(stream, repeats, work / "train")
         arm_stream = TokenStream.open(work / "train")
         starts = arm_stream.windows(training.chunk_len, stride)
         np.save(work / "windows.npy", starts)
         return {"stream": "arm", "windows": int(len(starts)), "tokens_in_windows": _covered_tokens(starts, training.chunk_len),
-                "documents_kept": len(set(order)), "tokens_kept": int(meta["n_tokens"])}
+                "documents_kept": int(np.count_nonzero(repeats)), "tokens_kept": int(meta["n_tokens"])}
 
     def train(self, prepared: Prepared, index: int, pack: Stage, seed: int) -> Stage:
         from corpuslab.training.model import build_model
@@ -678,14 +647,14 @@ def _weights_key(training) -> Any:
 
 
 def _first_canary_offset(tokens_dir: Path, stream: TokenStream) -> int:
-    is_canary = _canary_column(pq.read_table(tokens_dir / "train.docs.parquet"))
-    first = next((i for i, canary in enumerate(is_canary) if canary), len(is_canary))
+    is_canary = _canary_column(pq.read_table(tokens_dir / "train.docs.parquet", columns=["canary"]))
+    first = int(np.argmax(is_canary)) if is_canary.any() else len(is_canary)
     return int(stream.offsets[first])
 
 
-def _canary_column(docs: pa.Table) -> list[bool]:
+def _canary_column(docs: pa.Table) -> np.ndarray:
     """Which documents of a tokens stage are canaries (marked by metadata when the stage tokenized them)."""
-    return docs.column("canary").to_pylist()
+    return docs.column("canary").to_numpy().astype(bool)
 
 
 def _covered_tokens(starts: np.ndarray, chunk_len: int) -> int:

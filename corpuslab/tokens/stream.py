@@ -21,12 +21,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from corpuslab.atomic import temp_path
 from corpuslab.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a batch is made: writing and reading streams do not need it
+    import torch
 
 UINT16_MAX_VOCAB = 65535  # ids 0..65534 fit in uint16 with room to spare for the eos id
 
@@ -64,36 +67,114 @@ def write_token_stream(
     written under a temporary name and renamed into place, meta last, so a crash never leaves a
     stream that looks complete.
     """
-    if not 0 <= eos_id < vocab_size:
-        raise ValueError(f"eos_id must lie in [0, {vocab_size}), got {eos_id}")
-    dtype = token_dtype(vocab_size)
-    bin_path, idx_path, meta_path = stream_paths(path_prefix)
-    bin_path.parent.mkdir(parents=True, exist_ok=True)
-    eos = np.array([eos_id], dtype=dtype)
-    offsets = array.array("q", [0])  # compact: 8 bytes per document, not a Python int object each
-    bin_tmp = temp_path(bin_path)
-    with open(bin_tmp, "wb") as out:
-        for doc_index, doc in enumerate(docs_token_arrays):
+    with TokenStreamWriter(path_prefix, vocab_size, eos_id) as writer:
+        for doc in docs_token_arrays:
             doc = np.asarray(doc)
-            _check_ids(doc, doc_index, vocab_size)
-            out.write(doc.astype(dtype, copy=False).tobytes())
-            out.write(eos.tobytes())
-            offsets.append(offsets[-1] + doc.size + 1)
-    idx_tmp = temp_path(idx_path)
-    np.save(idx_tmp, np.frombuffer(offsets, dtype=np.int64))
-    meta = {
-        "dtype": dtype.name,
-        "n_tokens": int(offsets[-1]),
-        "n_docs": len(offsets) - 1,
-        "vocab_size": int(vocab_size),
-        "eos_id": int(eos_id),
-    }
-    meta_tmp = temp_path(meta_path)
-    meta_tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(bin_tmp, bin_path)
-    os.replace(idx_tmp, idx_path)
-    os.replace(meta_tmp, meta_path)
-    return meta
+            writer.write_docs(doc, np.array([doc.size]))
+    return writer.meta
+
+
+class TokenStreamWriter:
+    """Appends documents to a token stream a batch at a time: no Python object per document.
+
+    `write_docs` takes a batch as one flat array of token ids and the documents' lengths; `copy_docs`
+    copies documents (eos included) from another stream of the same vocabulary. Holds 8 bytes of offset
+    per document; `close` renames the files into place, meta last (an exception leaves none of them).
+    """
+
+    def __init__(self, path_prefix: str | Path, vocab_size: int, eos_id: int):
+        if not 0 <= eos_id < vocab_size:
+            raise ValueError(f"eos_id must lie in [0, {vocab_size}), got {eos_id}")
+        self.vocab_size, self.eos_id, self.dtype = int(vocab_size), int(eos_id), token_dtype(vocab_size)
+        self.paths = stream_paths(path_prefix)
+        self.paths[0].parent.mkdir(parents=True, exist_ok=True)
+        self._bin_tmp = temp_path(self.paths[0])
+        self._out = open(self._bin_tmp, "wb")
+        self._offsets = array.array("q", [0])  # compact: 8 bytes per document, not a Python int object each
+        self.meta: dict = {}
+
+    def write_docs(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        """Documents `tokens[:lengths[0]]`, the next `lengths[1]`, ...; an eos is added after each."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        try:
+            _check_ids(tokens, len(self._offsets) - 1, self.vocab_size)
+        except ValueError:  # name the document, not the batch
+            for k, doc in enumerate(np.split(tokens, np.cumsum(lengths)[:-1])):
+                _check_ids(doc, len(self._offsets) - 1 + k, self.vocab_size)
+            raise
+        ends = np.cumsum(lengths + 1)
+        out = np.full(int(ends[-1]) if len(ends) else 0, self.eos_id, dtype=self.dtype)
+        is_token = np.ones(len(out), dtype=bool)
+        is_token[ends - 1] = False
+        out[is_token] = tokens
+        self._append(out, ends)
+
+    def copy_docs(self, source: TokenStream, docs: np.ndarray, block_tokens: int = 1 << 20) -> None:
+        """Documents `docs` (indices, in the order given, repeats allowed) of `source`, eos included."""
+        if source.tokens.dtype != self.dtype or source.eos_id != self.eos_id:
+            raise ValueError("copy_docs needs a source stream with the same dtype and eos id")
+        starts, ends = source.offsets[docs], source.offsets[np.asarray(docs) + 1]
+        lengths = ends - starts
+        block_ends = np.cumsum(lengths)
+        first = 0
+        while first < len(docs):  # blocks of about `block_tokens`, whole documents
+            last = max(first + 1, int(np.searchsorted(block_ends, block_ends[first] - lengths[first] + block_tokens, "right")))
+            rel = lengths[first:last]
+            positions = np.repeat(starts[first:last] - np.cumsum(rel) + rel, rel) + np.arange(int(rel.sum()))
+            self._append(_gather_tokens(source, positions, block_tokens), np.cumsum(rel))
+            first = last
+
+    def _append(self, tokens_with_eos: np.ndarray, ends: np.ndarray) -> None:
+        self._out.write(tokens_with_eos.astype(self.dtype, copy=False).tobytes())
+        base = self._offsets[-1]
+        self._offsets.frombytes((np.asarray(ends, dtype=np.int64) + base).tobytes())
+
+    def close(self) -> dict:
+        """Rename the files into place, meta last; returns the meta dict."""
+        self._out.close()
+        bin_path, idx_path, meta_path = self.paths
+        idx_tmp = temp_path(idx_path)
+        np.save(idx_tmp, np.frombuffer(self._offsets, dtype=np.int64))
+        self.meta = {
+            "dtype": self.dtype.name,
+            "n_tokens": int(self._offsets[-1]),
+            "n_docs": len(self._offsets) - 1,
+            "vocab_size": self.vocab_size,
+            "eos_id": self.eos_id,
+        }
+        meta_tmp = temp_path(meta_path)
+        meta_tmp.write_text(json.dumps(self.meta, indent=2))
+        os.replace(self._bin_tmp, bin_path)
+        os.replace(idx_tmp, idx_path)
+        os.replace(meta_tmp, meta_path)
+        return self.meta
+
+    def abort(self) -> None:
+        self._out.close()
+        self._bin_tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> TokenStreamWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _gather_tokens(source: TokenStream, positions: np.ndarray, block_tokens: int) -> np.ndarray:
+    """source.tokens[positions]; read with a plain file read when the positions lie close together (as when
+    packing keeps or repeats documents in order), since pages touched through the memmap stay in this
+    process's resident memory until it ends: the whole stream, for a pass over it."""
+    filename = getattr(source.tokens, "filename", None)
+    if filename is None or len(positions) == 0:
+        return np.asarray(source.tokens[positions])
+    low, high = int(positions.min()), int(positions.max()) + 1
+    if high - low > 4 * max(block_tokens, len(positions)):  # scattered: read only what is needed
+        return np.asarray(source.tokens[positions])
+    span = np.fromfile(filename, dtype=source.tokens.dtype, count=high - low, offset=low * source.tokens.dtype.itemsize)
+    return span[positions - low]
 
 
 @dataclass
@@ -164,6 +245,8 @@ class TokenStream:
 
     def batch(self, starts: np.ndarray, chunk_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) int64 tensors of shape (len(starts), chunk_len) for windows at `starts`."""
+        import torch
+
         positions = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(chunk_len + 1)
         block = torch.from_numpy(self.tokens[positions].astype(np.int64))
         return block[:, :-1], block[:, 1:]

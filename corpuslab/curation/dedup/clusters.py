@@ -19,6 +19,7 @@ reason and `duplicate_of` (decisions as in `curation/decisions.py`, `similarity`
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class Links:
     near_jaccard: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
 
 
-def build_result(ids: list[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
+def build_result(ids: Sequence[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
     """Cluster the links, decide every member and fill in the cluster statistics.
 
     Each cluster keeps its earliest member, or with `priority` (one number per document, lower wins) the
@@ -99,7 +100,7 @@ def build_result(ids: list[str], links: Links, stats: dict, priority: np.ndarray
 
 
 def _decide(
-    ids: list[str],
+    ids: Sequence[str],
     doc: int,
     root: int,
     exact_of: dict[int, int],
@@ -169,7 +170,7 @@ def _find(parent, i):
     return root
 
 
-def cluster_stats(ids: list[str], members: np.ndarray, roots: np.ndarray, decisions: list[Decision]) -> dict:
+def cluster_stats(ids: Sequence[str], members: np.ndarray, roots: np.ndarray, decisions: list[Decision]) -> dict:
     sizes = Counter(roots.tolist())
     histogram = Counter(sizes.values())
     largest = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:LARGEST_CLUSTERS]

@@ -5,16 +5,26 @@ pairs. A larger bucket -- hundreds of copies of one boilerplate page -- would yi
 so it yields each member paired with the bucket's first member and with its predecessor (members in
 corpus order): O(bucket) pairs that still connect the whole bucket if it is one duplicate cluster,
 while every member stays a candidate in the other bands too.
+
+The join is partitioned by band key so that no process holds every band key: each scan task spills its
+shard's keys into `partitions` files by key (`spill_band_keys`), and each partition is joined on its own
+(`partition_pairs`, one executor task per partition). A bucket -- one key in one band -- lies wholly in
+one partition, with its members in corpus order, so the union of the partitions' pairs is exactly the
+unpartitioned `candidate_pairs`. The parent holds the candidate pairs and a byte per document.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 ALL_PAIRS_MAX_BUCKET = 64
+KEYS_PER_PARTITION = 1 << 21  # ~50 MB of keys, documents and sort order per partition task
+MAX_PARTITIONS = 256
 
 
 def candidate_pairs(keys: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -25,9 +35,87 @@ def candidate_pairs(keys: np.ndarray, active: np.ndarray) -> np.ndarray:
     docs = np.flatnonzero(active).astype(np.int64)
     codes = [_band_pair_codes(keys[docs, band], docs) for band in range(keys.shape[1])]
     unique = np.unique(np.concatenate(codes)) if codes else np.empty(0, np.uint64)
+    return _decode_pairs(unique)
+
+
+def _decode_pairs(unique: np.ndarray) -> np.ndarray:
     return np.stack(
         [(unique >> np.uint64(32)).astype(np.int64), (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)], 1
     )
+
+
+# --- the partitioned join -----------------------------------------------------------------------------
+
+
+def auto_partitions(documents: int, bands: int) -> int:
+    """Partitions for `documents` x `bands` band keys: about `KEYS_PER_PARTITION` keys each."""
+    return max(1, min(MAX_PARTITIONS, math.ceil(documents * bands / KEYS_PER_PARTITION)))
+
+
+def spill_path(folder: str | Path, shard: int, partition: int) -> Path:
+    return Path(folder) / f"keys-{shard:06d}-{partition:04d}.npy"
+
+
+def spill_band_keys(folder: str | Path, shard: int, keys: np.ndarray, partitions: int) -> None:
+    """Write one shard's (n, bands) band keys as `partitions` files of (key, band << 32 | row) rows.
+
+    A key goes to partition `key % partitions` whatever its band, so equal keys of a band meet in one file
+    set; rows keep (row, band) order, so a partition lists each band's members in corpus order.
+    """
+    rows, bands = keys.shape
+    flat = keys.reshape(-1)
+    band_row = (np.tile(np.arange(bands, dtype=np.uint64), rows) << np.uint64(32)) | np.repeat(
+        np.arange(rows, dtype=np.uint64), bands
+    )
+    part = (flat % np.uint64(partitions)).astype(np.int64)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    for p in range(partitions):
+        chosen = order[bounds[p] : bounds[p + 1]]
+        np.save(spill_path(folder, shard, p), np.stack([flat[chosen], band_row[chosen]], 1))
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """Join one partition of the spilled band keys of every shard."""
+
+    folder: str
+    partition: int
+    shard_starts: np.ndarray  # int64, len(shards) + 1: global index of each shard's row 0
+    active: np.ndarray  # bool per document: documents to index
+
+
+def partition_pairs(task: PartitionTask) -> np.ndarray:
+    """Executor task: sorted distinct pair codes ((i << 32) | j, i < j) of one partition's buckets."""
+    if len(task.shard_starts) < 2:
+        return np.empty(0, np.uint64)
+    keys, bands, docs = [], [], []
+    for shard in range(len(task.shard_starts) - 1):
+        rows = np.load(spill_path(task.folder, shard, task.partition))
+        doc = (rows[:, 1] & np.uint64(0xFFFFFFFF)).astype(np.int64) + task.shard_starts[shard]
+        live = task.active[doc]
+        keys.append(rows[live, 0])
+        bands.append((rows[live, 1] >> np.uint64(32)).astype(np.int64))
+        docs.append(doc[live])
+    key, band, doc = (np.concatenate(parts) for parts in (keys, bands, docs))
+    del keys, bands, docs
+    order = np.lexsort((doc, key, band))  # buckets of (band, key), members in corpus order
+    key, band, doc = key[order], band[order], doc[order]
+    del order
+    new_bucket = np.ones(len(key), dtype=bool)
+    new_bucket[1:] = (key[1:] != key[:-1]) | (band[1:] != band[:-1])
+    bucket = np.cumsum(new_bucket)
+    return np.unique(_bucket_pairs(bucket, doc, ALL_PAIRS_MAX_BUCKET))
+
+
+def partitioned_candidate_pairs(
+    folder: str | Path, partitions: int, shard_starts: np.ndarray, active: np.ndarray, executor
+) -> np.ndarray:
+    """`candidate_pairs` from spilled keys, one executor task per partition, merged in this process."""
+    tasks = [PartitionTask(str(folder), p, shard_starts, active) for p in range(partitions)]
+    codes = list(executor.map(partition_pairs, tasks))
+    merged = np.unique(np.concatenate(codes)) if codes else np.empty(0, np.uint64)
+    return _decode_pairs(merged)
 
 
 def _band_pair_codes(band: np.ndarray, docs: np.ndarray) -> np.ndarray:

@@ -1,8 +1,11 @@
 """Near-duplicate detection: MinHash + LSH to find candidates, true Jaccard to decide.
 
-    scan (parallel, per shard)  ->  LSH bucket join  ->  verify (parallel re-read of candidates only)
-    ids + band keys                 candidate pairs      true Jaccard of shingle sets >= threshold
-                                                          ->  clusters of verified pairs (clusters.py)
+    scan (parallel, per shard)  ->  LSH bucket join        ->  verify (parallel re-read of candidates only)
+    ids; band keys spilled          (parallel, per partition    true Jaccard of shingle sets >= threshold
+    to disk by key partition        of band keys) -> pairs      ->  clusters of verified pairs (clusters.py)
+
+Neither the band keys nor the shingle sets are ever held whole by one process: the parent holds per
+document an id, a digest, a shingle count and an `active` byte, plus the candidate pairs.
 
 LSH only proposes: every candidate pair is verified by the exact Jaccard of the two documents' shingle
 sets, recomputed from the text of the candidate documents alone in a second pass, so a cluster never
@@ -25,7 +28,7 @@ import numpy as np
 
 from corpuslab.curation.dedup.clusters import EXACT, NEAR, DedupResult, Links, build_result
 from corpuslab.curation.dedup.exact import corpus_stats, exact_links
-from corpuslab.curation.dedup.lsh import BandIndex, candidate_pairs
+from corpuslab.curation.dedup.lsh import BandIndex, auto_partitions, partitioned_candidate_pairs
 from corpuslab.curation.dedup.minhash import (
     MinHashConfig,
     band_keys,
@@ -36,7 +39,7 @@ from corpuslab.curation.dedup.minhash import (
 )
 from corpuslab.curation.dedup.normalize import NormalizeConfig
 from corpuslab.curation.dedup.scan import CorpusScan, normalized_batch, scan_corpus, text_digests
-from corpuslab.curation.dedup.textbatch import TextBatch, gather, iter_batches, release_memory
+from corpuslab.curation.dedup.textbatch import TextBatch, gather, iter_batches, open_shard, release_memory
 from corpuslab.executor import Executor, SerialExecutor
 
 ShardPath = str | Path
@@ -62,14 +65,26 @@ def find_near_duplicates(
     norm: NormalizeConfig = NormalizeConfig(),
     executor: Executor | None = None,
     exclude_ids: set[str] | frozenset[str] = frozenset(),
+    partitions: int | None = None,
+    spill_dir: str | Path | None = None,
 ) -> DedupResult:
-    """Clusters of verified near duplicates; documents in `exclude_ids` are neither indexed nor reported."""
+    """Clusters of verified near duplicates; documents in `exclude_ids` are neither indexed nor reported.
+
+    `partitions`: how many parts the LSH join is split into (None: about 2M band keys each). The band keys
+    wait for the join in a temporary folder under `spill_dir` (default: the system's temporary folder),
+    which every worker of `executor` must be able to read and write: shared storage on a multi-node cluster.
+    """
     started = time.perf_counter()
     _validate(cfg, norm)
-    scan = scan_corpus(shards, norm, cfg, executor, digests=False)
-    excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), dtype=bool, count=len(scan))
-    stats = {"method": "near", "docs_excluded": int(excluded.sum())}
-    return _cluster_near(scan, ~scan.empty & ~excluded, Links(), cfg, norm, executor, stats, started)
+    with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
+        partitions = partitions or _auto_partitions(shards, cfg)
+        scan = scan_corpus(shards, norm, cfg, executor, digests=False, spill=spill, partitions=partitions)
+        excluded = np.zeros(len(scan), dtype=bool)
+        if exclude_ids:
+            excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), dtype=bool, count=len(scan))
+        stats = {"method": "near", "docs_excluded": int(excluded.sum())}
+        active = ~scan.empty & ~excluded
+        return _cluster_near(scan, active, Links(), cfg, norm, executor, stats, started, join=(spill, partitions))
 
 
 def find_exact_and_near_duplicates(
@@ -79,23 +94,35 @@ def find_exact_and_near_duplicates(
     executor: Executor | None = None,
     priority: np.ndarray | None = None,
     similarity: Similarity | None = None,
+    partitions: int | None = None,
+    spill_dir: str | Path | None = None,
 ) -> DedupResult:
     """The "near" recipe: exact duplicates first, then near duplicates among the survivors, one scan.
 
     Exact copies and verified near pairs form clusters together, so each cluster keeps its earliest
     document (or its lowest `priority`, see `build_result`); copies are dropped as exact_duplicate, the rest
     as near_duplicate. `similarity` verifies candidates by another measure or threshold than the banding's
-    `cfg.threshold` (containment, see `Similarity`).
+    `cfg.threshold` (containment, see `Similarity`). `partitions` and `spill_dir` as in `find_near_duplicates`.
     """
     started = time.perf_counter()
     _validate(cfg, norm)
-    scan = scan_corpus(shards, norm, cfg, executor, digests=True)
-    source, target = exact_links(scan.digests, ~scan.empty)
-    survivors = ~scan.empty
-    survivors[source] = False
-    stats = {"method": "exact+near", "docs_excluded": 0}
-    links = Links(exact_source=source, exact_target=target)
-    return _cluster_near(scan, survivors, links, cfg, norm, executor, stats, started, priority, similarity)
+    with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
+        partitions = partitions or _auto_partitions(shards, cfg)
+        scan = scan_corpus(shards, norm, cfg, executor, digests=True, spill=spill, partitions=partitions)
+        source, target = exact_links(scan.digests, ~scan.empty)
+        scan.digests = None  # done with: 16 bytes per document
+        survivors = ~scan.empty
+        survivors[source] = False
+        stats = {"method": "exact+near", "docs_excluded": 0}
+        links = Links(exact_source=source, exact_target=target)
+        return _cluster_near(scan, survivors, links, cfg, norm, executor, stats, started, priority, similarity,
+                             join=(spill, partitions))
+
+
+def _auto_partitions(shards: Sequence[ShardPath], cfg: MinHashConfig) -> int:
+    """Partitions of the LSH join for these shards, from their row counts (Parquet metadata only)."""
+    rows = sum(open_shard(path).metadata.num_rows for path in shards)
+    return auto_partitions(rows, cfg.bands_rows()[0])
 
 
 def _validate(cfg: MinHashConfig, norm: NormalizeConfig) -> None:
@@ -114,11 +141,14 @@ def _cluster_near(
     started: float,
     priority: np.ndarray | None = None,
     similarity: Similarity | None = None,
+    *,
+    join: tuple[str, int],
 ) -> DedupResult:
-    """Candidates among `active` documents, verification, then clusters together with `links`."""
+    """Candidates among `active` documents (band keys spilled to `join` = (folder, partitions) by the scan),
+    verification, then clusters together with `links`."""
     similarity = similarity or Similarity("jaccard", cfg.threshold)
     clock = time.perf_counter()
-    pairs = candidate_pairs(scan.band_keys, active)
+    pairs = partitioned_candidate_pairs(*join, scan.shard_starts, active, executor or SerialExecutor())
     candidates_s = time.perf_counter() - clock
     jaccards = verify_pairs(scan, pairs, norm, cfg, executor, similarity.measure == "containment")
     verified = jaccards >= similarity.threshold

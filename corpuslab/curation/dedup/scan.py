@@ -1,22 +1,25 @@
 """One streaming pass over the shards: ids, exact-text digests and LSH band keys per document.
 
 Each shard is one executor task (`scan_shard`), so the pass runs in parallel and holds one batch of one
-shard per worker. What comes back is small: per document an id, a 16-byte digest and `bands` 8-byte
-band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
-corpus order (shard order, then row order).
+shard per worker. What comes back is small: per document an id (as UTF-8 bytes in one buffer, `Ids`), a
+16-byte digest and `bands` 8-byte band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
+corpus order (shard order, then row order). With a `spill` folder the band keys do not come back at all:
+each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
-from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures
+from corpuslab.curation.dedup.lsh import spill_band_keys
+from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures, fmix64
 from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
 from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, release_memory
 from corpuslab.errors import InputError
@@ -31,27 +34,83 @@ class ScanTask:
     norm: NormalizeConfig
     minhash: MinHashConfig | None = None
     digests: bool = True
+    spill: str | None = None  # a folder: write the band keys there (as shard `shard`) instead of returning them
+    shard: int = 0
+    partitions: int = 1
+
+
+@dataclass
+class Ids:
+    """Document ids as one UTF-8 buffer plus offsets: ~len + 8 bytes per id, where a list of Python strings
+    costs ~60 bytes more per id (the largest per-document cost of a scan held for a million documents)."""
+
+    data: np.ndarray  # uint8
+    offsets: np.ndarray  # int64, len(ids) + 1
+
+    @classmethod
+    def from_strings(cls, ids: Sequence[str]) -> Ids:
+        encoded = [doc_id.encode("utf-8") for doc_id in ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Ids]) -> Ids:
+        ends = np.cumsum([0] + [part.offsets[-1] for part in parts])
+        offsets = [np.zeros(1, np.int64)] + [part.offsets[1:] + end for part, end in zip(parts, ends[:-1])]
+        data = [part.data for part in parts]
+        return cls(np.concatenate(data) if data else np.empty(0, np.uint8), np.concatenate(offsets))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        return self.data[self.offsets[index] : self.offsets[index + 1]].tobytes().decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        text = self.data.tobytes()
+        bounds = self.offsets.tolist()
+        for k in range(len(bounds) - 1):
+            yield text[bounds[k] : bounds[k + 1]].decode("utf-8")
+
+    def hashes_distinct(self) -> bool:
+        """True when no two ids share a 64-bit hash (so no id repeats): 16 bytes per id, where a Python set
+        or an Arrow hash table of the strings costs ~0.4 KB. False calls for an exact check."""
+        hashes = np.sort(_id_hashes(self.data, self.offsets))
+        return not np.any(hashes[1:] == hashes[:-1])
+
+
+@njit(cache=True, nogil=True)
+def _id_hashes(data, offsets):
+    """FNV-1a of each id's bytes, finished by a 64-bit mix."""
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    for d in range(len(out)):
+        h = np.uint64(14695981039346656037)
+        for k in range(offsets[d], offsets[d + 1]):
+            h = (h ^ np.uint64(data[k])) * np.uint64(1099511628211)
+        out[d] = fmix64(h)
+    return out
 
 
 @dataclass
 class ShardScan:
     """Per-document results of a scan, in row order (of one batch, one shard or the corpus)."""
 
-    ids: list[str]
+    ids: Ids
     empty: np.ndarray  # bool: normalized text has no tokens (no bytes, for digest-only scans)
     digests: np.ndarray | None  # (n, 2) uint64: 128-bit blake2b of the normalized text
     band_keys: np.ndarray | None  # (n, bands) uint64
     shingle_counts: np.ndarray | None  # int32: bounds the size of a document's shingle set
 
     @classmethod
-    def nothing(cls, minhash: MinHashConfig | None, digests: bool) -> ShardScan:
-        """Zero documents, with the right array shapes to concatenate onto."""
+    def nothing(cls, minhash: MinHashConfig | None, digests: bool, keys: bool = True) -> ShardScan:
+        """Zero documents, with the right array shapes to concatenate onto (no band keys unless `keys`)."""
         bands = minhash.bands_rows()[0] if minhash else 0
         return cls(
-            [],
+            Ids.from_strings([]),
             np.empty(0, bool),
             np.empty((0, 2), np.uint64) if digests else None,
-            np.empty((0, bands), np.uint64) if minhash else None,
+            np.empty((0, bands), np.uint64) if minhash and keys else None,
             np.empty(0, np.int32) if minhash else None,
         )
 
@@ -62,7 +121,7 @@ class ShardScan:
         for name in ("empty", "digests", "band_keys", "shingle_counts"):
             present = getattr(parts[0], name) is not None
             arrays[name] = np.concatenate([getattr(part, name) for part in parts]) if present else None
-        return cls([doc_id for part in parts for doc_id in part.ids], **arrays)
+        return cls(Ids.concat([part.ids for part in parts]), **arrays)
 
 
 @dataclass
@@ -71,7 +130,7 @@ class CorpusScan:
 
     paths: list[str]
     shard_starts: np.ndarray  # int64, len(paths) + 1
-    ids: list[str]
+    ids: Ids
     empty: np.ndarray
     digests: np.ndarray | None
     band_keys: np.ndarray | None
@@ -99,17 +158,21 @@ def scan_shard(task: ScanTask) -> ShardScan:
     """Executor task: digests and/or band keys of every document of one shard."""
     parts = [ShardScan.nothing(task.minhash, task.digests)]
     parts += [_scan_batch(batch, task) for batch in iter_batches(task.path)]
-    return ShardScan.concat(parts)
+    scan = ShardScan.concat(parts)
+    if task.spill is not None and task.minhash is not None:
+        spill_band_keys(task.spill, task.shard, scan.band_keys, task.partitions)
+        scan.band_keys = None
+    return scan
 
 
 def _scan_batch(batch: TextBatch, task: ScanTask) -> ShardScan:
     data, offsets = normalized_batch(batch, task.norm, task.minhash, task.digests)
     digests = text_digests(data, offsets) if task.digests else None
     if task.minhash is None:
-        return ShardScan(batch.ids, np.diff(offsets) == 0, digests, None, None)
+        return ShardScan(Ids.from_strings(batch.ids), np.diff(offsets) == 0, digests, None, None)
     signature_matrix, shingle_counts = batch_signatures(data, offsets, task.minhash)
     keys = band_keys(signature_matrix, *task.minhash.bands_rows())
-    return ShardScan(batch.ids, shingle_counts == 0, digests, keys, shingle_counts.astype(np.int32))
+    return ShardScan(Ids.from_strings(batch.ids), shingle_counts == 0, digests, keys, shingle_counts.astype(np.int32))
 
 
 def text_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -128,15 +191,22 @@ def scan_corpus(
     minhash: MinHashConfig | None,
     executor: Executor | None,
     digests: bool = True,
+    spill: str | Path | None = None,
+    partitions: int = 1,
 ) -> CorpusScan:
-    """Scan every shard through `executor` and join the results in corpus order."""
+    """Scan every shard through `executor` and join the results in corpus order.
+
+    With `spill`, band keys go to that folder in `partitions` parts (see `lsh.partitioned_candidate_pairs`)
+    and `CorpusScan.band_keys` is None.
+    """
     started = time.perf_counter()
     paths = [str(path) for path in shards]
     warm_kernels(minhash is not None)
-    tasks = [ScanTask(path, norm, minhash, digests) for path in paths]
+    spill = None if spill is None else str(spill)
+    tasks = [ScanTask(path, norm, minhash, digests, spill, shard, partitions) for shard, path in enumerate(paths)]
     scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
-    check_unique_ids(paths, scans)
-    joined = ShardScan.concat([ShardScan.nothing(minhash, digests), *scans])
+    joined = ShardScan.concat([ShardScan.nothing(minhash, digests, keys=spill is None), *scans])
+    check_unique_ids(paths, scans, joined.ids)
     starts = np.concatenate([[0], np.cumsum([len(scan.ids) for scan in scans])]).astype(np.int64)
     del scans
     release_memory()  # the per-shard copies just joined
@@ -152,9 +222,9 @@ def scan_corpus(
     )
 
 
-def check_unique_ids(paths: list[str], scans: list[ShardScan]) -> None:
+def check_unique_ids(paths: list[str], scans: list[ShardScan], joined: Ids) -> None:
     """Decisions are keyed by id, so a repeated id would make them ambiguous."""
-    if len({doc_id for scan in scans for doc_id in scan.ids}) == sum(len(scan.ids) for scan in scans):
+    if joined.hashes_distinct():
         return
     seen: dict[str, str] = {}
     for path, scan in zip(paths, scans):

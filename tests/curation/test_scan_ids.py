@@ -1,0 +1,38 @@
+"""A scan's ids are held as one UTF-8 buffer; repeated ids are still found, by hash then exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from corpuslab.curation.dedup import scan
+from corpuslab.curation.dedup.scan import Ids, ShardScan, check_unique_ids
+from corpuslab.errors import InputError
+
+
+def shard(ids: list[str]) -> ShardScan:
+    return ShardScan(Ids.from_strings(ids), np.zeros(len(ids), bool), None, None, None)
+
+
+def test_ids_round_trip_through_the_buffer():
+    parts = [Ids.from_strings(["a", "caf\u00e9-\u6771", ""]), Ids.from_strings([]), Ids.from_strings(["doc-\U0001f642", "z"])]
+    joined = Ids.concat(parts)
+    assert len(joined) == 5
+    assert list(joined) == ["a", "caf\u00e9-\u6771", "", "doc-\U0001f642", "z"]
+    assert joined[np.int64(3)] == "doc-\U0001f642" and joined[2] == ""
+
+
+def test_a_repeated_id_is_named_with_both_shards():
+    scans = [shard(["a", "b"]), shard(["c", "b"])]
+    with pytest.raises(InputError, match=r"'b' is not unique \(also in s0\)"):
+        check_unique_ids(["s0", "s1"], scans, Ids.concat([s.ids for s in scans]))
+    distinct = [shard(["a", "b"]), shard(["c", "d"])]
+    check_unique_ids(["s0", "s1"], distinct, Ids.concat([s.ids for s in distinct]))
+
+
+def test_a_hash_collision_is_checked_exactly(monkeypatch):
+    monkeypatch.setattr(scan, "_id_hashes", lambda data, offsets: np.zeros(len(offsets) - 1, np.uint64))
+    scans = [shard(["a", "b"]), shard(["c"])]
+    joined = Ids.concat([s.ids for s in scans])
+    assert not joined.hashes_distinct()
+    check_unique_ids(["s0", "s1"], scans, joined)  # distinct ids: no error despite equal hashes

@@ -35,9 +35,10 @@ from corpuslab.curation.decisions import DecisionWriter, repeat_counts
 from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError, StageError
-from corpuslab.executor import LocalExecutor
+from corpuslab.executor import build_executor
 from corpuslab.progress import progress
 from corpuslab.schema import to_dict
+from corpuslab.shard_log import shard_log
 from corpuslab.shards import ShardWriter, read_documents, shard_paths
 from corpuslab.sources import open_source
 from corpuslab.tokens.stream import TokenStream, write_token_stream
@@ -98,12 +99,14 @@ class Experiment:
         self.log = log
         self.root = Path(cfg.output_dir) / cfg.experiment
         self.stages = StageRunner(self.root / "stages", log)
-        self._executor: LocalExecutor | None = None
+        self._executor: Any = None
 
     @property
-    def executor(self) -> LocalExecutor:
+    def executor(self) -> Any:
+        """The `curation.executor` (a local process pool, or Ray), started on first use."""
         if self._executor is None:
-            self._executor = LocalExecutor(self.cfg.curation.workers)
+            curation = self.cfg.curation
+            self._executor = build_executor(curation.executor, {"ray": curation.ray}, curation.workers)
         return self._executor
 
     def close(self, interrupted: bool = False) -> None:
@@ -127,7 +130,7 @@ class Experiment:
         decontaminate = self.stages.stage(
             "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
         )
-        self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split))
+        self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split, decontaminate))
         tokenizer = self.stages.stage("tokenizer", split.fingerprint, cfg.tokenizer, cfg.seed)
         self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
         tokens = self.stages.stage("tokens", TOKENS_VERSION, tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
@@ -206,19 +209,20 @@ class Experiment:
         return {"canaries": len(canaries), "requested": cfg.count, "documents": writer.count, "placement": cfg.placement,
                 "train_documents": train, "share_of_train": round(share, 4), "max_share": cfg.max_share}
 
-    def _build_decontaminate(self, work: Path, split: Stage) -> dict[str, Any]:
+    def _build_decontaminate(self, work: Path, split: Stage, stage: Stage) -> dict[str, Any]:
         from corpuslab.curation.decontaminate import decontaminate
 
         cfg = self.cfg.curation
-        result = decontaminate(
-            train=shard_paths(split.path / "train"),
-            held_out={name: shard_paths(split.path / name) for name in ("val", "test")},
-            mode=cfg.decontaminate,
-            minhash=cfg.minhash,
-            normalize=cfg.normalize,
-            executor=self.executor,
-            out_dir=work,
-        )
+        with shard_log(self.executor, stage, self.log) as executor:  # a killed run keeps its finished shards
+            result = decontaminate(
+                train=shard_paths(split.path / "train"),
+                held_out={name: shard_paths(split.path / name) for name in ("val", "test")},
+                mode=cfg.decontaminate,
+                minhash=cfg.minhash,
+                normalize=cfg.normalize,
+                executor=executor,
+                out_dir=work,
+            )
         return result
 
     def _build_tokenizer(self, work: Path, split: Stage) -> dict[str, Any]:
@@ -280,15 +284,17 @@ class Experiment:
         if run.level == "chunk":
             inputs += [prepared.tokens.fingerprint, cfg.training.chunk_len, cfg.training.stride]
         stage = self.stages.plugin_stage(f"curate-{recipe.name}-{run.level}", recipe, *inputs)
-        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, recipe, with_canaries),
+        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, recipe, with_canaries, stage),
                         label=f"curate {run.name}")
         return stage
 
-    def _build_curate(self, work: Path, prepared: Prepared, index: int, recipe: Recipe, with_canaries: bool) -> dict[str, Any]:
+    def _build_curate(self, work: Path, prepared: Prepared, index: int, recipe: Recipe, with_canaries: bool,
+                      stage: Stage) -> dict[str, Any]:
         run = self.cfg.runs[index]
         items = self._write_chunk_items(work / "chunks", prepared) if run.level == "chunk" else prepared.train_shards(with_canaries)
-        context = CurationContext(self.executor, self.log, self.cfg.seed, work / "scratch", stages=self.stages)
-        decided = {d.id: d for d in recipe.decide(items, {"documents": prepared.split.path}, context)}
+        with shard_log(self.executor, stage, self.log) as executor:  # a killed run keeps its finished shards
+            context = CurationContext(executor, self.log, self.cfg.seed, work / "scratch", stages=self.stages)
+            decided = {d.id: d for d in recipe.decide(items, {"documents": prepared.split.path}, context)}
         writer = DecisionWriter(work)
         used = writer.write_all((d.id for d in read_documents(items, columns=["id"])), decided)
         counts = writer.close()

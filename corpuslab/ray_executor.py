@@ -112,7 +112,8 @@ class RayExecutor:
         cfg, key = self.config, f"{self.key}.address"
         common = {"include_dashboard": False, "log_to_driver": False, "runtime_env": cfg.runtime_env}
         if cfg.address == "local":
-            # Loopback only: a local instance never probes or listens on an outside address.
+            # Loopback only, and no usage report: a local instance never reaches or listens on an outside address.
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(num_cpus=cfg.num_cpus or self.workers or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **common)
             return
         if cfg.address != "auto":

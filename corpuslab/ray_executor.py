@@ -27,7 +27,7 @@ from corpuslab.schema import require, require_int
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-INSTALL_HINT = "the ray package, which is not installed: pip install 'corpuslab[ray]' (or pip install 'ray>=2.40')"
+INSTALL_HINT = "the ray package, which is not installed: pip install 'corpuslab[ray]' (or pip install 'ray>=2.60,<3')"
 
 
 @dataclass(frozen=True)

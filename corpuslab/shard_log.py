@@ -91,6 +91,11 @@ class ShardLog:
         with open(self.folder / f"{key}.pkl", "rb") as handle:
             return pickle.load(handle)
 
+    @property
+    def unrecorded(self) -> Any:
+        """The wrapped executor, for work that records its own progress (a stage of its own, like embed)."""
+        return self.executor
+
     def finished(self) -> int:
         """Tasks recorded as done in the folder."""
         return len(list(self.folder.glob("*.done"))) if self.folder.exists() else 0

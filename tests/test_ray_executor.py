@@ -58,7 +58,8 @@ def test_ray_maps_in_input_order_and_raises_the_tasks_own_error(ray_cluster):
 
 @needs_ray
 def test_ray_and_local_curation_give_the_same_decision_tables(tmp_path, ray_cluster, monkeypatch):
-    """Exact and near dedup arms and near decontamination, on several shards, under both executors."""
+    """Exact and near dedup, near decontamination, and a semdedup arm (embedding and cluster assignment) on
+    several shards, under both executors."""
     from corpuslab.shards import ShardWriter
 
     monkeypatch.setattr(ShardWriter.__init__, "__defaults__", ("part", 60))  # several shards per split
@@ -72,17 +73,20 @@ def test_ray_and_local_curation_give_the_same_decision_tables(tmp_path, ray_clus
 
     monkeypatch.setattr(RayExecutor, "_submit", counting_submit)
     common = [*TINY, f"output_dir={tmp_path}", "dataset.synthetic.num_docs=400",
-              "runs=[{name: exact, recipe: exact}, {name: near, recipe: near}]"]
+              "runs=[{name: exact, recipe: exact}, {name: near, recipe: near},"
+              " {name: sem, recipe: semdedup, eps: 0.2, cluster: {k: 4}, embed: {shard_docs: 100}}]"]
     stages, local = tmp_path / "tiny" / "stages", tmp_path / "local"
     run(load_config(overrides=[*common, "curation.executor=local"]), until="curate", log=lambda _: None)
     # Keep the local run's curation stages aside; the Ray run rebuilds them and reuses the rest (ingest, tokens).
     local.mkdir()
-    for folder in [*stages.glob("decontaminate-*"), *stages.glob("curate-*")]:
+    for folder in [*stages.glob("decontaminate-*"), *stages.glob("curate-*"), *stages.glob("embed-*"), *stages.glob("cluster-*")]:
         folder.rename(local / folder.name)
     run(load_config(overrides=[*common, "curation.executor=ray"]), until="curate", log=lambda _: None)
-    assert "scan_shard" in submitted and len(submitted) >= 8  # the ray run's shard tasks went through Ray
-    tables = sorted(p.relative_to(local) for p in [*local.glob("curate-*/decisions.parquet"), *local.glob("decontaminate-*/removed.parquet")])
-    assert len(tables) == 3
+    # The Ray run's shard tasks went through Ray: scans, embedding and cluster assignment.
+    assert {"scan_shard", "embed_task", "assign_task"} <= set(submitted) and submitted.count("embed_task") >= 3
+    tables = sorted(p.relative_to(local) for pattern in ("curate-*/decisions.parquet", "decontaminate-*/removed.parquet",
+                                                         "cluster-*/assignments.parquet") for p in local.glob(pattern))
+    assert len(tables) == 5
     dropped = 0
     for relative in tables:
         by_local, by_ray = pq.read_table(local / relative), pq.read_table(stages / relative)

@@ -41,10 +41,10 @@ from corpuslab.schema import to_dict
 from corpuslab.shard_log import shard_log
 from corpuslab.shards import ShardWriter, read_documents, shard_paths
 from corpuslab.sources import open_source
+from corpuslab.tokens.encode import encoded_shards
 from corpuslab.tokens.stream import TokenStream, write_token_stream
-from corpuslab.tokens.tokenizer import build_tokenizer, encode_batch, load_tokenizer
+from corpuslab.tokens.tokenizer import build_tokenizer, load_tokenizer
 
-ENCODE_BATCH = 512
 # Bumped when a stage's code changes what it writes, so folders made by older code are not reused.
 TOKENS_VERSION = 2  # 2: train.docs.parquet marks canaries
 PACK_VERSION = 2  # 2: repeat counts, stream kind in the manifest
@@ -251,21 +251,13 @@ class Experiment:
         canaries: list[bool] = []
 
         def arrays() -> Iterator[np.ndarray]:
-            batch: list[Document] = []
-            for doc in progress(read_documents(paths), f"tokenize {name}", unit="doc"):
-                batch.append(doc)
-                if len(batch) == ENCODE_BATCH:
-                    yield from _encode(batch)
-                    batch = []
-            yield from _encode(batch)
-
-        def _encode(batch: list[Document]) -> Iterator[np.ndarray]:
-            for doc, tokens in zip(batch, encode_batch(tokenizer, [d.text for d in batch])):
-                ids.append(doc.id)
-                byte_counts.append(len(doc.text.encode("utf-8")))
-                categories.append(doc.category)
-                canaries.append(doc.metadata.get("canary") is not None)
-                yield np.asarray(tokens, dtype=np.int64)
+            # One executor task per document shard (local pool or Ray), results in shard order.
+            for shard in progress(encoded_shards(self.executor, paths, tokenizer.name_or_path), f"tokenize {name}", unit="shard"):
+                ids.extend(shard.ids)
+                byte_counts.extend(shard.bytes.tolist())
+                categories.extend(shard.categories)
+                canaries.extend(shard.canaries.tolist())
+                yield from shard.documents()
 
         meta = write_token_stream(prefix, arrays(), vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
         pq.write_table(pa.table({"id": ids, "bytes": pa.array(byte_counts, pa.int64()),

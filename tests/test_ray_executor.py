@@ -58,8 +58,8 @@ def test_ray_maps_in_input_order_and_raises_the_tasks_own_error(ray_cluster):
 
 @needs_ray
 def test_ray_and_local_curation_give_the_same_decision_tables(tmp_path, ray_cluster, monkeypatch):
-    """Exact and near dedup, near decontamination, and a semdedup arm (embedding and cluster assignment) on
-    several shards, under both executors."""
+    """Exact and near dedup, near decontamination, tokenization, and a semdedup arm (embedding and cluster
+    assignment) on several shards, under both executors."""
     from corpuslab.shards import ShardWriter
 
     monkeypatch.setattr(ShardWriter.__init__, "__defaults__", ("part", 60))  # several shards per split
@@ -72,21 +72,27 @@ def test_ray_and_local_curation_give_the_same_decision_tables(tmp_path, ray_clus
         return submit(self, fn, items)
 
     monkeypatch.setattr(RayExecutor, "_submit", counting_submit)
+    monkeypatch.setattr("corpuslab.tokens.encode.PARALLEL_MIN_DOCS", 0)  # tokenize through the executor too
     common = [*TINY, f"output_dir={tmp_path}", "dataset.synthetic.num_docs=400",
               "runs=[{name: exact, recipe: exact}, {name: near, recipe: near},"
               " {name: sem, recipe: semdedup, eps: 0.2, cluster: {k: 4}, embed: {shard_docs: 100}}]"]
     stages, local = tmp_path / "tiny" / "stages", tmp_path / "local"
     run(load_config(overrides=[*common, "curation.executor=local"]), until="curate", log=lambda _: None)
-    # Keep the local run's curation stages aside; the Ray run rebuilds them and reuses the rest (ingest, tokens).
+    # Keep the local run's stages with executor tasks aside; the Ray run rebuilds them and reuses the rest.
     local.mkdir()
-    for folder in [*stages.glob("decontaminate-*"), *stages.glob("curate-*"), *stages.glob("embed-*"), *stages.glob("cluster-*")]:
+    rebuilt = ("decontaminate", "tokens", "curate", "embed", "cluster")  # the stages with executor tasks
+    for folder in [f for name in rebuilt for f in stages.glob(f"{name}-*")]:
         folder.rename(local / folder.name)
     run(load_config(overrides=[*common, "curation.executor=ray"]), until="curate", log=lambda _: None)
     # The Ray run's shard tasks went through Ray: scans, embedding and cluster assignment.
-    assert {"scan_shard", "embed_task", "assign_task"} <= set(submitted) and submitted.count("embed_task") >= 3
+    assert {"scan_shard", "encode_shard", "embed_task", "assign_task"} <= set(submitted) and submitted.count("embed_task") >= 3
     tables = sorted(p.relative_to(local) for pattern in ("curate-*/decisions.parquet", "decontaminate-*/removed.parquet",
                                                          "cluster-*/assignments.parquet") for p in local.glob(pattern))
     assert len(tables) == 5
+    streams = sorted(p.relative_to(local) for p in local.glob("tokens-*/*") if p.name != "manifest.json")
+    assert len(streams) == 12  # train, val, test: tokens, offsets, meta, documents
+    for relative in streams:
+        assert (local / relative).read_bytes() == (stages / relative).read_bytes(), relative
     dropped = 0
     for relative in tables:
         by_local, by_ray = pq.read_table(local / relative), pq.read_table(stages / relative)

@@ -465,6 +465,9 @@ class Experiment:
             _resolve_pretrained(cfg.tokenizer.name, "tokenizer.name", "tokenizer")
         if checkpoint:
             _resolve_pretrained(checkpoint, "--checkpoint", "model")
+        check = getattr(self.executor, "check", None)  # a cluster address that does not answer (curation.ray.address)
+        if check is not None:
+            check()
 
     def build(self, until: str = "report", arms: list[int] | None = None) -> dict[str, Any] | None:
         """Walk the pipeline (`PIPELINE`) up to and including stage `until`, for the given arms (all by

@@ -108,6 +108,11 @@ class RayExecutor:
             self._started = True
         self._connected = True
 
+    def check(self) -> None:
+        """Before any stage runs: a cluster address that does not answer stops the run in seconds."""
+        if self.config.address not in ("local", "auto"):
+            self._check_reachable(self.config.address, f"{self.key}.address")
+
     def _init(self, ray: Any) -> None:
         cfg, key = self.config, f"{self.key}.address"
         common = {"include_dashboard": False, "log_to_driver": False, "runtime_env": cfg.runtime_env}
@@ -121,7 +126,8 @@ class RayExecutor:
         try:
             ray.init(address=cfg.address, **common)
         except (ConnectionError, TimeoutError, RuntimeError) as err:
-            raise ConfigError(key, cfg.address, f"a running Ray cluster ({err}); {self._what_to_do()}") from None
+            found = "no Ray cluster was found from this machine" if cfg.address == "auto" else f"Ray could not join it: {err}"
+            raise ConfigError(key, cfg.address, f"a running Ray cluster, but {found}; {self._what_to_do()}") from None
 
     def _check_reachable(self, address: str, key: str) -> None:
         """Ray itself retries an unreachable address for minutes: a plain TCP connect says so in seconds."""

@@ -127,17 +127,20 @@ def closed_port() -> int:
 
 
 @needs_ray
-def test_an_unreachable_ray_address_names_the_key_and_what_to_do(monkeypatch):
+def test_an_unreachable_ray_address_names_the_key_and_what_to_do(tmp_path, monkeypatch):
     import ray
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process, even if a test started Ray
     address = f"127.0.0.1:{closed_port()}"
-    cfg = load_config(overrides=[*TINY, "curation.executor=ray", f"curation.ray.address={address}",
+    cfg = load_config(overrides=[*TINY, f"output_dir={tmp_path}", "curation.executor=ray", f"curation.ray.address={address}",
                                  "curation.ray.connect_timeout_s=2"])
     executor = build_executor(cfg.curation.executor, {"ray": cfg.curation.ray}, cfg.curation.workers)
     with pytest.raises(ConfigError, match="curation.ray.address") as err:
         executor.connect()
     assert address in str(err.value) and "ray start --head" in str(err.value)
+    with pytest.raises(ConfigError, match="curation.ray.address"):
+        run(cfg, until="curate", log=lambda _: None)
+    assert not list((tmp_path / "tiny" / "stages").glob("ingest-*"))  # stopped before the first stage
 
 
 def test_ray_settings_are_checked_at_load():

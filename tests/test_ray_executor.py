@@ -27,12 +27,19 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A local Ray on 127.0.0.1 with two CPUs, started through the executor's own `address: local` path."""
-    # Ray workers import this test module's helpers by name.
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    # Ray workers import this test module's helpers by name: they inherit the environment Ray starts with.
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), previous) if p)
     executor = RayExecutor(RayConfig(address="local", num_cpus=2))
-    executor.connect()
-    yield executor
-    executor.close()
+    try:
+        executor.connect()
+        yield executor
+    finally:
+        executor.close()
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
 
 
 def square(x: int) -> int:

@@ -157,6 +157,15 @@ def test_ray_settings_are_checked_at_load():
         load_config(overrides=["curation.ray.cpus_per_task=0"])
     with pytest.raises(ConfigError, match="curation.executor"):
         load_config(overrides=["curation.executor=dask"])
+    with pytest.raises(ConfigError, match=r"curation\.executor\.address"):  # the inline form names its own key
+        load_config(overrides=["curation.executor={name: ray, address: nowhere}"])
+
+
+@needs_ray
+def test_inline_executor_parameters_override_the_ray_section():
+    cfg = load_config(overrides=["curation.executor={name: ray, address: '10.0.0.1:6379'}", "curation.ray.num_cpus=3"])
+    executor = build_executor(cfg.curation.executor, {"ray": cfg.curation.ray}, None)
+    assert isinstance(executor, RayExecutor) and executor.config.address == "10.0.0.1:6379" and executor.config.num_cpus == 3
 
 
 def test_ray_not_installed_names_the_extra(monkeypatch):

@@ -108,18 +108,12 @@ def plain_loop(model, stream, windows, args, device, tick) -> float:
 
 
 def procedure_loop(model, stream, windows, args, out_dir, tick) -> float:
+    from _timing import StepTimer
+
     from corpuslab.compression.procedures import PhaseConfig
-    from corpuslab.training.callbacks import Callback
     from corpuslab.training.config import TrainingConfig
     from corpuslab.training.procedures import procedures
     from corpuslab.training.trainer import train
-
-    class Timer(Callback):
-        def on_step_end(self, trainer) -> None:
-            if trainer.step == args.warmup:
-                tick("start")
-            if trainer.step == trainer.total_steps:
-                tick("end")
 
     params = {"name": args.child, "prelude": {"epochs": 0}, "main": {"epochs": 1}, "fine_tuning": {"epochs": 0}}
     if args.child != "vanilla":
@@ -132,7 +126,7 @@ def procedure_loop(model, stream, windows, args, out_dir, tick) -> float:
                          log_interval=10**9, eval_interval=10**9, device=args.device, num_threads=args.threads)
     # No validation stream: the plain loop validates nothing either (TAMADE is off here and timed on its own).
     result = train(model, stream, windows, None, None, cfg, out_dir, log=lambda _: None,
-                   callbacks=[Timer()], procedure=procedure)
+                   callbacks=[StepTimer(args.warmup, tick)], procedure=procedure)
     return result.curve[-1]["loss"]
 
 
@@ -156,6 +150,19 @@ def tamade(model, val, val_windows, args, device) -> dict:
     eps, _, steps = tamade_threshold(loss_at, baseline, 0.01, max_steps=args.tamade_steps)
     return {"loop": "tamade", "seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds() - cpu,
             "halvings": steps, "threshold": eps, "sequences": len(val_windows)}
+
+
+def _child_arguments(argv: list[str]) -> list[str]:
+    """The command line a child gets: everything but --tamade and --loops (`--loops=a,b` or `--loops a,b`)."""
+    forward, skip = [], False
+    for arg in argv:
+        if skip or arg == "--tamade" or arg.startswith("--loops="):
+            skip = False
+            continue
+        skip = arg == "--loops"
+        if not skip:
+            forward.append(arg)
+    return forward
 
 
 def run_child(args, loop: str) -> dict:
@@ -183,7 +190,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args)))
         return
-    args.forward = [a for a in sys.argv[1:] if a != "--tamade" and not a.startswith("--loops")]
+    args.forward = _child_arguments(sys.argv[1:])
     loops = [loop for loop in args.loops.split(",") if loop]
     if "plain" not in loops or any(loop not in LOOPS for loop in loops):
         parser.error(f"--loops: a subset of {', '.join(LOOPS)} including plain")

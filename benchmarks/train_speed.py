@@ -149,22 +149,16 @@ def plain_loop(model, stream, windows, args, device, tick) -> float:
 
 def corpuslab_loop(model, stream, windows, args, out_dir: Path, tick) -> float:
     """corpuslab's `train()` with the same settings, timed by a callback between the same steps."""
-    from corpuslab.training.callbacks import Callback
-    from corpuslab.training.trainer import TrainingConfig, train
+    from _timing import StepTimer
 
-    class Timer(Callback):
-        def on_step_end(self, trainer) -> None:
-            if trainer.step == args.warmup:
-                tick("start")
-            if trainer.step == trainer.total_steps:
-                tick("end")
+    from corpuslab.training.trainer import TrainingConfig, train
 
     total = args.warmup + args.steps
     cfg = TrainingConfig(chunk_len=args.chunk_len, batch_size=args.batch_size, max_steps=total, lr=1e-3,
                          warmup_steps=0, min_lr_ratio=1.0, grad_clip=1.0, log_interval=10**9,
                          eval_interval=10**9, precision="bf16" if args.bf16 else "fp32", device=args.device,
                          resume="never")
-    result = train(model, stream, windows, None, None, cfg, out_dir, log=lambda _: None, callbacks=[Timer()])
+    result = train(model, stream, windows, None, None, cfg, out_dir, log=lambda _: None, callbacks=[StepTimer(args.warmup, tick)])
     return result.curve[-1]["loss"]
 
 

@@ -38,7 +38,7 @@ def open_experiment(cfg: ExperimentConfig, log: Callable[[str], None] | None = N
     with exclusive_lock(experiment.root):
         if run_log is not None:
             run_log.attach(experiment.root / "run.log")
-        experiment.log(f"corpuslab {label}: experiment '{cfg.experiment}' -> {experiment.root}")
+        experiment.log(f"corpuslab {label}: experiment '{cfg.experiment}' -> {_destination(cfg, experiment.root)}")
         try:
             yield experiment
         except KeyboardInterrupt:
@@ -46,6 +46,12 @@ def open_experiment(cfg: ExperimentConfig, log: Callable[[str], None] | None = N
             raise
         finally:
             experiment.close()
+
+
+def _destination(cfg: ExperimentConfig, root: Path) -> str:
+    from corpuslab.paths import is_url, join
+
+    return f"{join(cfg.output_dir, cfg.experiment)} (working in {root})" if is_url(cfg.output_dir) else str(root)
 
 
 def arm_indices(cfg: ExperimentConfig, names: Sequence[str] | None, key: str = "arms") -> list[int]:

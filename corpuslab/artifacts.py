@@ -18,11 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corpuslab.atomic import write_json_atomic  # noqa: F401  (re-exported: stages write JSON)
 from corpuslab.errors import ConfigError, CorpuslabError, StageError
 from corpuslab.schema import to_dict
+
+if TYPE_CHECKING:
+    from corpuslab.stage_cache import StageCache
 
 MANIFEST = "manifest.json"
 
@@ -65,9 +68,10 @@ class Stage:
 class StageRunner:
     """Runs stages once: reuses complete ones, builds missing ones atomically, and says which it did."""
 
-    def __init__(self, root: Path, log: Callable[[str], None]):
+    def __init__(self, root: Path, log: Callable[[str], None], cache: StageCache | None = None):
         self.root = root
         self.log = log
+        self.cache = cache  # a shared stage cache (corpuslab.stage_cache): read before building, written after
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -95,7 +99,13 @@ class StageRunner:
         label = label or stage.name
         if stage.is_complete():
             self.log(f"[{label}] reused {stage.path.name}")
+            if self.cache is not None and not self.cache.has(stage):  # built before the cache was set, or elsewhere
+                self._upload(stage, label)
             return stage.manifest()
+        if self.cache is not None and (cached := self.cache.download(stage)) is not None:
+            shutil.rmtree(stage.partial_path, ignore_errors=True)  # a resumable stage's attempt is superseded
+            self.log(f"[{label}] downloaded {stage.path.name} from {self.cache.describe()}")
+            return cached
         for debris in stage.root.glob(f".{stage.path.name}.tmp-*"):  # left by a killed run; we hold the lock
             shutil.rmtree(debris, ignore_errors=True)
         work = stage.partial_path if resumable else stage.root / f".{stage.path.name}.tmp-{os.getpid()}"
@@ -120,7 +130,15 @@ class StageRunner:
         except MemoryError as err:
             raise StageError(label, "ran out of memory; lower the corpus size or batch size and rerun") from err
         self.log(f"[{label}] finished in {manifest['seconds']:.1f}s")
+        if self.cache is not None:
+            self._upload(stage, label)
         return manifest
+
+    def _upload(self, stage: Stage, label: str) -> None:
+        assert self.cache is not None
+        files = self.cache.upload(stage)
+        self.log(f"[{label}] uploaded {files} files to {self.cache.describe()}" if files
+                 else f"[{label}] already in {self.cache.describe()} (another run uploaded it)")
 
 
 def os_error_as_stage_error(label: str, err: OSError, folder: Path | None = None) -> CorpuslabError:

@@ -20,12 +20,14 @@ from corpuslab.corpus.canary_config import CanaryConfig
 from corpuslab.corpus.split import SplitConfig
 from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.errors import ConfigError, InputError
+from corpuslab.paths import check_url
 from corpuslab.ray_executor import INSTALL_HINT, RayConfig, ray_installed
 from corpuslab.registry import split_spec
 from corpuslab.schema import from_dict, require, to_dict
 from corpuslab.sources.hf import HFConfig
 from corpuslab.sources.local import LocalConfig
 from corpuslab.sources.synthetic import SyntheticConfig
+from corpuslab.stage_cache import CacheConfig
 from corpuslab.tokens.tokenizer import TokenizerConfig
 from corpuslab.training.config import ModelConfig, TrainingConfig
 
@@ -244,6 +246,7 @@ class ExperimentConfig:
     seeds: list[int] | None = None
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     plugins: list[str] = field(default_factory=list)  # your modules (files or importable names) that register plug-ins
+    cache: CacheConfig = field(default_factory=CacheConfig)  # a shared stage cache (s3://...), see corpuslab.stage_cache
 
     def __post_init__(self) -> None:
         # `evaluation.tasks: null` means: the built-in synthetic tasks when the corpus is the synthetic one
@@ -262,6 +265,7 @@ class ExperimentConfig:
     def validate(self, prefix: str = "") -> None:
         require(bool(self.experiment) and "/" not in self.experiment, "experiment", self.experiment, "a non-empty name without '/'")
         require(len(self.runs) > 0, "runs", self.runs, "a list of at least one arm, e.g. [{name: no_dedup, recipe: none}]")
+        check_url("output_dir", self.output_dir)  # a URL's package (s3fs for s3://) is installed
         if self.seeds is not None:
             require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds,
                     "a non-empty list of distinct integers, or null for [seed]")

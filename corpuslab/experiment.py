@@ -36,11 +36,13 @@ from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError, StageError
 from corpuslab.executor import build_executor
+from corpuslab.paths import is_url, join, local_output_dir, publish
 from corpuslab.progress import progress
 from corpuslab.schema import to_dict
 from corpuslab.shard_log import shard_log
 from corpuslab.shards import ShardWriter, read_documents, shard_paths
 from corpuslab.sources import open_source
+from corpuslab.stage_cache import open_cache
 from corpuslab.tokens.encode import encoded_shards
 from corpuslab.tokens.stream import TokenStream, write_token_stream
 from corpuslab.tokens.tokenizer import build_tokenizer, load_tokenizer
@@ -97,8 +99,10 @@ class Experiment:
     def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None]):
         self.cfg = cfg
         self.log = log
-        self.root = Path(cfg.output_dir) / cfg.experiment
-        self.stages = StageRunner(self.root / "stages", log)
+        # A URL output_dir (s3://...) works in a local staging folder: its stages go to the shared cache,
+        # its report files are uploaded when written (corpuslab.paths, corpuslab.stage_cache).
+        self.root = local_output_dir(cfg.output_dir) / cfg.experiment
+        self.stages = StageRunner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment))
         self._executor: Any = None
 
     @property
@@ -497,6 +501,9 @@ class Experiment:
                 report = write_report(self, prepared, arm_stages, files)
                 write_text_atomic(files.path("config.yaml"), dump_config(self.cfg))
             kept = _keep_run(self.root)
+            if is_url(self.cfg.output_dir):
+                published = publish(self.root, [*RUN_OUTPUTS, "run.log", f"runs/{kept.name}"], join(self.cfg.output_dir, self.cfg.experiment))
+                self.log(f"uploaded {len(published)} result files to {join(self.cfg.output_dir, self.cfg.experiment)}")
         except OSError as err:  # a full disk: the same message as in a stage; the report is rebuilt on the rerun
             raise os_error_as_stage_error("report", err, self.root) from err
         self.log("results (means over seeds; every column in summary.tsv, intervals in report.html):\n"

@@ -405,14 +405,18 @@ class PMMPVariables(_Phased):
 
 class MaskPruning(_Phased):
     """TAMADE on the main phase's schedule; the mask (|theta| > eps, and-ed with the previous one) is applied
-    after every update from the first pruning on, fine-tuning included."""
+    after every update from the first pruning on, fine-tuning included.
+
+    `masks` (one bool tensor per parameter, in `named_parameters()` order) is a mask the run starts with: an
+    earlier run's, when it continues that run's model (`use_pretrained_model`). It is applied before the first
+    update and after every update, and later prunings and-ed with it, so what it pruned stays zero."""
 
     name = "pruning"
 
-    def __init__(self, sampler: PhasedChunks, config: PruningConfig):
+    def __init__(self, sampler: PhasedChunks, config: PruningConfig, masks: list[torch.Tensor] | None = None):
         super().__init__(sampler)
         self.config = config
-        self.masks: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = list(masks or [])
         self.history: list[dict[str, Any]] = []
 
     def after_optimizer_step(self, trainer: Trainer) -> None:
@@ -477,6 +481,11 @@ class MaskPruning(_Phased):
     def on_train_start(self, trainer: Trainer) -> None:
         super().on_train_start(trainer)
         self.masks = [m.to(trainer.device) for m in self.masks]
+        shapes = [tuple(param.shape) for param in trainer.model.parameters()]
+        if self.masks and [tuple(m.shape) for m in self.masks] != shapes:
+            raise StageError("train", f"the pruning mask has {len(self.masks)} tensors that do not match the model's "
+                             f"{len(shapes)} parameters: was it made for another model?")
+        self.apply(trainer)  # a mask carried over from an earlier run holds from the first forward on
 
 
 class CodeLength(_Phased):
@@ -523,13 +532,19 @@ class CompressionProcedure(Procedure):
     def __init__(self, config: Any = None):
         Plugin.__init__(self, config)
         self.sampler = PhasedChunks(PhasesConfig(self.config.prelude, self.config.main, self.config.fine_tuning))
+        self.initial_masks: list[torch.Tensor] | None = None
+
+    def inherit_mask(self, masks: list[torch.Tensor] | None) -> None:
+        """Start from an earlier run's pruning mask (one bool tensor per parameter, `named_parameters()` order)."""
+        self.initial_masks = list(masks) if masks else None
 
     def regularizers(self) -> list[Callback]:
         return []
 
     def callbacks(self) -> list[Callback]:
         # Kept so the runner can read the run's code length, pruning history and PMMP summary after training.
-        self.created = [*self.regularizers(), MaskPruning(self.sampler, self.config.pruning), CodeLength(self.sampler)]
+        self.created = [*self.regularizers(), MaskPruning(self.sampler, self.config.pruning, self.initial_masks),
+                        CodeLength(self.sampler)]
         return self.created
 
     def total_steps(self, n_windows: int, batch_size: int) -> int:

@@ -34,6 +34,8 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
     config = _config(row)
     out: dict[str, Any] = {"run": row["run"], "status": row["status"], "procedure": row["procedure"]["name"],
                            "size": row["size"], "model": row["model"], "use_pretrained_model": row["use_pretrained_model"]}
+    held_out = row.get("held_out") or {}
+    out.update({"held_out": held_out.get("mode"), "validation": held_out.get("validation"), "test": held_out.get("test")})
     for key in PARAMETER_COLUMNS:
         out[key] = config.get(key)
     for phase in ("prelude", "main", "fine_tuning"):
@@ -45,7 +47,8 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
                 "prune_every": pruning["prune_every"],
                 "tolerated_relative_loss_increase": pruning["tolerated_relative_loss_increase"],
                 "prunings": len(row.get("pruning") or []),
-                "last_threshold": (row.get("pruning") or [{}])[-1].get("threshold")})
+                "last_threshold": (row.get("pruning") or [{}])[-1].get("threshold"),
+                "inherited_masked_params": row.get("inherited_masked_params")})
     metrics = row.get("metrics") or {}
     for key in METRIC_COLUMNS:
         out[key] = metrics.get(key)
@@ -99,11 +102,16 @@ class CompressionResults(Section):
                            ("nonzero_params", "model_bytes", "train_bpb", "test_bpb", "online_code_length_bits",
                             "online_bpb", "description_length_bytes", "compression_ratio"))])
         baselines = self._baselines(page)
+        held_out = list(dict.fromkeys((h["mode"], h["validation"], h["test"]) for h in
+                                      (page.arms[n].get("held_out") for n in page.names) if h))
+        where = {"source": "the source's own splits", "stream": "the same stream as training"}
+        splits = "".join(f'<p class="note">Validation and test ({where[mode]}): validation {escape(val)}; test '
+                         f"{escape(test)}.</p>\n" for mode, val, test in held_out)
         note = ('<p class="note">bpb: bits per byte. Model bytes = 4 x non-zero parameters. Description length = model '
                 "bytes + train loss x training bytes / (8 ln 2); ratio = training bytes / description length. The online "
                 "(prequential) code length sums each batch's loss, taken before its update, over the first pass.</p>")
         return (f'<h1>corpuslab · {escape(str(page.report.get("experiment", "")))}</h1>\n'
-                f'<h2 id="{self.anchor}">{self.title}</h2>\n{table(header, rows, text_columns=(0, 1, 2))}\n{note}\n{baselines}')
+                f'<h2 id="{self.anchor}">{self.title}</h2>\n{table(header, rows, text_columns=(0, 1, 2))}\n{note}\n{splits}{baselines}')
 
     def _baselines(self, page: Page) -> str:
         seen: dict[Any, dict[str, Any]] = {}

@@ -3,9 +3,12 @@
     bytes (per training size)  ->  per run: train -> evaluate  ->  runs.tsv, results.json, report.html
 
 - bytes: the leading N bytes of `dataset` cut into chunks (`data`), written as uint8 token streams, and the
-  gzip / bzip2 / xz / zstd baselines on exactly the training bytes.
+  gzip / bzip2 / xz / zstd baselines on exactly the training bytes. Validation and test are the source's own
+  splits when it has them, else the bytes after the training bytes (`data.held_out`; the manifest and every
+  results row say which).
 - train: the run's procedure (vanilla / rl1 / drr / pmmp, or any registered compression procedure) for the
-  updates its phases make; `use_pretrained_model` starts from an earlier run's final model; `max_runtime`
+  updates its phases make; `use_pretrained_model` starts from an earlier run's final model and pruning mask
+  (`mask.safetensors`: what it pruned stays zero and masked); `max_runtime`
   saves the state and stops the run cleanly (a rerun continues it), `checkpoint_time` saves every N seconds.
 - evaluate: test and train bits per byte, non-zero parameters, model bytes, description length, ratios.
 
@@ -27,7 +30,9 @@ from corpuslab.artifacts import Stage, StageRunner, exclusive_lock, write_json_a
 from corpuslab.atomic import write_text_atomic
 from corpuslab.config import DatasetConfig, _resolve_input_paths, apply_override, deep_merge, load_plugins, read_yaml
 from corpuslab.errors import ConfigError, CorpuslabError
+from corpuslab.paths import check_url, is_url, join, local_output_dir, publish
 from corpuslab.schema import from_dict, require, to_dict
+from corpuslab.stage_cache import CacheConfig, open_cache
 from corpuslab.training.callbacks import Callback
 from corpuslab.training.config import ModelConfig, TrainingConfig
 
@@ -35,7 +40,9 @@ from . import packaged  # noqa: F401  (registers the packaged_text source)
 from .data import SIZE_PRESETS, VOCAB, BytesConfig
 from .procedures import CompressionProcedure
 
-BYTES_VERSION = 1
+BYTES_VERSION = 2  # 2: validation and test from the source's own splits when it has them (data.held_out)
+TRAIN_VERSION = 2  # 2: the run's pruning mask is saved (mask.safetensors) and carried by use_pretrained_model
+MASK_FILE = "mask.safetensors"
 TRAINING_DEFAULTS: dict[str, Any] = {
     # The seed trains with plain Adam at a constant learning rate, no clipping: so do these defaults.
     "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0, "min_lr_ratio": 1.0, "grad_clip": 0.0,
@@ -87,8 +94,10 @@ class CompressionExperiment:
     plugins: list[str] = field(default_factory=list)
     # Procedure parameters every run shares (phases, pruning); a run's own procedure parameters override them.
     procedure_defaults: dict[str, Any] = field(default_factory=dict)
+    cache: CacheConfig = field(default_factory=CacheConfig)  # a shared stage cache (s3://...), as for experiments
 
     def validate(self, prefix: str = "") -> None:
+        check_url("output_dir", self.output_dir)
         context = self.model.validate().context
         require(self.data.chunk_bytes - 1 <= context, "data.chunk_bytes", self.data.chunk_bytes,
                 f"at most the model context + 1 ({context + 1}, model.context): a chunk gives chunk_bytes - 1 inputs")
@@ -129,6 +138,7 @@ def load_compression_config(paths: list[str], overrides: list[str] | None = None
     for path in paths:
         data = read_yaml(Path(path))
         _resolve_input_paths(data, Path(path).resolve().parent)
+        _resolve_split_paths(data, Path(path).resolve().parent)
         merged = deep_merge(merged, data)
     for override in overrides or []:
         apply_override(merged, override)
@@ -141,6 +151,15 @@ def load_compression_config(paths: list[str], overrides: list[str] | None = None
         merged["training"] = {**training, "max_steps": 1}  # a placeholder; each run's phases set the real count
     load_plugins(merged.get("plugins") or [])
     return from_dict(CompressionExperiment, merged, "")
+
+
+def _resolve_split_paths(data: dict[str, Any], folder: Path) -> None:
+    """data.val_paths / data.test_paths relative to the config file, as dataset.local.paths are."""
+    section = data.get("data")
+    for key in ("val_paths", "test_paths"):
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, list):
+            section[key] = [str(folder / v) if isinstance(v, str) and v and not Path(v).is_absolute() else v for v in value]
 
 
 class RunStopped(CorpuslabError):
@@ -170,31 +189,45 @@ class RuntimeLimit(Callback):
 class CompressionExperimentRunner:
     def __init__(self, cfg: CompressionExperiment, log: Callable[[str], None] = print):
         self.cfg, self.log = cfg, log
-        self.root = Path(cfg.output_dir) / cfg.experiment
-        self.stages = StageRunner(self.root / "stages", log)
+        self.root = local_output_dir(cfg.output_dir) / cfg.experiment  # a URL: a local staging folder, uploaded
+        self.stages = StageRunner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment))
 
     # ------------------------------------------------------------------ bytes
 
     def bytes_stage(self, data_cfg: BytesConfig, key: str = "data.size") -> Stage:
         from corpuslab.sources import open_source
 
+        from .heldout import resolve_held_out
+
         source = open_source(self.cfg.dataset, self.cfg.seed)
-        stage = self.stages.stage("bytes", BYTES_VERSION, self.cfg.dataset, source.inputs_fingerprint(), data_cfg)
-        self.stages.run(stage, lambda work: self._build_bytes(work, source, data_cfg, key), label=f"bytes {data_cfg.size}")
+        held_out = resolve_held_out(source, data_cfg)
+        stage = self.stages.stage("bytes", BYTES_VERSION, self.cfg.dataset, source.inputs_fingerprint(), data_cfg,
+                                  held_out.mode, held_out.fingerprints())
+        self.stages.run(stage, lambda work: self._build_bytes(work, source, held_out, data_cfg, key),
+                        label=f"bytes {data_cfg.size}")
         return stage
 
-    def _build_bytes(self, work: Path, source: Any, data_cfg: BytesConfig, key: str) -> dict[str, Any]:
-        from .data import leading_bytes, split_bytes, write_byte_stream
+    def _build_bytes(self, work: Path, source: Any, held_out: Any, data_cfg: BytesConfig, key: str) -> dict[str, Any]:
+        from .data import leading_bytes, read_split, split_bytes, write_byte_stream
         from .metrics import baselines
 
         train = data_cfg.train_bytes()
-        limit = None if train is None else train + data_cfg.val_bytes + data_cfg.test_bytes
-        head = leading_bytes(source.documents(), limit)
-        splits = split_bytes(head, data_cfg, complete=limit is None or len(head) < limit, key=key)
+        if held_out.mode == "stream":
+            limit = None if train is None else train + data_cfg.val_bytes + data_cfg.test_bytes
+            head = leading_bytes(source.documents(), limit)
+            splits = split_bytes(head, data_cfg, complete=limit is None or len(head) < limit, key=key)
+        else:
+            value_of = {"val": data_cfg.val_bytes, "test": data_cfg.test_bytes}
+            splits = {"train": read_split(source.documents(), train, key, data_cfg.size,
+                                          f"the training source ({source.description()})")}
+            for name, split_source in (("val", held_out.val), ("test", held_out.test)):
+                splits[name] = read_split(split_source.documents(), data_cfg.held_out_bytes(name), f"data.{name}_bytes",
+                                          value_of[name], split_source.description())
         meta = {name: write_byte_stream(work / name, data, data_cfg.chunk_bytes) for name, data in splits.items()}
         compared = baselines(splits["train"], self.cfg.evaluation.chunked_baseline_bytes)
         write_json_atomic(work / "baselines.json", compared)
-        return {"splits": meta, "baselines": compared, "source": source.description()}
+        return {"splits": meta, "baselines": compared, "source": source.description(),
+                "held_out": held_out.describe(data_cfg)}
 
     # ------------------------------------------------------------------ train
 
@@ -204,7 +237,7 @@ class CompressionExperimentRunner:
         cfg, run = self.cfg, self.cfg.runs[index]
         procedure = cfg.procedure(index)
         training = self._training(procedure, data)
-        stage = self.stages.stage("train", data.fingerprint, cfg.model, _weights_key(training), procedure.fingerprint(),
+        stage = self.stages.stage("train", TRAIN_VERSION, data.fingerprint, cfg.model, _weights_key(training), procedure.fingerprint(),
                                   pretrained.fingerprint if pretrained else None)
         try:
             self.stages.run(stage, lambda work: self._build_train(work, procedure, training, data, pretrained),
@@ -231,9 +264,13 @@ class CompressionExperimentRunner:
         from .data import chunk_starts
 
         model = build_model(self.cfg.model, vocab_size=VOCAB, seed=self.cfg.seed)
+        inherited = 0
         if pretrained is not None:
             model.load_state_dict(load_file(pretrained.path / "final" / "model.safetensors"), strict=False)
             model.tie_weights()
+            masks = read_mask(pretrained.path / MASK_FILE, model)
+            procedure.inherit_mask(masks)
+            inherited = sum(int((~m).sum()) for m in masks or [])
         splits = data.manifest()["splits"]
         chunk = self.cfg.data.chunk_bytes
         stream, val = TokenStream.open(data.path / "train"), TokenStream.open(data.path / "val")
@@ -242,8 +279,12 @@ class CompressionExperimentRunner:
                        callbacks=[RuntimeLimit(self.cfg.max_runtime, self.cfg.checkpoint_time)], procedure=procedure)
         callbacks = {getattr(c, "name", ""): c for c in procedure.created}
         code = callbacks["code_length"]
+        masks = callbacks["pruning"].masks
+        if masks:  # a later run that continues this model (use_pretrained_model) starts from this mask
+            write_mask(work / MASK_FILE, model, masks)
         record = {"online_code_length_bits": code.online_bits, "online_code_length_tokens": code.online_tokens,
                   "epochs": code.epochs, "pruning": callbacks["pruning"].history,
+                  "inherited_masked_params": inherited, "masked_params": sum(int((~m).sum()) for m in masks),
                   **(callbacks["pmmp"].summary() if "pmmp" in callbacks else {})}
         write_json_atomic(work / "curve.json", result.curve)
         write_json_atomic(work / "compression.json", record)
@@ -325,6 +366,8 @@ class CompressionExperimentRunner:
                        "baselines": {str(k.size): v.manifest()["baselines"] for k, v in data_stages.items()}}
             write_results(self.root, results)
             write_text_atomic(self.root / "config.json", json.dumps(to_dict(cfg), indent=2))
+            if is_url(cfg.output_dir):
+                publish(self.root, ["results.json", "runs.tsv", "report.html", "config.json"], join(cfg.output_dir, cfg.experiment))
         self.log(f"results: {self.root / 'runs.tsv'}\n         {self.root / 'report.html'} ({time.time() - start:.1f}s)")
         return results
 
@@ -333,6 +376,7 @@ class CompressionExperimentRunner:
         row: dict[str, Any] = {"run": run.name, "status": status, "procedure": procedure.describe(),
                                "size": self.cfg.run_data(index).size,
                                "dataset_bytes": data.manifest()["splits"]["train"]["bytes"],
+                               "held_out": data.manifest()["held_out"],
                                "model": self.cfg.model.preset, "use_pretrained_model": run.use_pretrained_model,
                                "baselines": data.manifest()["baselines"]}
         if trained is not None:
@@ -342,6 +386,7 @@ class CompressionExperimentRunner:
             row["tokens_per_second"] = manifest["result"]["tokens_per_second"]
             row["updates"] = manifest["result"]["steps"]
             row["pruning"] = manifest["compression"]["pruning"]
+            row["inherited_masked_params"] = manifest["compression"]["inherited_masked_params"]
             row["pmmp"] = {k: v for k, v in manifest["compression"].items() if k.startswith("pmmp_")}
             compression = json.loads((trained.path / "compression.json").read_text())
             row["epochs"] = compression["epochs"]
@@ -349,6 +394,28 @@ class CompressionExperimentRunner:
         if evaluated is not None:
             row["metrics"] = evaluated.manifest()["metrics"]
         return row
+
+
+def write_mask(path: Path, model: Any, masks: list[Any]) -> None:
+    """The pruning mask as {parameter name: bool tensor} (`named_parameters()` order and names)."""
+    from safetensors.torch import save_file
+
+    names = [name for name, _ in model.named_parameters()]
+    save_file({name: mask.detach().cpu().contiguous() for name, mask in zip(names, masks, strict=True)}, str(path))
+
+
+def read_mask(path: Path, model: Any) -> list[Any] | None:
+    """The mask `write_mask` saved, in the order of `model.named_parameters()`; None when the run pruned nothing."""
+    if not path.exists():
+        return None
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    named = list(model.named_parameters())
+    if sorted(saved) != sorted(name for name, _ in named) or any(saved[n].shape != p.shape for n, p in named):
+        raise CorpuslabError(f"{path}: the pruning mask does not fit the model (parameters {sorted(saved)[:4]}...); "
+                             "use_pretrained_model needs a run of the same model preset")
+    return [saved[name].bool() for name, _ in named]
 
 
 def size_label(size: str | int) -> str:

@@ -88,7 +88,7 @@ def aggregate(paths: Sequence[str | Path]) -> tuple[list[str], list[dict[str, An
     return [*columns, "dir"], rows
 
 
-IGNORED_IN_LABELS = ("output_dir", "logging.")  # where a run was written or logged says nothing about it
+IGNORED_IN_LABELS = ("output_dir", "logging.", "cache.")  # where a run was written or logged says nothing about it
 
 
 def run_labels(folders: Sequence[Path]) -> dict[Path, str]:

@@ -329,12 +329,13 @@ def _clean(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def reproducible_part(report: dict[str, Any]) -> dict[str, Any]:
-    """The report without what legitimately differs between two runs of one config: wall-clock timings and the
-    output folder's paths. Used to check that a resumed run reproduced an uninterrupted one."""
+    """The report without what legitimately differs between two runs of one config: wall-clock timings, the
+    output folder's paths and the stage cache's URL. Used to check that a resumed run reproduced an uninterrupted one."""
     import copy
 
     report = copy.deepcopy(report)
     report["config"].pop("output_dir", None)
+    report["config"].pop("cache", None)  # where stages were shared changes no number
     for arm in report["arms"].values():
         arm.pop("artifacts", None)
         arm["curation"].get("engine", {}).pop("runtime", None)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from corpuslab.errors import InputError
+from corpuslab.paths import is_url, mirror_inputs, origin_of, strip_file_scheme
 from corpuslab.sources.badinput import BadInputLog, handle_bad_input
 
 if TYPE_CHECKING:
@@ -70,11 +71,11 @@ def file_format(path: Path, cfg: LocalConfig) -> tuple[str, str | None]:
     suffix_fmt, compression = suffix_format(path)
     fmt = suffix_fmt if cfg.format == "auto" else cfg.format
     if fmt is None:
-        raise InputError(str(path), "cannot tell the format from the file extension; expected one of "
+        raise InputError(origin_of(path), "cannot tell the format from the file extension; expected one of "
                                     f"{', '.join(SUFFIX_FORMATS)} (optionally .gz/.zst), or set "
                                     "dataset.local.format: txt (or jsonl, csv, parquet)")
     if fmt == "parquet" and compression is not None:
-        raise InputError(str(path), "a compressed Parquet file; expected plain .parquet (Parquet compresses "
+        raise InputError(origin_of(path), "a compressed Parquet file; expected plain .parquet (Parquet compresses "
                                     "its pages itself)")
     return fmt, compression
 
@@ -102,7 +103,8 @@ def _without_compression(name: str) -> tuple[str, str | None]:
 
 
 def _expand(spec: str, cfg: LocalConfig, log: BadInputLog) -> list[Path]:
-    expanded = os.path.expanduser(spec)
+    # A URL (s3://, gs://, hf://, memory://) is copied into the local mirror first, then read like a local path.
+    expanded = mirror_inputs(spec, "dataset.local.paths") if is_url(spec) else os.path.expanduser(strip_file_scheme(spec))
     if glob.has_magic(expanded):
         found = _glob_files(spec, expanded, cfg, log)
     else:
@@ -158,7 +160,7 @@ def _matched_files(path: Path, cfg: LocalConfig, log: BadInputLog) -> list[Path]
     # A file the user's glob names is read as the configured format whatever its extension; under
     # "auto" only files with a known extension are (so "data/*" passes over a README.md).
     if cfg.format == "auto" and suffix_format(path)[0] is None:
-        log.record("other_format_file", str(path), None, _other_format_problem(path, cfg))
+        log.record("other_format_file", origin_of(path), None, _other_format_problem(path, cfg))
         return []
     return [path]
 
@@ -172,7 +174,7 @@ def _files_under(root: Path, cfg: LocalConfig, log: BadInputLog) -> list[Path]:
         if _readable_in_folder(path, cfg):
             chosen.append(path)
         else:
-            log.record("other_format_file", str(path), None, _other_format_problem(path, cfg))
+            log.record("other_format_file", origin_of(path), None, _other_format_problem(path, cfg))
     _warn_about_uncategorised_files(root, chosen, cfg)
     formats = sorted({suffix_format(path)[0] or "" for path in chosen})
     if len(formats) > 1:
@@ -257,7 +259,7 @@ def _symlink_loop_on(match: Path, realpaths: dict[str, str]) -> str | None:
 
 
 def _bad(log: BadInputLog, cfg: LocalConfig, reason: str, path: str, problem: str) -> None:
-    handle_bad_input(log, cfg.on_bad_input, reason, path, None, problem)
+    handle_bad_input(log, cfg.on_bad_input, reason, origin_of(path), None, problem)
 
 
 # Which files a folder contributes.

@@ -55,6 +55,7 @@ import zstandard
 
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
+from corpuslab.paths import check_url, origin_of
 from corpuslab.sources.badinput import (
     DEFAULT_MAX_DOC_CHARS,
     BadInputLog,
@@ -152,10 +153,8 @@ class LocalConfig:
         check_names(f"{prefix}.paths", self.paths)
         if not self.paths:
             raise ConfigError(f"{prefix}.paths", self.paths, "at least one file, folder or glob")
-        for path in self.paths:
-            if "://" in path:
-                raise ConfigError(f"{prefix}.paths", path, "a local path; for remote files use dataset.hf "
-                                  "with name 'json' or 'parquet' and data_files (fsspec URLs work there)")
+        for path in self.paths:  # a URL's protocol must be known and its package installed (s3fs for s3://)
+            check_url(f"{prefix}.paths", path)
 
     def _validate_csv_columns(self, prefix: str) -> None:
         key = f"{prefix}.csv_column_names"
@@ -194,15 +193,16 @@ class LocalSource(Source):
         return _read_files(self.config, self.files(), self.bad_input)
 
     def identity(self) -> dict[str, Any]:
+        # A mirrored file is named by its URL, so the identity (and the ingest fingerprint) is the same on every machine.
         return {"source": self.name, "version": self.version,
-                "files": [file_identity(path, str(path)) for path in self.files()]}
+                "files": [file_identity(path, origin_of(path)) for path in self.files()]}
 
     def changed_during_read(self, identity: dict[str, Any]) -> list[str]:
         """Files whose size or modification time moved since `identity`: stat only, no hashing."""
         now = []
         for path in self.files():
             try:
-                now.append(file_identity(path, str(path), hash_content=False))
+                now.append(file_identity(path, origin_of(path), hash_content=False))
             except InputError:
                 pass  # gone: reported as deleted
         return describe_changes({"files": identity.get("files", [])}, {"files": now})
@@ -272,7 +272,7 @@ def _read_files(cfg: LocalConfig, files: list[Path], log: BadInputLog) -> Iterat
     for path in files:
         fmt, compression = file_format(path, cfg)
         relative = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
-        ctx = _FileContext(path, str(path), relative, fmt, compression, cfg, spec, log)
+        ctx = _FileContext(path, origin_of(path), relative, fmt, compression, cfg, spec, log)
         for doc in _read_file(ctx, state):
             if cfg.category_from == "parent_dir":
                 doc.metadata["category"] = path.parent.name

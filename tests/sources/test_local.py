@@ -356,7 +356,7 @@ def test_corrupt_parquet_is_counted_or_raised(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "key"), [
     ({"paths": "data.jsonl"}, "dataset.local.paths"),
     ({"paths": []}, "dataset.local.paths"),
-    ({"paths": ["s3://bucket/x.jsonl"]}, "dataset.local.paths"),
+    ({"paths": ["nosuchprotocol://bucket/x.jsonl"]}, "dataset.local.paths"),  # URLs work; an unknown protocol does not
     ({"paths": ["x"], "format": "xml"}, "dataset.local.format"),
     ({"paths": ["x"], "on_bad_input": "ignore"}, "dataset.local.on_bad_input"),
     ({"paths": ["x"], "max_docs": 0}, "dataset.local.max_docs"),

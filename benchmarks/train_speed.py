@@ -1,16 +1,17 @@
-"""Training speed: corpuslab's training loop next to a plain PyTorch loop on the same model, data and batch.
+"""Training speed: corpuslab's training loop next to a plain Hugging Face loop on the same model, data and batch.
 
-    python benchmarks/train_speed.py                      # CPU: tiny GPT-2, 32 x 128 tokens, 40 timed steps
+    python benchmarks/train_speed.py                      # CPU: the tiny and small presets, 40 timed steps each
     python benchmarks/train_speed.py --cli                # also `corpuslab train --arm no_dedup` of the default run
-    python benchmarks/train_speed.py --device cuda --preset gpt2-124m --bf16      # GPU: tokens/s and MFU
+    python benchmarks/train_speed.py --device cuda --preset gpt2-124m --bf16      # GPU: tokens/s and MFU, compiled
 
-Loop section. Both loops train the same Hugging Face GPT-2 (`build_model`, same seed) with AdamW (decay
-groups as corpuslab's), gradient clipping at 1.0, on the same windows of a random-token stream (the
-speed of a step does not depend on which tokens it sees), batch `--batch-size` x `--chunk-len`. The plain
-loop is what one writes by hand: forward, cross-entropy, backward, clip, step, zero_grad, with no host
-sync per step. corpuslab's is `corpuslab.training.trainer.train` with its default callbacks (rate
+Loop section. Both loops train the same Hugging Face GPT-2 (`build_model`, same seed, SDPA attention)
+with AdamW, gradient clipping at 1.0, on the same windows of a random-token stream (the speed of a step
+does not depend on which tokens it sees), batch `--batch-size` x `--chunk-len`. The plain loop is what
+one writes by hand with transformers: `loss = model(input_ids=x, labels=x).loss`, backward, clip,
+`torch.optim.AdamW(model.parameters(), fused=True on CUDA)` step, zero_grad, with no host sync per step;
+with `--compile` (the default on CUDA) the model is `torch.compile`d. corpuslab's is `corpuslab.training.trainer.train` with its default callbacks (rate
 logging, the loss and gradient-norm checks, the learning-rate schedule); validation and periodic saves
-are off, so the two do the same work. Each measurement runs in a fresh process (torch threads and the
+are off, so the two do the same work; with `--compile` it runs with training.compile=true. Each measurement runs in a fresh process (torch threads and the
 allocator start alike), the two alternate `--repeats` times so a burst of load on a shared machine hits
 both, `--warmup` steps are left out of the timing, and both the best and the median are printed.
 Tokens per CPU-second (user + system time of every thread) are printed next to tokens/s: on a shared
@@ -121,24 +122,24 @@ def _decay_groups(model, weight_decay: float) -> list[dict]:
 
 
 def plain_loop(model, stream, windows, args, device, tick) -> float:
-    """The loop one writes by hand, with the same batches corpuslab's default sampler draws."""
+    """The Hugging Face loop one writes by hand (the model computes its own shifted loss from `labels`),
+    with the same batches corpuslab's default sampler draws."""
     import torch
-    import torch.nn.functional as F
 
     from corpuslab.training.samplers import WindowSampler
 
     model.to(device).train()
-    optimizer = torch.optim.AdamW(_decay_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(_decay_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), fused=device.type == "cuda")
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    forward = torch.compile(model) if args.compile else model
     sampler = WindowSampler(len(windows), args.batch_size, seed=0)
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             tick("start")
-        inputs, targets = stream.batch(windows[sampler.batch_indices(step)], args.chunk_len)
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        inputs, _ = stream.batch(windows[sampler.batch_indices(step)], args.chunk_len)
+        inputs = inputs.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(input_ids=inputs, use_cache=False).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+            loss = forward(input_ids=inputs, labels=inputs, use_cache=False).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -157,7 +158,7 @@ def corpuslab_loop(model, stream, windows, args, out_dir: Path, tick) -> float:
     cfg = TrainingConfig(chunk_len=args.chunk_len, batch_size=args.batch_size, max_steps=total, lr=1e-3,
                          warmup_steps=0, min_lr_ratio=1.0, grad_clip=1.0, log_interval=10**9,
                          eval_interval=10**9, precision="bf16" if args.bf16 else "fp32", device=args.device,
-                         resume="never")
+                         resume="never", compile=args.compile)
     result = train(model, stream, windows, None, None, cfg, out_dir, log=lambda _: None, callbacks=[StepTimer(args.warmup, tick)])
     return result.curve[-1]["loss"]
 
@@ -171,6 +172,7 @@ def run_child(loop: str, args: argparse.Namespace) -> dict:
                "--warmup", str(args.warmup), "--vocab-size", str(args.vocab_size), "--threads", str(args.threads or 0)]
     if args.bf16:
         command.append("--bf16")
+    command.append("--compile" if args.compile else "--no-compile")
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"{loop} loop failed:\n{done.stderr[-3000:]}")
@@ -184,7 +186,8 @@ def summary(runs: list[dict], key: str) -> str:
 
 def loop_section(args: argparse.Namespace) -> None:
     print(f"== loops: {args.preset} GPT-2, {args.batch_size} x {args.chunk_len} tokens, vocab {args.vocab_size}, "
-          f"{args.device}{' bf16' if args.bf16 else ''}, {args.steps} timed steps after {args.warmup}, "
+          f"{args.device}{' bf16' if args.bf16 else ''}{', compiled' if args.compile else ''}, "
+          f"{args.steps} timed steps after {args.warmup}, "
           f"{args.repeats} repeats, threads {args.threads or 'torch default'}")
     runs: dict[str, list[dict]] = {"plain": [], "corpuslab": []}
     for _ in range(args.repeats):
@@ -247,14 +250,17 @@ def cli_section(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset", action="append", default=None,
+                        help="model preset, repeatable (default: tiny and small on CPU, gpt2-124m on CUDA)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile both loops (default: on with CUDA, off on CPU)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast forward (training.precision=bf16)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 32 (tiny), 16 (gpt2-124m)")
     parser.add_argument("--chunk-len", type=int, default=None, help="default: the preset's context")
     parser.add_argument("--vocab-size", type=int, default=None, help="default: 4096 (tiny, small), 50257 (gpt2-124m)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 40 on CPU, 50 on GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 on CPU, 10 on GPU)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 on CPU, 1 on GPU (compiling takes a minute)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in both loops (0: each loop's default)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
     parser.add_argument("--cli", action="store_true", help="also time `corpuslab train --arm no_dedup` end to end")
@@ -264,26 +270,36 @@ def main() -> None:
     parser.add_argument("--child", choices=["plain", "corpuslab"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
-    large = args.preset == "gpt2-124m"
-    if args.batch_size is None:
-        args.batch_size = 16 if large else 32
-    if args.chunk_len is None:
-        try:
-            from corpuslab.training.config import PRESETS
-        except ImportError:  # a corpuslab from before the torch-free config module
-            from corpuslab.training.model import PRESETS
-        args.chunk_len = PRESETS[args.preset]["context"]
-    args.vocab_size = args.vocab_size or (50257 if large else 4096)
-    args.steps = args.steps or (50 if gpu else 40)
-    args.warmup = args.warmup if args.warmup is not None else (10 if gpu else 3)
+    args.compile = gpu if args.compile is None else args.compile
+    args.repeats = args.repeats or (1 if gpu else 3)
+    presets = args.preset or (["gpt2-124m"] if gpu else ["tiny", "small"])
     if args.child:
-        print(json.dumps(measure(args)))
+        print(json.dumps(measure(_sized(args, presets[0]))))
         return
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     if not args.cli_only:
-        loop_section(args)
+        for preset in presets:
+            loop_section(_sized(args, preset))
     if args.cli or args.cli_only:
         cli_section(args)
+
+
+def _sized(args: argparse.Namespace, preset: str) -> argparse.Namespace:
+    """The settings for one preset: its context, and a batch, vocabulary and step count that fit it."""
+    try:
+        from corpuslab.training.config import PRESETS
+    except ImportError:  # a corpuslab from before the torch-free config module
+        from corpuslab.training.model import PRESETS
+    gpu = args.device.startswith("cuda")
+    large = preset == "gpt2-124m"
+    sized = argparse.Namespace(**vars(args))
+    sized.preset = preset
+    sized.batch_size = args.batch_size or (16 if large else 32)
+    sized.chunk_len = args.chunk_len or PRESETS[preset]["context"]
+    sized.vocab_size = args.vocab_size or (50257 if large else 4096)
+    sized.steps = args.steps or (50 if gpu else 40 if preset == "tiny" else 10)
+    sized.warmup = args.warmup if args.warmup is not None else (10 if gpu else 3)
+    return sized
 
 
 if __name__ == "__main__":

@@ -32,7 +32,11 @@ def open_experiment(cfg: ExperimentConfig, log: Callable[[str], None] | None = N
     from corpuslab.artifacts import exclusive_lock
     from corpuslab.experiment import Experiment
     from corpuslab.progress import RunLog
+    from corpuslab.training import distributed
 
+    if not distributed.is_main():  # under torchrun: rank 0 holds the lock and keeps the run log
+        yield from _follower_experiment(cfg)
+        return
     run_log = RunLog() if log is None else None
     experiment = Experiment(cfg, log or run_log)
     with exclusive_lock(experiment.root):
@@ -54,6 +58,17 @@ def _destination(cfg: ExperimentConfig, root: Path) -> str:
     return f"{join(cfg.output_dir, cfg.experiment)} (working in {root})" if is_url(cfg.output_dir) else str(root)
 
 
+def _follower_experiment(cfg: ExperimentConfig) -> Iterator[Any]:
+    """A torchrun rank other than 0: no lock (rank 0 holds it), no run log; it only waits and trains."""
+    from corpuslab.experiment import Experiment
+
+    experiment = Experiment(cfg, lambda line: None)
+    try:
+        yield experiment
+    finally:
+        experiment.close()
+
+
 def arm_indices(cfg: ExperimentConfig, names: Sequence[str] | None, key: str = "arms") -> list[int]:
     """Indices of the named arms (all when `names` is empty), refusing unknown names."""
     all_names = [run.name for run in cfg.runs]
@@ -64,12 +79,13 @@ def arm_indices(cfg: ExperimentConfig, names: Sequence[str] | None, key: str = "
 
 
 def run(cfg: ExperimentConfig | str | Path, until: str = "report", arms: Sequence[str] | None = None,
-        log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
-    """Run the experiment up to stage `until` (default: everything and the report, which is returned)."""
+        log: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, Any] | None:
+    """Run the experiment up to stage `until` (default: everything and the report, which is returned); `jobs`
+    arms train at once, each in a process of its own."""
     if not isinstance(cfg, ExperimentConfig):
         cfg = load_config(cfg)
     with open_experiment(cfg, log, label=until) as experiment:
-        return experiment.build(until, arm_indices(cfg, arms))
+        return experiment.build(until, arm_indices(cfg, arms), jobs=jobs)
 
 
 def evaluate(model: Any, tokenizer: Any, tasks: dict[str, int | None] | Sequence[str], device: str = "auto",

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", metavar="FILE", help="with DIR...: also write the table as TSV to FILE")
         if name == "export":
             sub.add_argument("--out", metavar="DIR", required=True, help="the dataset folder to write")
+        if name in ("run", "train", "evaluate"):
+            sub.add_argument("--jobs", type=int, default=1, metavar="N",
+                             help="train N arms at once, each in its own process (on its own GPU when there are "
+                                  "several); each arm's result is the one a sequential run gives")
         if name in ("curate", "train", "evaluate", "clusters", "export"):
             sub.add_argument("--arm", action="append", default=[], metavar="NAME", help="only these arms (repeatable)")
         if name == "evaluate":
@@ -153,13 +157,15 @@ def _with_experiment(action: Callable) -> Callable[[argparse.Namespace], int]:
         arms = arm_indices(cfg, getattr(args, "arm", []), "--arm")
         with open_experiment(cfg, label=args.command) as experiment:
             extra = {"checkpoint": args.checkpoint} if getattr(args, "checkpoint", None) else {}
+            if getattr(args, "jobs", 1) != 1:
+                extra["jobs"] = args.jobs
             action(experiment, arms, args.command, **extra)
         return 0
 
     return command
 
 
-def _stage_command(experiment, arms: list[int], command: str, checkpoint: str | None = None) -> None:
+def _stage_command(experiment, arms: list[int], command: str, checkpoint: str | None = None, jobs: int = 1) -> None:
     """Every stage command walks the one pipeline in `corpuslab.experiment` up to its own stage."""
     from corpuslab.experiment import COMMAND_TARGETS
 
@@ -167,7 +173,7 @@ def _stage_command(experiment, arms: list[int], command: str, checkpoint: str | 
         experiment.preflight("evaluate", checkpoint)
         experiment.evaluate_checkpoint(experiment.prepare(), checkpoint)
         return
-    experiment.build(COMMAND_TARGETS[command], arms)
+    experiment.build(COMMAND_TARGETS[command], arms, jobs=jobs)
 
 
 def _report(args: argparse.Namespace) -> int:

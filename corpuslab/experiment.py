@@ -46,6 +46,7 @@ from corpuslab.stage_cache import open_cache
 from corpuslab.tokens.encode import encoded_shards
 from corpuslab.tokens.stream import TokenStream, write_token_stream
 from corpuslab.tokens.tokenizer import build_tokenizer, load_tokenizer
+from corpuslab.training import distributed
 
 # Bumped when a stage's code changes what it writes, so folders made by older code are not reused.
 TOKENS_VERSION = 2  # 2: train.docs.parquet marks canaries
@@ -102,7 +103,11 @@ class Experiment:
         # A URL output_dir (s3://...) works in a local staging folder: its stages go to the shared cache,
         # its report files are uploaded when written (corpuslab.paths, corpuslab.stage_cache).
         self.root = local_output_dir(cfg.output_dir) / cfg.experiment
-        self.stages = StageRunner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment))
+        # Under torchrun only rank 0 builds stages (and talks to the shared cache); the other ranks wait
+        # for them and join in training.
+        follower = not distributed.is_main()
+        self.stages = (distributed.FollowerStageRunner(self.root / "stages", distributed.rank_log) if follower
+                       else StageRunner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment)))
         self._executor: Any = None
 
     @property
@@ -380,6 +385,8 @@ class Experiment:
             val_windows = val.windows(cfg.training.chunk_len, cfg.training.chunk_len)
             result = train(model, stream, windows, val, val_windows, training, work, log=self.log,
                            callbacks=self._tracking_callbacks(run.name, seed, work), procedure=procedure)
+            if not distributed.is_main():  # under torchrun rank 0 writes the stage
+                return {}
             for name in ("final", "best"):
                 if (work / name).exists():
                     tokenizer.save_pretrained(str(work / name))
@@ -389,10 +396,11 @@ class Experiment:
             return {"arm": run.name, "seed": seed, "result": summary}
 
         self.stages.run(stage, build, label=label, resumable=True)
+        distributed.barrier()  # under torchrun: every rank sees the stage complete before going on
         return stage
 
     def _tracking_callbacks(self, arm: str, seed: int, work: Path) -> list:
-        if not self.cfg.logging.wandb:
+        if not self.cfg.logging.wandb or not distributed.is_main():
             return []
         from corpuslab.training.tracking import WandbCallback
 
@@ -473,11 +481,22 @@ class Experiment:
         if check is not None:
             check()
 
-    def build(self, until: str = "report", arms: list[int] | None = None) -> dict[str, Any] | None:
+    def build(self, until: str = "report", arms: list[int] | None = None, jobs: int = 1) -> dict[str, Any] | None:
         """Walk the pipeline (`PIPELINE`) up to and including stage `until`, for the given arms (all by
-        default), reusing every finished stage. `until="report"` is the whole experiment."""
+        default), reusing every finished stage. `until="report"` is the whole experiment. `jobs` > 1 trains
+        that many arms at once in separate processes (`training.parallel`). Under torchrun, ranks other than
+        0 go as far as training: evaluation and the report are rank 0's."""
         if until not in PIPELINE:
             raise ConfigError("stage", until, f"one of {list(PIPELINE)}")
+        if not distributed.is_main() and PIPELINE.index(until) > PIPELINE.index("train"):
+            until = "train"
+        # A torchrun world size that does not divide the global batch, or a bad --jobs, stops now, not after
+        # the shared stages.
+        distributed.check_batch(self.cfg.training.batch_size, self.cfg.training.micro_batch_size)
+        if jobs != 1:
+            from corpuslab.training.parallel import check_jobs
+
+            check_jobs(jobs)
         start = time.time()
         self.preflight(until)
         prepared = self.prepare()
@@ -487,6 +506,10 @@ class Experiment:
         # with why, not at the first evaluation. (`prepare` alone may still inspect a tiny corpus.)
         _require_eval_documents(prepared.decontaminate.manifest(), prepared.split.manifest())
         self._check_arms(prepared, arms)
+        if jobs > 1 and PIPELINE.index(until) >= PIPELINE.index("train"):
+            from corpuslab.training.parallel import train_arms
+
+            train_arms(self, prepared, arms if arms is not None else list(range(len(self.cfg.runs))), jobs)
         arm_stages = {}
         for index in arms if arms is not None else range(len(self.cfg.runs)):
             arm_stages[self.cfg.runs[index].name] = self._build_arm(prepared, index, until)
@@ -647,7 +670,12 @@ def _weights_key(training) -> Any:
     orphans a resumable run."""
     neutral = {"num_threads": None, "save_every": None, "keep_last": 2, "resume": "auto", "device": "auto",
                "check_logits": False, "detect_anomaly": False}
-    return dataclasses.replace(training, **neutral)
+    key = to_dict(dataclasses.replace(training, **neutral))
+    # How the global batch is computed (micro-batches, a compiled forward) changes float rounding only: left out
+    # of the key, as if the settings did not exist, so folders made before them are still found.
+    for name in ("micro_batch_size", "compile"):
+        del key[name]
+    return key
 
 
 def _first_canary_offset(tokens_dir: Path, stream: TokenStream) -> int:

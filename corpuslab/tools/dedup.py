@@ -224,6 +224,33 @@ def _ingest_fast(cfg: DedupToolConfig, source, work: Path):
     return ingested
 
 
+def _exact_streamed(cfg: DedupToolConfig, source):
+    """Exact dedup of plain JSON Lines or Parquet inputs in one pass over the Arrow batches (`dedup_fast.scan_exact`):
+    (the inputs, their Ingested, the result), or None where the working-shard path must run. One process: the scan
+    is as fast as reading the files, so workers would only add the cost of shipping the text to them."""
+    from corpuslab.curation.dedup.clusters import Links, build_result
+    from corpuslab.curation.dedup.exact import exact_links
+    from corpuslab.sources.local import LocalSource
+    from corpuslab.tools import dedup_fast
+
+    if cfg.recipe != "exact" or not isinstance(source, LocalSource):
+        return None
+    inputs = dedup_fast.fast_input(cfg, source.files())
+    cfg.normalize.validate()
+    scan = dedup_fast.scan_exact(inputs, cfg.text_field, cfg.normalize) if inputs else None
+    if scan is None:
+        return None
+    started = time.perf_counter()
+    fast = dedup_fast.FastIngested([], scan.ids, scan.lengths, inputs)
+    ingested = fast_ingested(fast, cfg.keep)
+    source_ids, target_ids = exact_links(scan.digests, ~scan.empty)
+    stats = {"method": "exact", "normalize": str(cfg.normalize), "shards": len(inputs.files), "docs_in": len(scan.ids),
+             "empty_docs": int(scan.empty.sum())}
+    result = build_result(scan.ids, Links(exact_source=source_ids, exact_target=target_ids), stats, ingested.priority)
+    result.stats["runtime"] = {"decide_s": time.perf_counter() - started}  # the scan is part of reading
+    return fast, ingested, result
+
+
 def fast_ingested(fast, keep: str) -> Ingested:
     priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
     return Ingested(fast.shards, len(fast.ids), priority)
@@ -257,12 +284,17 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
     try:
         clock = time.perf_counter()
-        fast = _ingest_fast(cfg, source, work / "fast")
-        ingested = fast_ingested(fast, cfg.keep) if fast else ingest(source.documents(), work / "docs", cfg.keep)
+        streamed = _exact_streamed(cfg, source)
+        if streamed is not None:
+            fast, ingested, result = streamed
+        else:
+            fast = _ingest_fast(cfg, source, work / "fast")
+            ingested = fast_ingested(fast, cfg.keep) if fast else ingest(source.documents(), work / "docs", cfg.keep)
         read_s = time.perf_counter() - clock
-        executor = SerialExecutor() if cfg.processes == 1 else LocalExecutor(cfg.processes)
-        with executor:
-            result = _find(cfg, ingested, executor)
+        if streamed is None:
+            executor = SerialExecutor() if cfg.processes == 1 else LocalExecutor(cfg.processes)
+            with executor:
+                result = _find(cfg, ingested, executor)
         clock = time.perf_counter()
         if fast:
             counts = _write_outputs_fast(out, output_format, fast, result)

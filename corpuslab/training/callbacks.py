@@ -136,7 +136,7 @@ class PeriodicCheckpoint(Callback):
 
     def on_step_end(self, trainer: Trainer) -> None:
         every = trainer.cfg.save_every
-        if every is None or trainer.step % every:
+        if every is None or trainer.step % every or not trainer.is_main:  # under torchrun rank 0 saves
             return
         last = trainer.save_state(trainer.out_dir / "last")
         if trainer.cfg.keep_last > 0:

@@ -72,7 +72,8 @@ class TrainingConfig:
 
     chunk_len: int = 128  # tokens per training window (targets), at most the model's context
     stride: int | None = None  # distance between window starts; None = chunk_len (no overlap)
-    batch_size: int = 32
+    batch_size: int = 32  # windows per optimizer step, summed over every torchrun process (the global batch)
+    micro_batch_size: int | None = None  # windows per forward pass and process; None: a process's whole share (no accumulation)
     max_train_tokens: int | None = None
     max_steps: int | None = None
     lr: float = 1e-3
@@ -94,6 +95,7 @@ class TrainingConfig:
     num_threads: int | None = None  # torch CPU threads during training; None keeps torch's default
     check_logits: bool = False  # check every step's logits for NaN/inf (one extra pass over them); off: only on a failure
     detect_anomaly: bool = False  # torch.autograd.detect_anomaly: names the op that made a NaN in backward (slow)
+    compile: bool = False  # torch.compile the forward pass and loss (minutes of compiling, then faster steps on a GPU)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))  # YAML gives lists
@@ -111,7 +113,7 @@ class TrainingConfig:
     def validate(self, prefix: str = "training") -> TrainingConfig:
         for key in ("chunk_len", "batch_size", "log_interval", "eval_interval", "eval_batches"):
             require_int(getattr(self, key), f"{prefix}.{key}", 1)
-        for key in ("stride", "max_train_tokens", "max_steps", "save_every", "num_threads"):
+        for key in ("stride", "max_train_tokens", "max_steps", "save_every", "num_threads", "micro_batch_size"):
             require_int(getattr(self, key), f"{prefix}.{key}", 1, optional=True)
         for key in ("warmup_steps", "keep_last", "seed"):
             require_int(getattr(self, key), f"{prefix}.{key}", 0)
@@ -134,6 +136,10 @@ class TrainingConfig:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"{prefix}.device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'",
         )
+        require(isinstance(self.compile, bool), f"{prefix}.compile", self.compile, "true or false")
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ConfigError(f"{prefix}.micro_batch_size", self.micro_batch_size,
+                              f"a divisor of training.batch_size ({self.batch_size})")
         require(self.resume in ("auto", "never"), f"{prefix}.resume", self.resume, "'auto' or 'never'")
         return self
 

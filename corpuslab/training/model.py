@@ -39,6 +39,9 @@ def build_model(cfg: ModelConfig, vocab_size: int, seed: int, eos_id: int | None
         bos_token_id=eos_id,
         eos_token_id=eos_id,
         use_cache=False,  # training and scoring never reuse a KV cache; generation turns it on
+        # torch's fused scaled-dot-product attention (flash / memory-efficient kernels on a GPU), said outright
+        # rather than left to the transformers default.
+        attn_implementation="sdpa",
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

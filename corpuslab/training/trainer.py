@@ -12,6 +12,12 @@ Extras (rate logging, evaluation + best checkpoint, periodic checkpoints, loss t
 user adds) are callbacks (`callbacks`); a training procedure (`procedures`) supplies the sampler and its
 own callbacks. The loop itself only steps.
 
+Under torchrun (`distributed`) every process runs this loop: the global batch of each step is the
+sampler's, each rank reads its equal share of it (in micro-batches of training.micro_batch_size, their
+gradients accumulated) and DistributedDataParallel averages the gradients, so the curve is the one a single
+process draws, within float tolerance, for any number of processes. Rank 0 alone logs, evaluates and saves;
+a save resumes under any number of processes.
+
 Saves survive a full disk (a clear error, the previous save intact) and resumes survive a damaged save
 (the next older loadable one is used, or the error says which folder to delete).
 """
@@ -42,6 +48,7 @@ from corpuslab.atomic import replace_dir, temp_path
 from corpuslab.errors import ConfigError, CorpuslabError, StageError
 from corpuslab.evaluation.lm import mean_window_loss
 from corpuslab.tokens.stream import TokenStream
+from corpuslab.training import distributed
 from corpuslab.training.allocator import reuse_freed_memory
 from corpuslab.training.callbacks import (  # noqa: F401  (Callback re-exported: the public place it was)
     Callback,
@@ -67,7 +74,7 @@ NONFINITE_PREFIX = "nonfinite-step-"  # folder holding the batch and norms of a 
 # weights. Any other difference would silently splice two different runs together.
 RESUMABLE_CHANGES = frozenset(
     {"device", "log_interval", "eval_interval", "eval_batches", "save_every", "keep_last", "resume",
-     "num_threads", "check_logits", "detect_anomaly"}
+     "num_threads", "check_logits", "detect_anomaly", "micro_batch_size", "compile"}
 )
 
 
@@ -91,6 +98,29 @@ class TrainResult:
         out["final_path"] = str(self.final_path)
         out["best_path"] = str(self.best_path) if self.best_path else None
         return out
+
+
+# The CPU keeps torch's default (foreach) AdamW, whose numbers the default run was made with; tests set this
+# to take the CUDA path's fused AdamW and deferred checks on the CPU.
+FUSED_ON_CPU = False
+
+
+class _Readback:
+    """A small device tensor on its way to the host: copied without blocking, read when needed."""
+
+    def __init__(self, values: torch.Tensor):
+        if values.device.type == "cuda":
+            self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            self.host.copy_(values, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.host, self.ready = values, None
+
+    def values(self) -> list:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.tolist()
 
 
 @dataclass
@@ -242,6 +272,13 @@ def _check_plain(value: Any, where: str) -> None:
                         "dict/list/tuple/str/int/float/bool/None (it is loaded with weights_only=True)")
 
 
+def next_token_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy in fp32, logits) of one batch: the unit `training.compile` compiles, so the fp32
+    upcast of the logits fuses into the loss instead of materialising a copy of them."""
+    logits = model(input_ids=inputs, use_cache=False).logits
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), logits
+
+
 class Trainer:
     """The training loop's state and its primitive operations; `train()` wires it to callbacks."""
 
@@ -249,9 +286,16 @@ class Trainer:
                  val_stream: TokenStream | None, val_windows: np.ndarray | None, cfg: TrainingConfig,
                  out_dir: Path, log: Callable[[str], None], procedure: Procedure | None = None,
                  callbacks: Sequence[Callback] = ()):
-        self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
-        self.device = resolve_device(cfg.device)
+        # Each process's share of the global batch; a world size that does not divide it stops here.
+        self.share, self.micro_batches = distributed.check_batch(cfg.batch_size, cfg.micro_batch_size)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        self.cfg, self.out_dir = cfg, Path(out_dir)
+        self.log = log if self.is_main else (lambda line: None)
+        self.device = resolve_device(distributed.training_device(cfg.device))
         self.model = model.to(self.device)
+        self.forward_model = self._wrap(self.model)
+        self._forward_loss = torch.compile(next_token_loss) if cfg.compile else next_token_loss
         self.vocab_size = model.get_input_embeddings().num_embeddings
         self.train_stream, self.train_windows = train_stream, np.asarray(train_windows, dtype=np.int64)
         self.val_stream = val_stream
@@ -265,8 +309,10 @@ class Trainer:
         # Callbacks that read each batch's loss before backward (on_batch_loss); without any, the loss
         # is read in the step's one host sync, together with the gradient norm.
         self.loss_listeners = [c for c in self.callbacks if type(c).on_batch_loss is not Callback.on_batch_loss]
+        # Fused AdamW on CUDA: one kernel for every parameter's update instead of a dozen per tensor group.
+        self.fused = self.device.type == "cuda" or FUSED_ON_CPU
         self.optimizer = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
-                                           eps=cfg.adam_eps)
+                                           eps=cfg.adam_eps, fused=self.fused)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         # Progress, all of it saved in the trainer state so a resumed run continues it exactly.
@@ -277,6 +323,21 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0  # training losses since the last curve entry
         self.last_lr = self.last_grad_norm = self.last_grad_norm_clipped = float("nan")
         self.train_seconds = 0.0  # compute time of this call's steps, for tokens/s
+        self.resumed_from: Path | None = None  # the saved state this call continued from
+        # On CUDA, without callbacks that read each loss before backward, a step never waits for the device:
+        # its loss and norm are checked one step late (`_settle`) and a non-finite step is skipped on the device.
+        self.deferred = self.fused and not self.loss_listeners
+        self._pending: tuple[_Batch, _Readback] | None = None
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the forward pass calls: DistributedDataParallel under torchrun (gradients averaged
+        across processes during backward), the model itself otherwise."""
+        if not distributed.init():
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
 
     @property
     def tokens_seen(self) -> int:
@@ -291,7 +352,8 @@ class Trainer:
         terms, backward, clip, AdamW, each with its callback hook (see `callbacks`)."""
         started = time.perf_counter()
         update = self.step  # 0-based; it completes step `update + 1`
-        starts = self.sampler.batch_starts(update)
+        # This process's share of the step's global batch (all of it in a single process).
+        starts = self.sampler.batch_starts(update)[self.rank * self.share:(self.rank + 1) * self.share]
         inputs, targets = self.train_stream.batch(starts, self.cfg.chunk_len)
         self._check_token_ids(inputs, targets, starts, update)
         inputs = inputs.to(self.device, non_blocking=True)
@@ -301,32 +363,24 @@ class Trainer:
             group["lr"] = lr
         batch = _Batch(inputs, targets, starts, update, lr)
         with self._anomaly_mode(batch):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
-                logits = self.model(input_ids=inputs, use_cache=False).logits
-            batch.logits = logits
-            if self.cfg.check_logits and not bool(torch.isfinite(logits).all()):
-                self._stop_non_finite(batch, "logits")
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-            batch_loss = loss.detach()
-            if self.loss_listeners:  # they are handed the loss before backward: a host sync of its own
-                loss_value = self._finite_loss(batch_loss.item(), batch)
-                for callback in self.loss_listeners:
-                    callback.on_batch_loss(self, loss_value, targets.numel())
-            for callback in self.callbacks:
-                loss = callback.loss(self, loss)
-            loss.backward()
+            batch_loss = self._forward_backward(batch)
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf"))
-        # One host sync per step (two with on_batch_loss listeners): it buys the non-finite checks naming
-        # the step, before the optimizer touches the weights.
-        if self.loss_listeners:
-            grad_norm = norm.item()
+        both = torch.stack([batch_loss.double(), norm.to(batch_loss.device, torch.float64)])
+        if self.deferred:
+            # No host sync: the device skips the update itself when the loss or norm is not finite (fused
+            # AdamW's found_inf), and the numbers are read one step late, when the device is long past them.
+            self.optimizer.found_inf = (~torch.isfinite(both).all()).float()
+            batch.logits = None
+            self._settle()
+            self._pending = (batch, _Readback(both))
         else:
-            both = torch.stack([batch_loss.double(), norm.to(batch_loss.device, torch.float64)])
-            loss_value, grad_norm = both.tolist()
-            self._finite_loss(loss_value, batch)
-        batch.loss, batch.grad_norm = loss_value, grad_norm
-        if not math.isfinite(grad_norm):
-            self._stop_non_finite(batch, "gradient norm")
+            # One host sync per step (two with on_batch_loss listeners): it buys the non-finite checks naming
+            # the step, before the optimizer touches the weights.
+            if self.loss_listeners:
+                loss_value, grad_norm = batch.loss, norm.item()
+            else:
+                loss_value, grad_norm = both.tolist()
+            self._record(batch, loss_value, grad_norm)
         batch.logits = None
         for callback in self.callbacks:
             callback.before_optimizer_step(self)
@@ -335,12 +389,67 @@ class Trainer:
             callback.after_optimizer_step(self)
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self.train_seconds += time.perf_counter() - started
+
+    def _record(self, batch: _Batch, loss_value: float, grad_norm: float) -> None:
+        """Check a step's loss and gradient norm (stopping at a non-finite one) and add them to the progress."""
+        self._finite_loss(loss_value, batch)
+        batch.loss, batch.grad_norm = loss_value, grad_norm
+        if not math.isfinite(grad_norm):
+            self._stop_non_finite(batch, "gradient norm")
         self.loss_sum, self.loss_count = self.loss_sum + loss_value, self.loss_count + 1
-        self.last_lr, self.last_grad_norm = lr, grad_norm
+        self.last_lr, self.last_grad_norm = batch.lr, grad_norm
         # What clip_grad_norm_ scaled the gradients to (it multiplies by min(1, clip / (norm + 1e-6))).
         clip = self.cfg.grad_clip
         self.last_grad_norm_clipped = grad_norm * min(1.0, clip / (grad_norm + 1e-6)) if clip else grad_norm
-        self.train_seconds += time.perf_counter() - started
+
+    def _settle(self) -> None:
+        """Record the step whose numbers are still on their way from the device (deferred checks). Called
+        before anything reads the progress: a curve entry, a save, the end of training."""
+        if self._pending is not None:
+            batch, readback = self._pending
+            self._pending = None
+            self._record(batch, *readback.values())
+
+    def _forward_backward(self, batch: _Batch) -> torch.Tensor:
+        """Forward, the callbacks' loss terms and backward of each micro-batch of this process's share;
+        returns the global batch's mean loss (a device tensor, averaged over processes). The gradients
+        are the global batch's: accumulated over micro-batches, averaged over processes by DDP when the
+        last micro-batch's backward runs."""
+        size = self.share // self.micro_batches
+        losses = []
+        for index in range(self.micro_batches):
+            last = index == self.micro_batches - 1
+            window = slice(index * size, (index + 1) * size)
+            sync = contextlib.nullcontext() if last or self.forward_model is self.model else self.forward_model.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
+                    loss, logits = self._forward_loss(self.forward_model, batch.inputs[window], batch.targets[window])
+                batch.logits = logits
+                if self.cfg.check_logits and not bool(torch.isfinite(logits).all()):
+                    self._stop_non_finite(batch, "logits")
+                losses.append(loss.detach())
+                if last and self.loss_listeners:  # handed the loss before the update: a host sync of its own
+                    self._tell_listeners(batch, losses)
+                for callback in self.callbacks:
+                    loss = callback.loss(self, loss)
+                (loss / self.micro_batches if self.micro_batches > 1 else loss).backward()
+        return self._global_mean(losses)
+
+    def _global_mean(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        """The mean of the micro-batches' losses over every process (equal shares: the global batch's mean)."""
+        mean = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+        if self.world > 1:
+            mean = mean.clone()
+            torch.distributed.all_reduce(mean)  # SUM: gloo has no AVG
+            mean /= self.world
+        return mean
+
+    def _tell_listeners(self, batch: _Batch, losses: list[torch.Tensor]) -> None:
+        loss_value = self._finite_loss(self._global_mean(losses).item(), batch)
+        batch.loss = loss_value
+        for callback in self.loss_listeners:
+            callback.on_batch_loss(self, loss_value, self.cfg.batch_size * self.cfg.chunk_len)
 
     def _finite_loss(self, loss_value: float, batch: _Batch) -> float:
         if not math.isfinite(loss_value):
@@ -386,6 +495,8 @@ class Trainer:
         }
         folder = self.out_dir / f"{NONFINITE_PREFIX}{step}"
         try:
+            if not self.is_main:  # every process stops at the same step; rank 0 saves the evidence
+                raise OSError(errno.EEXIST, "saved by rank 0")
             folder.mkdir(parents=True, exist_ok=True)
             torch.save({"inputs": batch.inputs.cpu(), "targets": batch.targets.cpu(),
                         "starts": torch.from_numpy(np.asarray(batch.starts, dtype=np.int64))}, folder / "batch.pt")
@@ -422,6 +533,7 @@ class Trainer:
     def curve_entry(self) -> dict:
         """The curve record of the current step, created on first use. Its loss is the mean training
         loss over the steps since the previous record."""
+        self._settle()
         if self.curve and self.curve[-1]["step"] == self.step:
             return self.curve[-1]
         entry = {
@@ -435,8 +547,9 @@ class Trainer:
         return entry
 
     def val_loss(self) -> float | None:
+        """The validation loss (rank 0 only: under torchrun the other ranks get None and wait at the next step)."""
         starts = self.val_windows[: self.cfg.eval_batches * self.cfg.batch_size]
-        if self.val_stream is None or len(starts) == 0:
+        if self.val_stream is None or len(starts) == 0 or not self.is_main:
             return None
         return mean_window_loss(self.model, self.val_stream, starts, self.cfg.chunk_len,
                                 self.cfg.batch_size, self.device, self.autocast_dtype)
@@ -444,7 +557,10 @@ class Trainer:
     def save_snapshot(self, target: Path, state_from: Path | None = None) -> Path:
         """Hugging Face checkpoint (config.json + model.safetensors) plus the training config. With
         `state_from`, a folder `save_state` wrote at this very step, its files are linked in instead of
-        written again: the snapshot is then resumable too."""
+        written again: the snapshot is then resumable too. Only rank 0 writes."""
+        if not self.is_main:
+            return target
+
         def write(tmp: Path) -> None:
             if state_from is None:
                 self.model.save_pretrained(tmp, safe_serialization=True)
@@ -455,7 +571,11 @@ class Trainer:
         return _write_folder(target, write)
 
     def save_state(self, target: Path) -> Path:
-        """Everything an exact resume needs; the state file is written last inside a temp folder."""
+        """Everything an exact resume needs; the state file is written last inside a temp folder. Only rank 0
+        writes: every rank holds the same weights, optimizer state and progress."""
+        self._settle()
+        if not self.is_main:
+            return target
         state = self._state_dict()  # first: a callback state that cannot be saved fails before any write
 
         def write(tmp: Path) -> None:
@@ -551,6 +671,18 @@ def _clear_run_artifacts(out_dir: Path) -> list[str]:
 
 
 def _start(trainer: Trainer) -> int | None:
+    """Rank 0 chooses what to resume from (`_resume`) and every other rank loads the same folder."""
+    if trainer.world == 1:
+        return _resume(trainer)
+    source = distributed.broadcast(str(trainer.resumed_from) if trainer.is_main and _resume(trainer) is not None else None)
+    if source is None:
+        return None
+    if not trainer.is_main:
+        trainer.load_state(Path(source))
+    return trainer.step
+
+
+def _resume(trainer: Trainer) -> int | None:
     """Resume from the newest loadable saved state when asked and present; returns the step resumed from.
 
     A damaged state (truncated, corrupt, not written by corpuslab) must not block the run: the next older
@@ -572,6 +704,7 @@ def _start(trainer: Trainer) -> int | None:
         except Exception as err:  # noqa: BLE001 - damage takes many forms (zip, pickle, shape, key errors)
             damaged.append(f"{source.name}: {type(err).__name__}: {_gist(err)}")
             continue
+        trainer.resumed_from = source
         if damaged:
             trainer.log(f"could not load the saved state in {'; '.join(damaged)}; using {source.name} instead")
         trainer.log(f"resumed from {source} at step {trainer.step}/{trainer.total_steps}")
@@ -629,6 +762,18 @@ def train(
         model.train(was_training)
 
 
+def _layout(trainer: Trainer) -> str:
+    """How the global batch is split, when it is: processes and micro-batches."""
+    parts = []
+    if trainer.world > 1:
+        parts.append(f"{trainer.world} processes x {trainer.share} windows")
+    if trainer.micro_batches > 1:
+        parts.append(f"{trainer.micro_batches} micro-batches of {trainer.share // trainer.micro_batches} accumulated")
+    if trainer.cfg.compile:
+        parts.append("compiled")
+    return f", {', '.join(parts)}" if parts else ""
+
+
 def _run(trainer: Trainer, resumed_from: int | None) -> TrainResult:
     cfg = trainer.cfg
     epochs = trainer.total_steps * cfg.tokens_per_step / (len(trainer.train_windows) * cfg.chunk_len)
@@ -638,15 +783,16 @@ def _run(trainer: Trainer, resumed_from: int | None) -> TrainResult:
     drawn = ", ".join(f"{key} {value:,}" if isinstance(value, int) else f"{key} {value}"
                       for key, value in sampler_stats.items() if key != "windows")
     trainer.log(f"training {trainer.total_steps:,} steps x {cfg.tokens_per_step:,} tokens on {trainer.device} "
-                f"({len(trainer.train_windows):,} windows, {epochs:.2f} epochs); procedure {trainer.procedure.name}, "
+                f"({len(trainer.train_windows):,} windows, {epochs:.2f} epochs){_layout(trainer)}; procedure {trainer.procedure.name}, "
                 f"sampler {trainer.sampler.name}" + (f" ({drawn})" if drawn else ""))
-    trainer.model.train()
+    trainer.forward_model.train()
     for callback in trainer.callbacks:
         callback.on_train_start(trainer)
     while trainer.step < trainer.total_steps:
         trainer.train_step()
         for callback in trainer.callbacks:
             callback.on_step_end(trainer)
+    trainer._settle()  # the last step's numbers, and its non-finite check
     final_path = trainer.save_snapshot(trainer.out_dir / "final")
     trainer.save_state(trainer.out_dir / "last")  # a rerun with resume="auto" finds the run complete
     for callback in trainer.callbacks:

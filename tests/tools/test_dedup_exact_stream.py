@@ -1,0 +1,77 @@
+"""`corpuslab dedup --recipe exact` on plain JSON Lines / Parquet: one streamed pass (no working shards) that
+decides and writes exactly what the general path (the `local` source and working shards) does."""
+
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from corpuslab.tools import dedup_fast
+from corpuslab.tools.dedup import DedupToolConfig, run_dedup
+
+WORDS = ["alpha", "Beta", "gamma", "délta", "ÉPSILON", "zeta", "eta", "ﬁne"]  # accents and a ligature NFKC unfolds
+
+
+def _texts(n: int = 60) -> list[str]:
+    rng = random.Random(1)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5))) for _ in range(n)]
+    texts[10] = texts[3]  # exact copy
+    texts[20] = "  " + texts[5].upper().replace(" ", "\t ") + " "  # equal after NFKC + lowercase + whitespace collapse
+    texts[40] = "fine " + texts[7]
+    texts[41] = "ﬁne " + texts[7]  # NFKC makes the ligature "fi"
+    texts[-1] = texts[0]  # the last line, written without a newline
+    return texts
+
+
+def _run(inputs, out, **options):
+    stats = run_dedup(DedupToolConfig(inputs=[str(p) for p in inputs], out=str(out), recipe="exact", processes=1, **options), log=lambda line: None)
+    return stats, pq.read_table(out / "decisions.parquet").to_pylist()
+
+
+@pytest.mark.parametrize("keep", ["earliest", "longest"])
+def test_jsonl_streamed_matches_the_general_path_byte_for_byte(tmp_path, monkeypatch, keep):
+    texts = _texts()
+    source = tmp_path / "in.jsonl"
+    lines = [json.dumps({"text": t, "n": i}, ensure_ascii=False) for i, t in enumerate(texts)]
+    source.write_text("\n".join(lines), encoding="utf-8")  # no newline after the last record
+    monkeypatch.setattr(dedup_fast, "JSON_BLOCK", 256)  # many blocks: lines cross block edges
+    calls = []
+    monkeypatch.setattr(dedup_fast, "ingest_fast", lambda *a: calls.append(a))  # the working-shard path must not run
+    streamed, decisions = _run([source], tmp_path / "fast", keep=keep)
+    assert not calls
+    general, expected = _run([source], tmp_path / "general", keep=keep, max_docs=10_000)  # max_docs: the local source
+    assert decisions == expected
+    assert streamed["dropped"] == general["dropped"] >= 4 and set(streamed["dropped_by_reason"]) == {"exact_duplicate"}
+    kept = (tmp_path / "fast" / "deduplicated.jsonl").read_bytes()
+    dropped = {int(d["id"].split(":")[1]) - 1 for d in decisions if not d["kept"]}
+    assert kept.decode() == "".join(line + "\n" for i, line in enumerate(lines) if i not in dropped)
+    if keep == "earliest":  # the planted copies, the unterminated last line among them
+        assert {10, 20, 41, len(texts) - 1} <= dropped
+    else:  # the longer spelling of #5 wins, and "fine" over its one-character ligature
+        assert {5, 41} <= dropped and {20, 40} <= set(range(len(texts))) - dropped
+
+
+def test_parquet_streamed_matches_the_general_path(tmp_path, monkeypatch):
+    texts = _texts()
+    files = []
+    for k, part in enumerate((texts[:25], texts[25:])):
+        files.append(tmp_path / f"part{k}.parquet")
+        pq.write_table(pa.table({"text": part, "score": np.arange(len(part), dtype=np.float64)}), files[-1], row_group_size=7)
+    streamed, decisions = _run(files, tmp_path / "fast")
+    general, expected = _run(files, tmp_path / "general", max_docs=10_000)
+    assert decisions == expected and streamed["dropped"] == general["dropped"] >= 4
+    kept = pq.read_table(tmp_path / "fast" / "deduplicated.parquet")
+    general_texts = pq.read_table(tmp_path / "general" / "deduplicated.parquet").column("text").to_pylist()
+    assert kept.column("text").to_pylist() == general_texts  # the general path writes its own record form
+    assert kept.column_names == ["text", "score"] and kept.num_rows == len(texts) - streamed["dropped"]
+    kept_rows = [i for i, d in enumerate(decisions) if d["kept"]]
+    assert kept.column("score").to_pylist() == [float(i if i < 25 else i - 25) for i in kept_rows]  # every column, row-aligned
+
+
+def test_utf8_buffers_of_a_sliced_array():
+    texts = pa.array(["abc", "", "déf", "g"]).slice(1, 3)
+    data, offsets = dedup_fast.utf8_buffers(texts)
+    assert offsets.tolist() == [0, 0, 4, 5] and bytes(data) == "défg".encode()

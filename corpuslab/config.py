@@ -21,6 +21,7 @@ from corpuslab.corpus.split import SplitConfig
 from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.errors import ConfigError, InputError
 from corpuslab.paths import check_url
+from corpuslab.ray_executor import INSTALL_HINT, RayConfig, ray_installed
 from corpuslab.registry import split_spec
 from corpuslab.schema import from_dict, require, to_dict
 from corpuslab.sources.hf import HFConfig
@@ -67,12 +68,27 @@ class CurationConfig:
 
     decontaminate: remove val/test documents that duplicate a train document before any arm trains
     (`near` = exact and near duplicates, `exact` = exact only, `none` = keep them).
+    executor: where per-shard work runs: `local` (a pool of `workers` processes) or `ray` (Ray tasks, with
+    the `ray` section's settings), by name or `{name: ray, address: auto}`. It never changes results, so it
+    is not part of any stage's fingerprint.
     """
 
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     decontaminate: Literal["none", "exact", "near"] = "near"
     workers: int | None = None
+    executor: str | dict[str, Any] = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def validate(self, prefix: str = "curation") -> None:
+        from corpuslab.executor import executors
+
+        name, params = split_spec(self.executor, f"{prefix}.executor")
+        cls = executors.get(name, f"{prefix}.executor")  # an unknown executor lists the known ones
+        if params:
+            from_dict(cls.Config, params, f"{prefix}.executor")
+        if name == "ray" and not ray_installed():
+            raise ConfigError(f"{prefix}.executor", "ray", INSTALL_HINT)
 
 
 @dataclass(frozen=True)

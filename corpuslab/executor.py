@@ -6,6 +6,11 @@ engine (Ray, Slurm) can plug in by implementing `map` the same way: same code, s
 
     with LocalExecutor(processes=2) as executor:
         signatures = list(executor.map(signature_task, shard_tasks))
+
+An executor may also offer `completed(fn, items)`, yielding `(index, result)` as tasks finish in any
+order: `ShardLog` (shard_log.py) records each shard the moment it is done, so a killed job resumes
+without redoing it. Which executor an experiment uses is a registered plug-in chosen by
+`curation.executor` (`local`, `ray`, or your own), built by `build_executor`.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from typing import Protocol, TypeVar, runtime_checkable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from corpuslab.errors import ConfigError
+from corpuslab.registry import Plugin, Registry
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -42,7 +49,10 @@ class SerialExecutor:
     def map(self, fn: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[Result]:
         return map(fn, items)
 
-    def close(self) -> None:
+    def completed(self, fn: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[tuple[int, Result]]:
+        return enumerate(map(fn, items))
+
+    def close(self, interrupted: bool = False) -> None:
         """Nothing to release; present so callers can treat every executor alike."""
 
     def __enter__(self) -> SerialExecutor:
@@ -77,13 +87,31 @@ class LocalExecutor:
         # unequal shards still balance across the workers.
         if self._pool is not None:
             return self._pool.map(fn, items)
+        return self._start().map(fn, items)
+
+    def completed(self, fn: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[tuple[int, Result]]:
+        """(index, result) in the order the tasks finish; every task is submitted before the first yield."""
+        pool = self._pool or self._start()
+        futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
+
+        def finished() -> Iterator[tuple[int, Result]]:
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+        return finished()
+
+    def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context(self.start_method)
         self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_ignore_interrupts)
-        # Under 'fork' the workers start at this first submit and share the parent's memory pages.
+        # Under 'fork' the workers start at the first submit and share the parent's memory pages.
         # A garbage-collector pass writes to every object's header, copying those pages (~30 MB
         # per process measured), so objects that exist now stay out of collection until `close()`.
         gc.freeze()
-        return self._pool.map(fn, items)
+        return self._pool
 
     def close(self, interrupted: bool = False) -> None:
         """Stop the worker processes; a later `map` starts a fresh pool. After Ctrl-C the workers are
@@ -112,3 +140,48 @@ def _ignore_interrupts() -> None:
 def _default_start_method(available: list[str]) -> str:
     """'fork' on Linux (fast start, shared imports); 'spawn' elsewhere (macOS fork is unsafe)."""
     return "fork" if sys.platform.startswith("linux") and "fork" in available else "spawn"
+
+
+class ExecutorKind(Plugin):
+    """A registered kind of executor (`curation.executor`): its typed config, and how to build one.
+
+    `build(workers, key)` returns an executor with `map` and `close(interrupted=...)`; `workers` is
+    `curation.workers`, `key` the config key errors should name (`curation.ray` for the `ray` kind)."""
+
+    def build(self, workers: int | None, key: str) -> Any:
+        raise NotImplementedError
+
+
+executors: Registry[ExecutorKind] = Registry("executor", ExecutorKind)
+
+
+@dataclass(frozen=True)
+class LocalPoolConfig:
+    """start_method: how pool workers start (`fork` on Linux by default, else `spawn`)."""
+
+    start_method: str | None = None
+
+
+@executors.register
+class LocalPool(ExecutorKind):
+    """A process pool on this machine with `curation.workers` processes (default: all cores)."""
+
+    name = "local"
+    Config = LocalPoolConfig
+
+    def build(self, workers: int | None, key: str) -> LocalExecutor:
+        return LocalExecutor(workers, self.config.start_method)
+
+
+def build_executor(spec: str | dict[str, Any], sections: dict[str, Any], workers: int | None, key: str = "curation") -> Any:
+    """The executor `spec` names (`local`, `ray`, `{name: ray, address: auto}`), with the parameters of its
+    own section (`curation.ray`) under those given inline. Errors name `<key>.executor` or `<key>.<kind>`."""
+    import corpuslab.ray_executor  # noqa: F401  (registers `ray`; ray itself is imported only when used)
+    from corpuslab.registry import split_spec
+    from corpuslab.schema import to_dict
+
+    name, params = split_spec(spec, f"{key}.executor")
+    section = sections.get(name)
+    kind = executors.build({"name": name, **params}, f"{key}.executor",
+                           defaults=to_dict(section) if section is not None else None)
+    return kind.build(workers, f"{key}.executor" if params else f"{key}.{name}")

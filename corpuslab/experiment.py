@@ -35,13 +35,15 @@ from corpuslab.curation.decisions import DecisionWriter
 from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError, StageError
-from corpuslab.executor import LocalExecutor
+from corpuslab.executor import build_executor
 from corpuslab.paths import is_url, join, local_output_dir, publish
 from corpuslab.progress import progress
 from corpuslab.schema import to_dict
+from corpuslab.shard_log import shard_log
 from corpuslab.shards import ShardWriter, read_documents, shard_paths
 from corpuslab.sources import open_source
 from corpuslab.stage_cache import open_cache
+from corpuslab.tokens.encode import encoded_batches
 from corpuslab.tokens.pack import document_repeats, pack_documents, repeat_array, tokenize_documents
 from corpuslab.tokens.stream import TokenStream
 from corpuslab.tokens.tokenizer import build_tokenizer, load_tokenizer
@@ -107,12 +109,14 @@ class Experiment:
         follower = not distributed.is_main()
         self.stages = (distributed.FollowerStageRunner(self.root / "stages", distributed.rank_log) if follower
                        else StageRunner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment)))
-        self._executor: LocalExecutor | None = None
+        self._executor: Any = None
 
     @property
-    def executor(self) -> LocalExecutor:
+    def executor(self) -> Any:
+        """The `curation.executor` (a local process pool, or Ray), started on first use."""
         if self._executor is None:
-            self._executor = LocalExecutor(self.cfg.curation.workers)
+            curation = self.cfg.curation
+            self._executor = build_executor(curation.executor, {"ray": curation.ray}, curation.workers)
         return self._executor
 
     def close(self, interrupted: bool = False) -> None:
@@ -136,7 +140,7 @@ class Experiment:
         decontaminate = self.stages.stage(
             "decontaminate", split.fingerprint, cfg.curation.normalize, cfg.curation.minhash, cfg.curation.decontaminate
         )
-        self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split))
+        self.stages.run(decontaminate, lambda work: self._build_decontaminate(work, split, decontaminate))
         tokenizer = self.stages.stage("tokenizer", split.fingerprint, cfg.tokenizer, cfg.seed)
         self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
         tokens = self.stages.stage("tokens", TOKENS_VERSION, tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
@@ -215,19 +219,20 @@ class Experiment:
         return {"canaries": len(canaries), "requested": cfg.count, "documents": writer.count, "placement": cfg.placement,
                 "train_documents": train, "share_of_train": round(share, 4), "max_share": cfg.max_share}
 
-    def _build_decontaminate(self, work: Path, split: Stage) -> dict[str, Any]:
+    def _build_decontaminate(self, work: Path, split: Stage, stage: Stage) -> dict[str, Any]:
         from corpuslab.curation.decontaminate import decontaminate
 
         cfg = self.cfg.curation
-        result = decontaminate(
-            train=shard_paths(split.path / "train"),
-            held_out={name: shard_paths(split.path / name) for name in ("val", "test")},
-            mode=cfg.decontaminate,
-            minhash=cfg.minhash,
-            normalize=cfg.normalize,
-            executor=self.executor,
-            out_dir=work,
-        )
+        with shard_log(self.executor, stage, self.log) as executor:  # a killed run keeps its finished shards
+            result = decontaminate(
+                train=shard_paths(split.path / "train"),
+                held_out={name: shard_paths(split.path / name) for name in ("val", "test")},
+                mode=cfg.decontaminate,
+                minhash=cfg.minhash,
+                normalize=cfg.normalize,
+                executor=executor,
+                out_dir=work,
+            )
         return result
 
     def _build_tokenizer(self, work: Path, split: Stage) -> dict[str, Any]:
@@ -250,7 +255,10 @@ class Experiment:
         return {"splits": summary, "vocab_size": len(tokenizer)}
 
     def _tokenize_split(self, tokenizer, paths: list[Path], prefix: Path, name: str) -> dict[str, Any]:
-        return tokenize_documents(tokenizer, paths, prefix, f"tokenize {name}")
+        # One executor task per document shard (local pool or Ray) from encode.PARALLEL_MIN_DOCS documents;
+        # results are written in shard order, so the stream is the same whichever executor ran them.
+        return tokenize_documents(tokenizer, paths, prefix, f"tokenize {name}",
+                                  encoded=encoded_batches(self.executor, paths, tokenizer.name_or_path))
 
     # ------------------------------------------------------------------ per-arm stages
 
@@ -263,15 +271,17 @@ class Experiment:
         if run.level == "chunk":
             inputs += [prepared.tokens.fingerprint, cfg.training.chunk_len, cfg.training.stride]
         stage = self.stages.plugin_stage(f"curate-{recipe.name}-{run.level}", recipe, *inputs)
-        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, recipe, with_canaries),
+        self.stages.run(stage, lambda work: self._build_curate(work, prepared, index, recipe, with_canaries, stage),
                         label=f"curate {run.name}")
         return stage
 
-    def _build_curate(self, work: Path, prepared: Prepared, index: int, recipe: Recipe, with_canaries: bool) -> dict[str, Any]:
+    def _build_curate(self, work: Path, prepared: Prepared, index: int, recipe: Recipe, with_canaries: bool,
+                      stage: Stage) -> dict[str, Any]:
         run = self.cfg.runs[index]
         items = self._write_chunk_items(work / "chunks", prepared) if run.level == "chunk" else prepared.train_shards(with_canaries)
-        context = CurationContext(self.executor, self.log, self.cfg.seed, work / "scratch", stages=self.stages)
-        decided = {d.id: d for d in recipe.decide(items, {"documents": prepared.split.path}, context)}
+        with shard_log(self.executor, stage, self.log) as executor:  # a killed run keeps its finished shards
+            context = CurationContext(executor, self.log, self.cfg.seed, work / "scratch", stages=self.stages)
+            decided = {d.id: d for d in recipe.decide(items, {"documents": prepared.split.path}, context)}
         writer = DecisionWriter(work)
         used = writer.write_all((d.id for d in read_documents(items, columns=["id"])), decided)
         counts = writer.close()
@@ -448,6 +458,9 @@ class Experiment:
             _resolve_pretrained(cfg.tokenizer.name, "tokenizer.name", "tokenizer")
         if checkpoint:
             _resolve_pretrained(checkpoint, "--checkpoint", "model")
+        check = getattr(self.executor, "check", None)  # a cluster address that does not answer (curation.ray.address)
+        if check is not None:
+            check()
 
     def build(self, until: str = "report", arms: list[int] | None = None, jobs: int = 1) -> dict[str, Any] | None:
         """Walk the pipeline (`PIPELINE`) up to and including stage `until`, for the given arms (all by

@@ -4,7 +4,7 @@ reported in well under a second, not after the several CPU-seconds those imports
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "numba", "datasets")
+HEAVY = ("torch", "transformers", "numba", "datasets", "ray")
 
 
 def _imported(stderr: str) -> set[str]:

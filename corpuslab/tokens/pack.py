@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,22 +31,43 @@ DOCS_SCHEMA = pa.schema([("id", pa.string()), ("bytes", pa.int64()), ("category"
 DOCS_ROWS_PER_GROUP = 65536
 
 
-def tokenize_documents(tokenizer, paths: Sequence[str | Path], prefix: str | Path, label: str = "tokenize") -> dict:
+@dataclass
+class EncodedBatch:
+    """A batch of documents, tokenized: every document's ids back to back, their lengths, and the rows of
+    the document table (DOCS_SCHEMA). Small and picklable, so an executor task (pool or Ray) can return it."""
+
+    tokens: np.ndarray  # int64
+    lengths: np.ndarray  # int64, one per document
+    docs: pa.RecordBatch
+
+
+def encode_batches(tokenizer, paths: Sequence[str | Path]) -> Iterator[EncodedBatch]:
+    """The documents of `paths` in order, tokenized `ENCODE_BATCH` at a time."""
+    for batch in _batches(paths):
+        texts = batch.column("text")
+        ids = _encode(tokenizer, texts.to_pylist())
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        docs = pa.RecordBatch.from_arrays(
+            [batch.column("id").cast(pa.string()), pc.binary_length(texts).cast(pa.int64()),
+             batch.column("category").cast(pa.string()), _canaries(batch.column("meta"))], schema=DOCS_SCHEMA)
+        yield EncodedBatch(flat, lengths, docs)
+
+
+def tokenize_documents(tokenizer, paths: Sequence[str | Path], prefix: str | Path, label: str = "tokenize",
+                       encoded: Iterable[EncodedBatch] | None = None) -> dict:
     """Token stream of the documents of `paths` at `prefix`, and `<prefix>.docs.parquet` (id, UTF-8 bytes,
-    category, canary) with a row per document in stream order. Returns documents, tokens and bytes."""
+    category, canary) with a row per document in stream order. Returns documents, tokens and bytes.
+    `encoded`: the batches, in order, when something else (an executor) tokenized them."""
     docs_path = Path(f"{prefix}.docs.parquet")
     documents = n_bytes = 0
+    batches = encode_batches(tokenizer, paths) if encoded is None else encoded
     with TokenStreamWriter(prefix, len(tokenizer), tokenizer.eos_token_id) as stream, _DocsTable(docs_path) as table:
-        for batch in progress(_batches(paths), label, unit=f"batch of {ENCODE_BATCH} docs"):
-            texts = batch.column("text")
-            ids = _encode(tokenizer, texts.to_pylist())
-            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-            stream.write_docs(flat, lengths)
-            byte_counts = pc.binary_length(texts)
-            table.write(batch.column("id"), byte_counts, batch.column("category"), _canaries(batch.column("meta")))
-            documents += batch.num_rows
-            n_bytes += int(pc.sum(byte_counts).as_py() or 0)
+        for batch in progress(batches, label, unit=f"batch of {ENCODE_BATCH} docs"):
+            stream.write_docs(batch.tokens, batch.lengths)
+            table.write(batch.docs)
+            documents += batch.docs.num_rows
+            n_bytes += int(pc.sum(batch.docs.column("bytes")).as_py() or 0)
     return {"documents": documents, "tokens": int(stream.meta["n_tokens"]), "bytes": n_bytes}
 
 
@@ -82,10 +104,9 @@ class _DocsTable:
         self._pending: list[pa.RecordBatch] = []
         self._rows = 0
 
-    def write(self, ids: pa.Array, byte_counts: pa.Array, categories: pa.Array, canaries: pa.Array) -> None:
-        arrays = [ids.cast(pa.string()), byte_counts.cast(pa.int64()), categories.cast(pa.string()), canaries]
-        self._pending.append(pa.RecordBatch.from_arrays(arrays, schema=DOCS_SCHEMA))
-        self._rows += len(ids)
+    def write(self, docs: pa.RecordBatch) -> None:
+        self._pending.append(docs)
+        self._rows += docs.num_rows
         if self._rows >= DOCS_ROWS_PER_GROUP:
             self._flush()
 

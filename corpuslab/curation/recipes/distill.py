@@ -65,8 +65,11 @@ class ClusteredRecipe(Recipe):
 
     def shared_stages(self, items: list[Path], context: CurationContext):
         stages = context.stages or StageRunner(context.scratch / "shared", context.log)
-        embed = embed_stage(stages, self.config.embed, items, context.log)
-        return embed, cluster_stage(stages, self.config.cluster, embed, items, context.log)
+        # The embed and cluster stages are stages of their own (the embed stage keeps its finished shards), so
+        # they get the executor itself, not the curate stage's per-shard records.
+        executor = getattr(context.executor, "unrecorded", context.executor)
+        embed = embed_stage(stages, self.config.embed, items, context.log, executor)
+        return embed, cluster_stage(stages, self.config.cluster, embed, items, context.log, executor)
 
     def decide(self, items: list[Path], inputs: dict[str, Path], context: CurationContext) -> Iterable[Decision]:
         embed, clusters = self.shared_stages(items, context)

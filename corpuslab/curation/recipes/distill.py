@@ -36,9 +36,15 @@ from corpuslab.distill.cluster import ClusterConfig, cluster_stage, read_assignm
 from corpuslab.distill.embed import EmbedConfig, Embeddings, embed_stage
 from corpuslab.errors import ConfigError
 from corpuslab.schema import require, require_int, to_dict
+from corpuslab.sources.synthetic.junk import is_junk_category
 
 RULE_STATS = ("duplicate_rate", "average_distance", "share")
 JUNK_CATEGORIES = ("boilerplate",)  # the synthetic corpus's junk: what a person would exclude, as ground truth
+
+
+def is_junk(category: str | None) -> bool:
+    """Ground truth of the synthetic corpus: its boilerplate, and its junk_<kind> documents when `junk` is on."""
+    return category in JUNK_CATEGORIES or is_junk_category(category)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,11 @@ class ClusteredRecipe(Recipe):
         excluded = self.excluded_clusters(info)
         decisions = self.select(assignment, info, excluded, Embeddings(embed.path), items, context)
         context.stats.update(self.account(assignment, info, excluded, decisions))
+        junk = context.stats.get("junk_removal")
+        if junk and excluded:
+            kinds = ", ".join(f"{k.removeprefix('junk_')} {v['recall']:.2f}" for k, v in junk["by_kind"].items())
+            precision = "n/a" if junk["precision"] is None else f"{junk['precision']:.2f}"
+            context.log(f"  junk excluded (ground truth): precision {precision}, recall {junk['recall']:.2f} ({kinds})")
         context.stats["settings"] = {k: v for k, v in to_dict(self.config).items() if k not in ("embed", "cluster")}
         context.stats["clustering"] = {"embed": embed.path.name, "cluster": clusters.path.name, "k": info["k"],
                                        "purity": info.get("purity"), "nmi": info.get("nmi")}
@@ -116,12 +127,24 @@ class ClusteredRecipe(Recipe):
         for c in info["clusters"]:
             cards.append({**c, "excluded": excluded.get(c["cluster"]), "counts": dict(per_cluster[c["cluster"]])})
         stats: dict[str, Any] = {"clusters": cards, "by_category": {k: dict(v) for k, v in sorted(per_category.items())}}
-        junk = {i for i, cat in zip(assignment.ids, assignment.categories) if cat in JUNK_CATEGORIES}
+        junk = {i: str(cat) for i, cat in zip(assignment.ids, assignment.categories) if is_junk(cat)}
         if junk:
-            removed = {i for i, reason in dropped.items() if reason == "excluded_cluster"}
-            hit = len(junk & removed)
-            stats["junk_removal"] = {"junk_documents": len(junk), "excluded_documents": len(removed),
-                                     "precision": hit / len(removed) if removed else None, "recall": hit / len(junk)}
+            # Graded on documents with ground truth: those the experiment adds (canaries, a planted farm of their own)
+            # have no category, and are counted apart rather than as wrongly excluded.
+            untracked = {i for i, cat in zip(assignment.ids, assignment.categories) if cat is None}
+            excluded = {i for i, reason in dropped.items() if reason == "excluded_cluster"}
+            removed = excluded - untracked
+            hit = len(junk.keys() & removed)
+            by_kind: dict[str, Counter] = {}
+            for doc_id, category in junk.items():
+                counter = by_kind.setdefault(category, Counter())
+                counter["documents"] += 1
+                counter["excluded"] += doc_id in removed
+            stats["junk_removal"] = {
+                "junk_documents": len(junk), "excluded_documents": len(removed),
+                "excluded_without_truth": len(excluded & untracked),
+                "precision": hit / len(removed) if removed else None, "recall": hit / len(junk),
+                "by_kind": {kind: {**c, "recall": c["excluded"] / c["documents"]} for kind, c in sorted(by_kind.items())}}
         return stats
 
 

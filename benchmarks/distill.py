@@ -3,6 +3,7 @@
     python benchmarks/distill.py embed  [--docs 128] [--batch 32] [--max-tokens 128] [--texts FILE.jsonl]
     python benchmarks/distill.py kmeans [--n 100000] [--dim 384] [--k 220] [--iterations 10]
     python benchmarks/distill.py scale  [--docs 200000] [--k 64]
+    python benchmarks/distill.py static [--docs 2000] [--minilm-docs 400]
 
 embed: corpuslab's `sentence_transformer` embedder next to sentence-transformers' own `encode` on the same
 model (the packaged all-MiniLM-L6-v2), batch size and max length, on the same texts (C4 sample when
@@ -14,6 +15,11 @@ corpuslab's default path (`fit_spherical_kmeans`, backend auto = faiss when inst
 spherical directly, and scikit-learn MiniBatchKMeans with its default k-means++ start (the MiniCorpus
 reference). Same data, k and iterations. Prints wall and CPU seconds and the ratio of the default path to
 the faster library.
+
+static: a model2vec static model distilled from the packaged all-MiniLM-L6-v2 (`corpuslab.distill.static`,
+timed), then on AG News test (first `--docs`, 4 classes): docs/s of the static model, of MiniLM itself (on
+the first `--minilm-docs`) and of the hashed embedder, and the NMI of spherical k-means (k=4, faiss or
+sklearn) against the classes for each, on the same documents.
 
 scale: the whole distillation on `--docs` synthetic documents (shards on disk): embed (hashed) -> cluster
 -> uniform sample, through the stages the recipe uses. Prints docs/s for each step and the peak resident
@@ -203,8 +209,43 @@ def main() -> None:
     scale.add_argument("--docs", type=int, default=200000)
     scale.add_argument("--k", type=int, default=64)
     scale.add_argument("--child", default=None)
+    static = sub.add_parser("static")
+    static.add_argument("--docs", type=int, default=2000)
+    static.add_argument("--minilm-docs", type=int, default=400)
+    static.add_argument("--out", default=None, help="keep the distilled model here (default: a temporary folder)")
     args = parser.parse_args()
-    {"embed": bench_embed, "kmeans": bench_kmeans, "scale": bench_scale}[args.what](args)
+    {"embed": bench_embed, "kmeans": bench_kmeans, "scale": bench_scale, "static": bench_static}[args.what](args)
+
+
+def bench_static(args) -> None:
+    import csv
+
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from corpuslab.distill.cluster import ClusterConfig, faiss_available, fit_spherical_kmeans
+    from corpuslab.distill.embedders import HashedEmbedder, Model2VecEmbedder, SentenceTransformerEmbedder, packaged_minilm
+    from corpuslab.distill.static import distill_static
+
+    with open("/work/shared/data/ag_news_test/test.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))[: args.docs]
+    labels = [int(r[0]) for r in rows]
+    texts = [f"{r[1]}. {r[2]}" for r in rows]
+    out = Path(args.out or tempfile.mkdtemp(prefix="static-")) / "model"
+    if not (out / "config.json").exists():
+        _, wall, cpu = _timed(lambda: distill_static(str(packaged_minilm("embed")), out, 256, 1e-4, print))
+        print(f"distilled in {wall:.1f} s ({cpu:.1f} CPU-s)")
+    static = Model2VecEmbedder(Model2VecEmbedder.Config(model=str(out)))
+    minilm = SentenceTransformerEmbedder(SentenceTransformerEmbedder.Config(max_tokens=128))
+    hashed = HashedEmbedder(HashedEmbedder.Config(dim=64))
+    backend = "faiss" if faiss_available() else "sklearn"
+    print(f"AG News test: {len(texts)} documents (MiniLM: first {args.minilm_docs}); k-means k=4 ({backend}), NMI vs classes")
+    for name, embedder, n in (("model2vec (static)", static, len(texts)), ("hashed", hashed, len(texts)),
+                              ("all-MiniLM-L6-v2", minilm, args.minilm_docs), ("model2vec, same docs", static, args.minilm_docs)):
+        embedder.prepare(lambda n=n: iter(texts[:n]), lambda m: None)
+        vectors, wall, cpu = _timed(lambda embedder=embedder, n=n: embedder.encode(texts[:n]))
+        centroids = fit_spherical_kmeans(vectors, ClusterConfig(k=4, iterations=20, n_init=3, seed=0), backend)
+        nmi = normalized_mutual_info_score(labels[:n], np.argmax(vectors @ centroids.T, axis=1))
+        print(f"  {name:22s} {n / wall:9.1f} docs/s  {n / max(cpu, 1e-9):9.1f} docs/CPU-s  NMI {nmi:.3f}")
 
 
 if __name__ == "__main__":

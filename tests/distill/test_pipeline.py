@@ -27,6 +27,8 @@ runs:
   - {name: density, recipe: minipile, sampler: density, target: 0.5, cluster: {k: 4}}
   - {name: semdedup, recipe: semdedup, cluster: {k: 4}, eps: 0.2}
   - {name: loss, recipe: minipile, sampler: loss, target: 0.5, cluster: {k: 4}, reference: REFERENCE, loss_docs: 6}
+  - {name: loss_self, recipe: minipile, sampler: loss, target: 0.5, cluster: {k: 4}, reference: self, loss_docs: 6,
+     reference_train: {steps: 3, batch_size: 2, context: 32, n_layer: 1, n_embd: 16, vocab_size: 300}}
 """
 
 
@@ -110,6 +112,17 @@ def test_loss_sampler_quotas_follow_the_reference_models_cluster_losses(curated)
     for card in stats["clusters"]:
         expected = min(card["total_examples"], round(losses[card["cluster"]] / total * stats["target"]))
         assert card["counts"].get("kept", 0) == expected
+
+
+def test_loss_arm_with_its_own_reference_model(curated):
+    """reference: self trains the reference inside the experiment, as a shared stage, and the arm records it."""
+    cfg, stages = curated
+    stats = json.loads((_curate_folder(stages, cfg, 6) / "stats.json").read_text())
+    reference = stages / stats["reference_model"]["stage"]
+    assert (reference / "model" / "config.json").exists() and stats["reference_model"]["steps"] == 3
+    assert len(stats["reference_loss"]) == 4 and stats["kept"] > 0
+    manifest = json.loads((_curate_folder(stages, cfg, 6) / "manifest.json").read_text())
+    assert manifest["recipe"]["reference"]["trained_on_half"]["steps"] == 3
 
 
 def test_loss_sample_is_proportional_to_loss():

@@ -24,7 +24,10 @@ def _arm(recipe, losses, kept, tokens, settings=None, clusters=None):
     if clusters is not None:
         curation["clusters"] = clusters
         curation["clustering"] = {"k": len(clusters), "cluster": "cluster-abc", "purity": 0.9, "nmi": 0.8}
-        curation["junk_removal"] = {"junk_documents": 5, "excluded_documents": 6, "precision": 5 / 6, "recall": 1.0}
+        curation["junk_removal"] = {"junk_documents": 5, "excluded_documents": 6, "excluded_without_truth": 2,
+                                    "precision": 5 / 6, "recall": 1.0,
+                                    "by_kind": {"junk_navigation": {"documents": 4, "excluded": 4, "recall": 1.0},
+                                                "junk_entity_list": {"documents": 1, "excluded": 0, "recall": 0.0}}}
     return {"recipe": recipe, "curation": curation, "packing": {"tokens_kept": tokens},
             "replicates": [_replicate(s, v) for s, v in enumerate(losses)],
             "aggregate": {"val.loss": {"mean": sum(losses) / len(losses), "ci95": None, "n": len(losses)},
@@ -64,6 +67,7 @@ def test_section_shows_shares_r_differences_and_cluster_cards(report):
     assert "minipile uniform 0.25, excluding [0]" in html
     assert "excluded by uniform (listed)" in html and "Cookie &lt;notice&gt;" in html  # escaped excerpt
     assert "precision" in html and "0.8333" in html
+    assert "recall: navigation" in html and "recall: entity_list" in html and "excluded without truth" in html
     assert "R per category (val)" in html and "sports" in html
 
 

@@ -34,11 +34,18 @@ from corpuslab.curation.decisions import Decision
 from corpuslab.curation.recipes.base import CurationContext, Recipe, recipes
 from corpuslab.distill.cluster import ClusterConfig, cluster_stage, read_assignments, read_clusters
 from corpuslab.distill.embed import EmbedConfig, Embeddings, embed_stage
+from corpuslab.distill.reference import SELF, ReferenceTrainConfig, reference_identity, reference_stage
 from corpuslab.errors import ConfigError
 from corpuslab.schema import require, require_int, to_dict
+from corpuslab.sources.synthetic.junk import is_junk_category
 
 RULE_STATS = ("duplicate_rate", "average_distance", "share")
 JUNK_CATEGORIES = ("boilerplate",)  # the synthetic corpus's junk: what a person would exclude, as ground truth
+
+
+def is_junk(category: str | None) -> bool:
+    """Ground truth of the synthetic corpus: its boilerplate, and its junk_<kind> documents when `junk` is on."""
+    return category in JUNK_CATEGORIES or is_junk_category(category)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,11 @@ class ClusteredRecipe(Recipe):
         excluded = self.excluded_clusters(info)
         decisions = self.select(assignment, info, excluded, Embeddings(embed.path), items, context)
         context.stats.update(self.account(assignment, info, excluded, decisions))
+        junk = context.stats.get("junk_removal")
+        if junk and excluded:
+            kinds = ", ".join(f"{k.removeprefix('junk_')} {v['recall']:.2f}" for k, v in junk["by_kind"].items())
+            precision = "n/a" if junk["precision"] is None else f"{junk['precision']:.2f}"
+            context.log(f"  junk excluded (ground truth): precision {precision}, recall {junk['recall']:.2f} ({kinds})")
         context.stats["settings"] = {k: v for k, v in to_dict(self.config).items() if k not in ("embed", "cluster")}
         context.stats["clustering"] = {"embed": embed.path.name, "cluster": clusters.path.name, "k": info["k"],
                                        "purity": info.get("purity"), "nmi": info.get("nmi")}
@@ -119,12 +131,24 @@ class ClusteredRecipe(Recipe):
         for c in info["clusters"]:
             cards.append({**c, "excluded": excluded.get(c["cluster"]), "counts": dict(per_cluster[c["cluster"]])})
         stats: dict[str, Any] = {"clusters": cards, "by_category": {k: dict(v) for k, v in sorted(per_category.items())}}
-        junk = {i for i, cat in zip(assignment.ids, assignment.categories) if cat in JUNK_CATEGORIES}
+        junk = {i: str(cat) for i, cat in zip(assignment.ids, assignment.categories) if is_junk(cat)}
         if junk:
-            removed = {i for i, reason in dropped.items() if reason == "excluded_cluster"}
-            hit = len(junk & removed)
-            stats["junk_removal"] = {"junk_documents": len(junk), "excluded_documents": len(removed),
-                                     "precision": hit / len(removed) if removed else None, "recall": hit / len(junk)}
+            # Graded on documents with ground truth: those the experiment adds (canaries, a planted farm of their own)
+            # have no category, and are counted apart rather than as wrongly excluded.
+            untracked = {i for i, cat in zip(assignment.ids, assignment.categories) if cat is None}
+            excluded = {i for i, reason in dropped.items() if reason == "excluded_cluster"}
+            removed = excluded - untracked
+            hit = len(junk.keys() & removed)
+            by_kind: dict[str, Counter] = {}
+            for doc_id, category in junk.items():
+                counter = by_kind.setdefault(category, Counter())
+                counter["documents"] += 1
+                counter["excluded"] += doc_id in removed
+            stats["junk_removal"] = {
+                "junk_documents": len(junk), "excluded_documents": len(removed),
+                "excluded_without_truth": len(excluded & untracked),
+                "precision": hit / len(removed) if removed else None, "recall": hit / len(junk),
+                "by_kind": {kind: {**c, "recall": c["excluded"] / c["documents"]} for kind, c in sorted(by_kind.items())}}
         return stats
 
 
@@ -164,7 +188,10 @@ class MiniPile(ClusteredRecipe):
         seed: int = 42
         # loss: a reference causal LM (checkpoint folder, e.g. a corpuslab run's final/, or a hub name) scores
         # `loss_docs` documents per kept cluster on their first `loss_chars` characters (at most `loss_tokens`).
+        # `reference: self` trains one first on a random half of the corpus (`reference_train`), as the MiniCorpus
+        # seed did, and scores documents of the other half.
         reference: str | None = None
+        reference_train: ReferenceTrainConfig = field(default_factory=ReferenceTrainConfig)
         loss_docs: int = 1000
         loss_chars: int = 512
         loss_tokens: int = 512
@@ -181,13 +208,32 @@ class MiniPile(ClusteredRecipe):
             for key in ("loss_docs", "loss_chars", "loss_tokens"):
                 require_int(getattr(self, key), f"{prefix}.{key}", 1)
             require(self.sampler != "loss" or self.reference is not None, f"{prefix}.reference", self.reference,
-                    "a checkpoint folder or Hugging Face model name (sampler 'loss' scores clusters with it)")
-            if self.sampler == "loss" and Path(self.reference).exists():
+                    "a checkpoint folder, a Hugging Face model name, or 'self' (train one on a random half of the corpus): "
+                    "sampler 'loss' scores clusters with it")
+            self.reference_train.validate(f"{prefix}.reference_train")
+            if self.sampler == "loss" and self.reference != SELF and Path(self.reference).exists():
                 require((Path(self.reference) / "config.json").exists(), f"{prefix}.reference", self.reference,
                         "a checkpoint folder with a config.json (saved by save_pretrained)")
             for i, cluster in enumerate(self.exclude):
                 require(cluster >= 0, f"{prefix}.exclude[{i}]", cluster, "a cluster id >= 0")
                 require(cluster < self.cluster.k, f"{prefix}.exclude[{i}]", cluster, f"a cluster id below cluster.k ({self.cluster.k})")
+
+    def fingerprint(self, *inputs: Any) -> str:
+        """A `loss` arm's folder also depends on its reference model's identity, not only on its name or path
+        (retrained weights in the same folder make a new arm); other samplers' fingerprints are as before."""
+        if self.config.sampler != "loss":
+            return super().fingerprint(*inputs)
+        return super().fingerprint(*inputs, {"reference": self.reference_identity()})
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        if self.config.sampler == "loss":
+            described["reference"] = self.reference_identity()
+        return described
+
+    def reference_identity(self) -> dict[str, Any]:
+        assert self.config.reference is not None  # validate() requires one for the loss sampler
+        return reference_identity(self.config.reference, self.config.reference_train)
 
     def select(self, assignment: Assignment, info: dict[str, Any], excluded: dict[int, str], emb: Embeddings,
                items: list[Path], context: CurationContext) -> list[Decision]:
@@ -234,6 +280,17 @@ class MiniPile(ClusteredRecipe):
         from corpuslab.shards import read_documents
 
         cfg = self.config
+        reference = cfg.reference
+        assert reference is not None
+        if reference == SELF:  # train it on a random half; score documents of the other half
+            stages = context.stages or StageRunner(context.scratch / "shared", context.log)
+            stage = reference_stage(stages, cfg.reference_train, items, context.log)
+            reference = str(stage.path / "model")
+            trained = np.load(stage.path / "half.npy")
+            members = [m[~np.isin(m, trained)] for m in members]
+            made = stage.manifest()
+            context.stats["reference_model"] = {"stage": stage.path.name,
+                                                **{k: made[k] for k in ("documents", "tokens", "steps", "first_loss", "last_loss")}}
         rng = np.random.default_rng(cfg.seed)
         drawn = {c: rng.choice(members[c], size=min(len(members[c]), cfg.loss_docs), replace=False) for c in kept}
         wanted = {int(r): c for c, rows in drawn.items() for r in rows}
@@ -242,8 +299,11 @@ class MiniPile(ClusteredRecipe):
             if row in wanted:
                 texts[wanted[row]].append(doc.text[: cfg.loss_chars])
         losses = {}
+        from corpuslab.evaluation.lm import load_any_checkpoint
+
+        loaded = load_any_checkpoint(reference, "cpu")
         for c in kept:
-            scored = _doc_losses(cfg.reference, texts[c], cfg.loss_tokens)
+            scored = _doc_losses(loaded, texts[c], cfg.loss_tokens)
             losses[c] = float(np.mean(scored)) if scored else 0.0
         context.log(f"  reference losses per cluster (L_i, {cfg.reference}): "
                     + ", ".join(f"{c}: {v:.3f}" for c, v in losses.items()))
@@ -251,13 +311,11 @@ class MiniPile(ClusteredRecipe):
         return losses
 
 
-def _doc_losses(reference: str, texts: list[str], max_tokens: int) -> list[float]:
+def _doc_losses(loaded: tuple[Any, Any, Any], texts: list[str], max_tokens: int) -> list[float]:
     """Mean next-token loss of each text under the reference model (one document per forward: no padding)."""
     import torch
 
-    from corpuslab.evaluation.lm import load_any_checkpoint
-
-    model, tokenizer, device = load_any_checkpoint(reference, "cpu")
+    model, tokenizer, device = loaded
     limit = min(max_tokens, getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", max_tokens))
     out = []
     with torch.inference_mode():

@@ -4,6 +4,9 @@ Tasks (`TASKS`; their documents come from the Hugging Face dataset the harness u
 file with the same fields via `TaskConfig.data_files`):
 
     lambada_openai   acc (every token of the last word greedy), perplexity of the last word
+    lambada_standard the same on the original LAMBADA release (`cimec/lambada`)
+    mmlu             acc per subject (`mmlu_<subject>`, 57), per category (`mmlu_stem`, `mmlu_humanities`,
+                     `mmlu_social_sciences`, `mmlu_other`) and over all subjects, weighted by size
     piqa, hellaswag, arc_easy, arc_challenge      acc, acc_norm
     winogrande       acc, partial scoring (the options fill the blank; the rest of the sentence is scored)
     blimp            acc per paradigm (`blimp_<paradigm>`) and their unweighted mean (`blimp`)

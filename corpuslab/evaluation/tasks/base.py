@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 OutputType = Literal["loglikelihood", "multiple_choice"]
+GroupWeighting = Literal["equal", "size"]
 Doc = Mapping[str, Any]
 
 # The harness's default `target_delimiter`: the space between a context and each continuation belongs
@@ -56,7 +57,11 @@ class TaskSpec:
     """A task: how one document becomes an Example, which metrics it reports, where its data lives.
 
     `hf` is None for tasks generated locally (the synthetic ones). `grouped` tasks report every group
-    (BLiMP paradigm) as its own subtask plus their unweighted mean, as the harness's `blimp` group does.
+    (BLiMP paradigm, MMLU subject) as its own subtask plus an aggregate under the task's own name:
+    `weighting` "equal" is the unweighted mean of the groups (the harness's `blimp`), "size" the mean
+    weighted by the groups' sizes with the pooled standard error (the harness's `mmlu`, weight_by_size).
+    `categories` maps a group to the category it also counts towards (MMLU's stem, humanities, ...):
+    each category is reported as `<task>_<category>`, aggregated over its groups the same way.
     """
 
     name: str
@@ -66,6 +71,8 @@ class TaskSpec:
     hf: HFSource | None = None
     grouped: bool = False
     description: str = ""
+    weighting: GroupWeighting = "equal"
+    categories: tuple[tuple[str, str], ...] = ()  # (group, category) pairs; a tuple keeps the spec hashable
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@ def lambada_example(doc: Doc) -> Example:
     return Example((Request(" ".join(words[:-1]), " " + words[-1]),))
 
 
+def lambada_standard_example(doc: Doc) -> Example:
+    """lambada_standard: the same text and target as lambada_openai, on the original LAMBADA release
+    (`cimec/lambada`, test split) rather than OpenAI's detokenized copy."""
+    return lambada_example(doc)
+
+
 def piqa_example(doc: Doc) -> Example:
     """piqa: text "Question: {{goal}}\\nAnswer:", choices [sol1, sol2], target label."""
     return multiple_choice(f"Question: {doc['goal']}\nAnswer:", [doc["sol1"], doc["sol2"]], int(doc["label"]))
@@ -68,6 +74,53 @@ def blimp_example(doc: Doc, paradigm: str | None = None) -> Example:
     return multiple_choice("", [doc["sentence_good"], doc["sentence_bad"]], 0, group)
 
 
+# `lm_eval/tasks/mmlu/default/mmlu_<subject>.yaml` tags: subject -> the category group it counts towards
+# (`_mmlu_stem.yaml`, ...). The `mmlu` group aggregates all 57 subjects, weighted by size (`_mmlu.yaml`).
+MMLU_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "stem": tuple(
+        """abstract_algebra anatomy astronomy college_biology college_chemistry college_computer_science
+        college_mathematics college_physics computer_security conceptual_physics electrical_engineering
+        elementary_mathematics high_school_biology high_school_chemistry high_school_computer_science
+        high_school_mathematics high_school_physics high_school_statistics machine_learning""".split()
+    ),
+    "other": tuple(
+        """business_ethics clinical_knowledge college_medicine global_facts human_aging management marketing
+        medical_genetics miscellaneous nutrition professional_accounting professional_medicine virology""".split()
+    ),
+    "social_sciences": tuple(
+        """econometrics high_school_geography high_school_government_and_politics high_school_macroeconomics
+        high_school_microeconomics high_school_psychology human_sexuality professional_psychology
+        public_relations security_studies sociology us_foreign_policy""".split()
+    ),
+    "humanities": tuple(
+        """formal_logic high_school_european_history high_school_us_history high_school_world_history
+        international_law jurisprudence logical_fallacies moral_disputes moral_scenarios philosophy
+        prehistory professional_law world_religions""".split()
+    ),
+}
+MMLU_SUBJECTS: dict[str, str] = {subject: cat for cat, subjects in MMLU_CATEGORIES.items() for subject in subjects}
+MMLU_HF_PATH = "cais/mmlu"
+MMLU_SPLIT = "test"
+MMLU_CHOICES = ("A", "B", "C", "D")
+
+
+def mmlu_example(doc: Doc, subject: str | None = None) -> Example:
+    """mmlu_<subject> (`mmlu/default/_default_template_yaml`), zero-shot: the task's description
+    "The following are multiple choice questions (with answers) about {subject with spaces}.\n\n",
+    then text "{{question.strip()}}\nA. {{choices[0]}}\nB. ..\nC. ..\nD. {{choices[3]}}\nAnswer:",
+    choices ["A", "B", "C", "D"], target answer. The subject is `subject` when given, else the document's
+    `subject` field (as in `cais/mmlu`)."""
+    subject = subject or doc["subject"]
+    if subject not in MMLU_SUBJECTS:
+        raise ValueError(f"'{subject}' is not one of the 57 MMLU subjects")
+    choices = doc["choices"]
+    if len(choices) != 4:
+        raise ValueError(f"expected 4 choices, got {len(choices)}")
+    description = f"The following are multiple choice questions (with answers) about {' '.join(subject.split('_'))}.\n\n"
+    options = "".join(f"\n{letter}. {choice}" for letter, choice in zip(MMLU_CHOICES, choices, strict=True))
+    return multiple_choice(f"{description}{doc['question'].strip()}{options}\nAnswer:", MMLU_CHOICES, int(doc["answer"]), subject)
+
+
 # `lm_eval/tasks/blimp/_blimp.yaml`: the 67 paradigms of the `blimp` group.
 BLIMP_PARADIGMS: tuple[str, ...] = tuple(
     """adjunct_island anaphor_gender_agreement anaphor_number_agreement animate_subject_passive
@@ -106,6 +159,25 @@ HARNESS_TASKS: dict[str, TaskSpec] = {
             lambada_example,
             HFSource("EleutherAI/lambada_openai", "default", "test"),
             description="last word of a passage, predictable only from the wider context",
+        ),
+        TaskSpec(
+            "lambada_standard",
+            "loglikelihood",
+            ("acc", "perplexity"),
+            lambada_standard_example,
+            HFSource("cimec/lambada", None, "test"),
+            description="LAMBADA as first released: last word of a passage, predictable only from the wider context",
+        ),
+        TaskSpec(
+            "mmlu",
+            "multiple_choice",
+            ("acc",),
+            mmlu_example,
+            None,
+            grouped=True,
+            description="57 subjects of multiple-choice exam questions, answered by letter; mean weighted by size",
+            weighting="size",
+            categories=tuple(MMLU_SUBJECTS.items()),
         ),
         TaskSpec(
             "piqa",
@@ -172,4 +244,19 @@ def blimp_paradigm_spec(name: str) -> TaskSpec | None:
         lambda doc: blimp_example(doc, paradigm),
         HFSource(BLIMP_HF_PATH, paradigm, BLIMP_SPLIT),
         description=f"BLiMP paradigm {paradigm}",
+    )
+
+
+def mmlu_subject_spec(name: str) -> TaskSpec | None:
+    """`mmlu_<subject>`: one MMLU subject on its own, or None if `name` is not one."""
+    subject = name.removeprefix("mmlu_")
+    if not name.startswith("mmlu_") or subject not in MMLU_SUBJECTS:
+        return None
+    return TaskSpec(
+        name,
+        "multiple_choice",
+        ("acc",),
+        lambda doc: mmlu_example(doc, subject),
+        HFSource(MMLU_HF_PATH, subject, MMLU_SPLIT),
+        description=f"MMLU subject {subject.replace('_', ' ')}",
     )

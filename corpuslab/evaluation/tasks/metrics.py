@@ -13,6 +13,8 @@
   which is about a hundred times faster than the harness's Python loop.
 - a group (BLiMP): the unweighted mean of its subtasks' scores, stderr sqrt(sum se_i^2) / k
   (`aggregate_subtask_metrics(weight_by_size=False)`, `unweighted_mean_stderr`).
+- a group weighted by size (MMLU): sum n_i x_i / sum n_i over its leaf subtasks, stderr the pooled
+  sqrt(sum (n_i - 1) n_i se_i^2 / (sum n_i - k) / sum n_i) (`pooled_sample_stderr`).
 """
 
 from __future__ import annotations
@@ -94,3 +96,17 @@ def group_stderr(stderrs: Sequence[float | None]) -> float | None:
     if not stderrs or any(se is None for se in stderrs):
         return None
     return math.sqrt(sum(se**2 for se in stderrs)) / len(stderrs)  # type: ignore[operator]
+
+
+def weighted_group_mean(values: Sequence[float], sizes: Sequence[int]) -> float:
+    """A group's score weighted by its subtasks' sizes (weight_by_size=True)."""
+    return sum(v * n for v, n in zip(values, sizes, strict=True)) / sum(sizes)
+
+
+def pooled_group_stderr(stderrs: Sequence[float | None], sizes: Sequence[int]) -> float | None:
+    """The harness's `pooled_sample_stderr`: the pooled variance of the subtasks, over the total size.
+    None where a subtask has none, or where the pooled variance is undefined (as many subtasks as items)."""
+    if not stderrs or any(se is None for se in stderrs) or sum(sizes) <= len(sizes):
+        return None
+    pooled = sum((n - 1) * se**2 * n for n, se in zip(sizes, stderrs, strict=True)) / (sum(sizes) - len(sizes))  # type: ignore[operator]
+    return math.sqrt(pooled / sum(sizes))

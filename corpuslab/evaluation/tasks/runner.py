@@ -16,8 +16,12 @@ from corpuslab.evaluation.tasks.harness import (
     BLIMP_PARADIGMS,
     BLIMP_SPLIT,
     HARNESS_TASKS,
+    MMLU_HF_PATH,
+    MMLU_SPLIT,
+    MMLU_SUBJECTS,
     blimp_paradigm_spec,
     lambada_example,
+    mmlu_subject_spec,
 )
 from corpuslab.schema import require
 from corpuslab.sources.synthetic import SyntheticConfig
@@ -65,8 +69,8 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 
 
 def task_spec(name: str) -> TaskSpec | None:
-    """The spec of a task name: one of TASKS, or `blimp_<paradigm>`; None if unknown."""
-    return TASKS.get(name) or blimp_paradigm_spec(name)
+    """The spec of a task name: one of TASKS, `blimp_<paradigm>` or `mmlu_<subject>`; None if unknown."""
+    return TASKS.get(name) or blimp_paradigm_spec(name) or mmlu_subject_spec(name)
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,11 @@ class TaskConfig:
 
     tasks: task name -> number of documents (None: all; for a synthetic task, `synthetic.DEFAULT_SIZE`).
         A number draws a seeded sample, the same for every model given the same seed; for `blimp` it
-        is per paradigm. Names: see `corpuslab.evaluation.tasks.TASKS`, plus `blimp_<paradigm>`.
+        is per paradigm, for `mmlu` per subject. Names: see `corpuslab.evaluation.tasks.TASKS`, plus
+        `blimp_<paradigm>` and `mmlu_<subject>`.
     data_files: task name -> a local JSON Lines or Parquet file with the Hugging Face dataset's fields,
-        used instead of downloading (`blimp` reads the paradigm of each row from its `UID` field).
+        used instead of downloading (`blimp` reads the paradigm of each row from its `UID` field, `mmlu`
+        the subject from its `subject` field, as in `cais/mmlu`).
     batch_size: requests per forward pass.
     bootstrap_iters: resamples for perplexity's standard error (the harness's default, 100000).
     categories: the synthetic corpus's categories, which the synthetic tasks are written in.
@@ -101,7 +107,7 @@ class TaskConfig:
                 task_spec(name) is not None,
                 f"{prefix}.tasks.{name}",
                 name,
-                f"a task name: one of {sorted(TASKS)} or blimp_<paradigm>",
+                f"a task name: one of {sorted(TASKS)}, blimp_<paradigm> or mmlu_<subject>",
             )
             require(
                 count is None or (isinstance(count, int) and count >= 1),
@@ -147,6 +153,8 @@ def task_docs(
         return _GENERATORS[spec.name](categories, count or synthetic.DEFAULT_SIZE, seed)
     if spec.name == "blimp":
         return [doc for p in BLIMP_PARADIGMS for doc in load_hf_docs(HFSource(BLIMP_HF_PATH, p, BLIMP_SPLIT))]
+    if spec.name == "mmlu":  # the harness loads each subject's config; `cais/mmlu` rows carry their subject
+        return [doc for s in MMLU_SUBJECTS for doc in load_hf_docs(HFSource(MMLU_HF_PATH, s, MMLU_SPLIT))]
     assert spec.hf is not None, spec.name
     return load_hf_docs(spec.hf)
 
@@ -188,7 +196,7 @@ def load_examples(
     """The examples a run of task `name` scores."""
     spec = task_spec(name)
     if spec is None:
-        raise InputError(name, f"unknown task; known: {sorted(TASKS)} and blimp_<paradigm>")
+        raise InputError(name, f"unknown task; known: {sorted(TASKS)}, blimp_<paradigm> and mmlu_<subject>")
     docs = task_docs(spec, count, seed, data_file, categories)
     examples = build_examples(spec, docs, data_file or f"task {name}")
     return sample_examples(spec, examples, count, seed)
@@ -241,8 +249,9 @@ def task_metrics(spec: TaskSpec, scored: Sequence[ScoredExample], bootstrap_iter
 
 
 def summarise(spec: TaskSpec, scored: Sequence[ScoredExample], bootstrap_iters: int) -> dict[str, Metrics]:
-    """{task: metrics}; a grouped task adds {task_<group>: metrics} per group and reports their
-    unweighted mean under its own name."""
+    """{task: metrics}; a grouped task adds {task_<group>: metrics} per group (and {task_<category>:
+    metrics} per category, for a spec with categories) and reports their aggregate under its own name:
+    the unweighted mean (weighting "equal") or the size-weighted mean over every group ("size")."""
     if not spec.grouped:
         return {spec.name: task_metrics(spec, scored, bootstrap_iters)}
     by_group: dict[str, list[ScoredExample]] = {}
@@ -251,13 +260,30 @@ def summarise(spec: TaskSpec, scored: Sequence[ScoredExample], bootstrap_iters: 
     results = {
         f"{spec.name}_{g}": task_metrics(spec, items, bootstrap_iters) for g, items in by_group.items()
     }
-    subtasks = list(results.values())
+    category_of = dict(spec.categories)
+    by_category: dict[str, list[Metrics]] = {}
+    for group in by_group:
+        if group in category_of:
+            by_category.setdefault(category_of[group], []).append(results[f"{spec.name}_{group}"])
+    categories = {f"{spec.name}_{c}": _aggregate(spec, members) for c, members in by_category.items()}
+    return {spec.name: _aggregate(spec, list(results.values())), **categories, **results}
+
+
+def _aggregate(spec: TaskSpec, subtasks: list[Metrics]) -> Metrics:
+    """A group's metrics over its leaf subtasks, as the harness's `Group.aggregate` computes them."""
+    sizes = [int(r["n"] or 0) for r in subtasks]
     group: Metrics = {}
     for metric in spec.metrics:
-        group[metric] = m.group_mean([r[metric] for r in subtasks])  # type: ignore[misc]
-        group[f"{metric}_stderr"] = m.group_stderr([r[f"{metric}_stderr"] for r in subtasks])  # type: ignore[misc]
-    group["n"] = sum(int(r["n"] or 0) for r in subtasks)
-    return {spec.name: group, **results}
+        values = [r[metric] for r in subtasks]
+        stderrs = [r[f"{metric}_stderr"] for r in subtasks]
+        if spec.weighting == "size":
+            group[metric] = m.weighted_group_mean(values, sizes)  # type: ignore[arg-type]
+            group[f"{metric}_stderr"] = m.pooled_group_stderr(stderrs, sizes)  # type: ignore[arg-type]
+        else:
+            group[metric] = m.group_mean(values)  # type: ignore[arg-type]
+            group[f"{metric}_stderr"] = m.group_stderr(stderrs)  # type: ignore[arg-type]
+    group["n"] = sum(sizes)
+    return group
 
 
 def run_tasks(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from corpuslab.report.page import Page, difference_cell, fmt, mean_ci_cell, table
+from corpuslab.report.page import Page, difference_cell, fmt, mean_ci_cell, missing, table
 from corpuslab.report.plots import figure, figure_axes
 from corpuslab.report.pooling import replicate_numbers
 from corpuslab.report.sections.base import ArmEntry, Column, Section, recipe_name, round_number, sections
@@ -158,14 +158,23 @@ class Distillation(Section):
         names = [n for n in page.names if "junk_removal" in _curation(page.arms[n])]
         if not names:
             return ""
+        kinds = sorted({kind for n in names for kind in _curation(page.arms[n])["junk_removal"].get("by_kind", {})})
         rows = []
         for n in names:
             junk = _curation(page.arms[n])["junk_removal"]
+            by_kind = junk.get("by_kind", {})
             rows.append([page.arm_label(n), fmt(junk["junk_documents"]), fmt(junk["excluded_documents"]),
-                         fmt(junk.get("precision")), fmt(junk.get("recall"))])
-        return ("<h3>Cluster exclusion against ground truth</h3>\n"
-                + table(["arm", "junk documents (truth)", "documents excluded", "precision", "recall"], rows)
-                + '\n<p class="note">Junk: the synthetic corpus&#39;s boilerplate documents, what a person would exclude.</p>')
+                         fmt(junk.get("excluded_without_truth", 0)),
+                         fmt(junk.get("precision")), fmt(junk.get("recall"))]
+                        + [fmt(by_kind[k]["recall"]) if k in by_kind else missing("none of this kind") for k in kinds])
+        header = ["arm", "junk documents (truth)", "documents excluded", "excluded without truth", "precision", "recall",
+                  *(f"recall: {escape(k.removeprefix('junk_'))}" for k in kinds)]
+        return ("<h3>Cluster exclusion against ground truth</h3>\n" + table(header, rows)
+                + '\n<p class="note">Junk: the synthetic corpus&#39;s boilerplate documents and, when its <code>junk</code> knob '
+                "is on, its navigation-bar pages, product-specification lists, entity lists and near-duplicate farms: what a "
+                "person would exclude. Precision: share of the excluded documents that are junk; recall: share of the junk "
+                "excluded (per kind in the last columns). Documents the experiment adds (canaries) have no ground truth: "
+                "they are counted apart, not in precision.</p>")
 
     def _cards(self, page: Page) -> str:
         distilled = [n for n in page.names if _is_distilled(page.arms[n])]

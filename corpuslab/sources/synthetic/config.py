@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from corpuslab.schema import require, require_int
 from corpuslab.sources.synthetic.boilerplate import BOILERPLATE_BODIES, BOILERPLATE_CATEGORY
 from corpuslab.sources.synthetic.grammar import category_names
+from corpuslab.sources.synthetic.junk import JUNK_PREFIX, JunkConfig
 from corpuslab.sources.synthetic.truth import SHINGLE_WORDS
 
 
@@ -36,6 +37,9 @@ class SyntheticConfig:
         template form a duplicate group.
     shuffle: scatter copies through the corpus (each still after its source) instead of placing them
         right after it.
+    junk: junk-like documents with ground truth, for grading cluster exclusion (navigation bars, product
+        specifications, entity lists, near-duplicate farms; see `junk.JunkConfig`). Off by default, and then
+        not part of the corpus's identity, so turning the knob off leaves every fingerprint as it was.
     """
 
     num_docs: int = 4000
@@ -50,6 +54,7 @@ class SyntheticConfig:
     boilerplate_fraction: float = 0.05
     boilerplate_templates: int = 6
     shuffle: bool = True
+    junk: JunkConfig = field(default_factory=JunkConfig)
 
     def __post_init__(self) -> None:
         # YAML gives lists; a frozen config must stay hashable (it is part of stage fingerprints).
@@ -89,6 +94,7 @@ class SyntheticConfig:
             f"an integer in [1, {len(BOILERPLATE_BODIES)}]",
         )
         require(isinstance(self.shuffle, bool), f"{prefix}.shuffle", self.shuffle, "true or false")
+        self.junk.validate(f"{prefix}.junk")
 
     def _validate_categories(self, key: str) -> None:
         if isinstance(self.categories, int) and not isinstance(self.categories, bool):
@@ -108,6 +114,7 @@ class SyntheticConfig:
             names,
             f"names other than '{BOILERPLATE_CATEGORY}' (reserved)",
         )
+        require(not any(n.startswith(JUNK_PREFIX) for n in names), key, names, f"names not starting with '{JUNK_PREFIX}' (reserved)")
 
     def _validate_edit_rates(self, key: str) -> None:
         rates = self.near_dup_edit_rates

@@ -19,15 +19,26 @@ from corpuslab.sources.synthetic.boilerplate import (
 )
 from corpuslab.sources.synthetic.config import SyntheticConfig
 from corpuslab.sources.synthetic.grammar import MARKOV_SLOTS, grammar_for
-from corpuslab.sources.synthetic.sampler import BOILERPLATE_INSTANCE_STREAM, LAYOUT_STREAM, NEAR_EDIT_STREAM, ORIGINAL_STREAM
+from corpuslab.sources.synthetic.junk import farm_page, junk_category, render_junk
+from corpuslab.sources.synthetic.sampler import (
+    BOILERPLATE_INSTANCE_STREAM,
+    JUNK_FARM_STREAM,
+    JUNK_LAYOUT_STREAM,
+    JUNK_STREAM,
+    LAYOUT_STREAM,
+    NEAR_EDIT_STREAM,
+    ORIGINAL_STREAM,
+)
 from corpuslab.sources.synthetic.truth import SHINGLE_WORDS, shingle_jaccard
 
 
 class PlannedDocument(NamedTuple):
     """One document of the corpus before its text exists.
 
-    `number` indexes the document within its kind (original i, near dup k, boilerplate k); `source` is
-    the original index a duplicate copies, or the template of a boilerplate document (-1 for originals).
+    `number` indexes the document within its kind (original i, near dup k, boilerplate k, junk k); `source`
+    is the original index a duplicate copies, the template of a boilerplate document, or the farm of a
+    near-duplicate-farm junk document (-1 for originals and other junk). A junk document's category is
+    `junk_<kind>`.
     """
 
     kind: str
@@ -49,7 +60,8 @@ def plan_corpus(cfg: SyntheticConfig, seed: int) -> list[PlannedDocument]:
     exact = _plan_exact(cfg, rng, originals)
     near = _plan_near(cfg, rng, originals)
     boilerplate = _plan_boilerplate(cfg, rng)
-    documents = originals + exact + near + boilerplate
+    junk = _plan_junk(cfg, np.random.default_rng([seed, JUNK_LAYOUT_STREAM])) if cfg.junk.enabled else []
+    documents = originals + exact + near + boilerplate + junk
     return _order(documents, cfg.shuffle, rng)
 
 
@@ -103,9 +115,27 @@ def _plan_boilerplate(cfg: SyntheticConfig, rng: np.random.Generator) -> list[Pl
     return [PlannedDocument("boilerplate", k, t, BOILERPLATE_CATEGORY) for k, t in enumerate(templates)]
 
 
+def _plan_junk(cfg: SyntheticConfig, rng: np.random.Generator) -> list[PlannedDocument]:
+    """round(fraction x num_docs) junk documents, the kinds in turn; farm documents spread over the farms."""
+    n_docs = round(cfg.junk.fraction * cfg.num_docs)
+    kinds = [cfg.junk.kinds[k % len(cfg.junk.kinds)] for k in range(n_docs)]
+    sigma = cfg.length_spread
+    lengths = rng.lognormal(np.log(cfg.words_per_doc) - sigma**2 / 2, sigma, n_docs)
+    lengths = np.clip(np.rint(lengths), SHINGLE_WORDS * 4, cfg.words_per_doc * 6).astype(int).tolist()
+    planned, farm_docs = [], 0
+    for k, (kind, words) in enumerate(zip(kinds, lengths)):
+        farm = -1
+        if kind == "near_dup_farm":
+            farm, farm_docs = farm_docs % cfg.junk.farms, farm_docs + 1
+        planned.append(PlannedDocument("junk", k, farm, junk_category(kind), words))
+    return planned
+
+
 def _group_key(doc: PlannedDocument) -> tuple[str, int]:
     if doc.kind == "boilerplate":
         return ("template", doc.source)
+    if doc.kind == "junk":  # junk has no source that must come first
+        return ("junk", doc.number)
     return ("original", doc.number if doc.kind == "original" else doc.source)
 
 
@@ -200,6 +230,8 @@ def generate(cfg: SyntheticConfig, seed: int) -> Iterator[Document]:
             yield Document(doc_id, text, _metadata(doc, None, None))
         elif doc.kind == "boilerplate":
             yield _boilerplate_document(doc_id, doc, seed, representatives)
+        elif doc.kind == "junk":
+            yield _junk_document(doc_id, doc, seed, cfg.junk.farm_edit_rate)
         else:
             source_text = texts[doc.source]
             pending[doc.source] -= 1
@@ -249,3 +281,16 @@ def _boilerplate_document(
     first = representatives.setdefault(doc.source, text)
     return Document(doc_id, text, _metadata(doc, boilerplate_group(doc.source), shingle_jaccard(text, first)))
 
+
+
+def _junk_document(doc_id: str, doc: PlannedDocument, seed: int, farm_edit_rate: float) -> Document:
+    """A junk document (see `junk`): metadata truth_kind "junk", junk_kind, and a farm's shared source."""
+    kind = doc.category.removeprefix("junk_")
+    rng = np.random.default_rng([seed, JUNK_STREAM, doc.number])
+    if kind == "near_dup_farm":
+        page = farm_page(doc.source, seed, JUNK_FARM_STREAM)
+        text = edit_words(page, farm_edit_rate, tuple(sorted(set(page.lower().replace(".", "").split()))), rng)
+        source, jaccard = f"junk-farm-{doc.source}", shingle_jaccard(text, page)
+    else:
+        text, source, jaccard = render_junk(kind, doc.target_words, rng), None, None
+    return Document(doc_id, text, {**_metadata(doc, source, jaccard), "junk_kind": kind})

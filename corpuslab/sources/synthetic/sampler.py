@@ -10,6 +10,7 @@ import numpy as np
 # Independent random streams, so e.g. changing the near-dup edits never changes an original's text.
 # Each stream is seeded with [corpus seed, stream, item]; the values are part of every corpus's identity.
 LAYOUT_STREAM, ORIGINAL_STREAM, NEAR_EDIT_STREAM, BOILERPLATE_INSTANCE_STREAM, BOILERPLATE_TEMPLATE_STREAM = range(5)
+JUNK_LAYOUT_STREAM, JUNK_STREAM, JUNK_FARM_STREAM = range(5, 8)  # used only when junk is on
 
 
 class Sampler:

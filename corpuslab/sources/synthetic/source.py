@@ -25,7 +25,10 @@ class SyntheticSource(Source):
         return generate(self.config, self.seed)
 
     def identity(self) -> dict[str, Any]:
-        return {"source": self.name, "version": self.version, "config": to_dict(self.config), "seed": self.seed}
+        config = to_dict(self.config)
+        if not self.config.junk.enabled:  # off: the corpus (and every fingerprint) is what it was before the knob
+            del config["junk"]
+        return {"source": self.name, "version": self.version, "config": config, "seed": self.seed}
 
     def description(self) -> str:
         return f"synthetic corpus (seed {self.seed})"

@@ -69,23 +69,36 @@ def ingest_fast(source: FastInput, text_field: str, work: Path) -> FastIngested 
     ids: list[str] = []
     lengths: list[np.ndarray] = []
     try:
-        for path, relative in zip(source.files, source.relative):
-            first = 1 if source.format == "jsonl" else 0  # the local source counts lines from 1, rows from 0
-            if source.format == "jsonl" and not _plain_lines(path):
-                return None
-            for texts in (_jsonl_texts if source.format == "jsonl" else _parquet_texts)(path, text_field):
-                if texts.null_count or not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-                    return None
-                batch_ids = [f"{relative}:{n}" for n in range(first, first + len(texts))]
-                first += len(texts)
-                writer.write(pa.table([pa.array(batch_ids, pa.string()), texts.cast(pa.string())], schema=WORK_SCHEMA))
-                ids += batch_ids
-                lengths.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, OSError):
+        for batch_ids, texts in _input_batches(source, text_field):
+            writer.write(pa.table([pa.array(batch_ids, pa.string()), texts.cast(pa.string())], schema=WORK_SCHEMA))
+            ids += batch_ids
+            lengths.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
+    except _NeedsLocalSource:
         return None
     finally:
         writer.close()
     return FastIngested(writer.paths, ids, np.concatenate(lengths) if lengths else np.empty(0, np.int64), source)
+
+
+class _NeedsLocalSource(Exception):
+    """A file the fast path cannot read as is (blank lines, a missing or non-string text field, a parse
+    error): the caller falls back to the `local` source, which reports or skips each bad record."""
+
+
+def _input_batches(source: FastInput, text_field: str) -> Iterator[tuple[list[str], pa.Array]]:
+    """(ids, texts) of every input, a batch at a time, ids named as the `local` source names them."""
+    try:
+        for path, relative in zip(source.files, source.relative):
+            first = 1 if source.format == "jsonl" else 0  # the local source counts lines from 1, rows from 0
+            if source.format == "jsonl" and not _plain_lines(path):
+                raise _NeedsLocalSource(path)
+            for texts in (_jsonl_texts if source.format == "jsonl" else _parquet_texts)(path, text_field):
+                if texts.null_count or not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+                    raise _NeedsLocalSource(path)
+                yield [f"{relative}:{n}" for n in range(first, first + len(texts))], texts
+                first += len(texts)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, OSError) as err:
+        raise _NeedsLocalSource(str(err)) from err
 
 
 def _plain_lines(path: Path) -> bool:
@@ -167,21 +180,14 @@ def scan_exact(source: FastInput, text_field: str, norm) -> ExactScan | None:
     digests: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     try:
-        for path, relative in zip(source.files, source.relative):
-            first = 1 if source.format == "jsonl" else 0  # the local source counts lines from 1, rows from 0
-            if source.format == "jsonl" and not _plain_lines(path):
-                return None
-            for texts in (_jsonl_texts if source.format == "jsonl" else _parquet_texts)(path, text_field):
-                if texts.null_count or not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-                    return None
-                ids += [f"{relative}:{n}" for n in range(first, first + len(texts))]
-                first += len(texts)
-                data, offsets = utf8_buffers(texts)
-                normalized, normalized_offsets = normalize_utf8(data, offsets, norm)
-                digests.append(text_digests(normalized, normalized_offsets))
-                empty.append(np.diff(normalized_offsets) == 0)
-                lengths.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, OSError):
+        for batch_ids, texts in _input_batches(source, text_field):
+            ids += batch_ids
+            data, offsets = utf8_buffers(texts)
+            normalized, normalized_offsets = normalize_utf8(data, offsets, norm)
+            digests.append(text_digests(normalized, normalized_offsets))
+            empty.append(np.diff(normalized_offsets) == 0)
+            lengths.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
+    except _NeedsLocalSource:
         return None
     if not ids:
         return ExactScan([], np.empty(0, bool), np.empty((0, 2), np.uint64), np.empty(0, np.int64))

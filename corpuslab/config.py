@@ -71,6 +71,9 @@ class CurationConfig:
     executor: where per-shard work runs: `local` (a pool of `workers` processes) or `ray` (Ray tasks, with
     the `ray` section's settings), by name or `{name: ray, address: auto}`. It never changes results, so it
     is not part of any stage's fingerprint.
+    spill_dir: the folder under which near dedup's LSH join spills its band keys (a temporary folder per
+    run, removed after). Every executor worker writes there, so on a multi-node Ray cluster it must be
+    storage every node mounts. Null: the system's temporary folder. Not fingerprinted: results are the same.
     """
 
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
@@ -79,9 +82,16 @@ class CurationConfig:
     workers: int | None = None
     executor: str | dict[str, Any] = "local"
     ray: RayConfig = field(default_factory=RayConfig)
+    spill_dir: str | None = None
 
     def validate(self, prefix: str = "curation") -> None:
         from corpuslab.executor import executors
+
+        if self.spill_dir is not None:
+            require(bool(self.spill_dir.strip()) and "://" not in self.spill_dir, f"{prefix}.spill_dir", self.spill_dir,
+                    "a local or mounted folder path (every worker writes there; not a URL), or null for the system's temporary folder")
+            require(not Path(self.spill_dir).exists() or Path(self.spill_dir).is_dir(), f"{prefix}.spill_dir", self.spill_dir,
+                    "a folder (or a path where one can be made); this is an existing file")
 
         name, params = split_spec(self.executor, f"{prefix}.executor")
         cls = executors.get(name, f"{prefix}.executor")  # an unknown executor lists the known ones

@@ -145,7 +145,7 @@ class Experiment:
         self.stages.run(tokenizer, lambda work: self._build_tokenizer(work, split))
         tokens = self.stages.stage("tokens", TOKENS_VERSION, tokenizer.fingerprint, split.fingerprint, canaries.fingerprint, decontaminate.fingerprint)
         prepared = Prepared(ingest, split, canaries, decontaminate, tokenizer, tokens)
-        self.stages.run(tokens, lambda work: self._build_tokens(work, prepared))
+        self.stages.run(tokens, lambda work: self._build_tokens(work, prepared, tokens))
         return prepared
 
     def _build_ingest(self, work: Path) -> dict[str, Any]:
@@ -241,7 +241,7 @@ class Experiment:
         tokenizer.save_pretrained(str(work))
         return {"vocab_size": len(tokenizer), "eos_id": tokenizer.eos_token_id, "kind": self.cfg.tokenizer.kind}
 
-    def _build_tokens(self, work: Path, prepared: Prepared) -> dict[str, Any]:
+    def _build_tokens(self, work: Path, prepared: Prepared, stage: Stage) -> dict[str, Any]:
         tokenizer = load_tokenizer(prepared.tokenizer.path)
         clean = prepared.decontaminate.path
         sources = {
@@ -250,15 +250,16 @@ class Experiment:
             "test": shard_paths(clean / "test"),
         }
         summary = {}
-        for name, paths in sources.items():
-            summary[name] = self._tokenize_split(tokenizer, paths, work / name, name)
+        with shard_log(self.executor, stage, self.log) as executor:  # a killed run keeps its finished shards
+            for name, paths in sources.items():
+                summary[name] = self._tokenize_split(tokenizer, paths, work / name, name, executor)
         return {"splits": summary, "vocab_size": len(tokenizer)}
 
-    def _tokenize_split(self, tokenizer, paths: list[Path], prefix: Path, name: str) -> dict[str, Any]:
+    def _tokenize_split(self, tokenizer, paths: list[Path], prefix: Path, name: str, executor: Any = None) -> dict[str, Any]:
         # One executor task per document shard (local pool or Ray) from encode.PARALLEL_MIN_DOCS documents;
         # results are written in shard order, so the stream is the same whichever executor ran them.
         return tokenize_documents(tokenizer, paths, prefix, f"tokenize {name}",
-                                  encoded=encoded_batches(self.executor, paths, tokenizer.name_or_path))
+                                  encoded=encoded_batches(executor or self.executor, paths, tokenizer.name_or_path))
 
     # ------------------------------------------------------------------ per-arm stages
 
@@ -280,7 +281,8 @@ class Experiment:
         run = self.cfg.runs[index]
         items = self._write_chunk_items(work / "chunks", prepared) if run.level == "chunk" else prepared.train_shards(with_canaries)
         with shard_log(self.executor, stage, self.log) as executor:  # a killed run keeps its finished shards
-            context = CurationContext(executor, self.log, self.cfg.seed, work / "scratch", stages=self.stages)
+            spill = Path(self.cfg.curation.spill_dir) if self.cfg.curation.spill_dir else None
+            context = CurationContext(executor, self.log, self.cfg.seed, work / "scratch", stages=self.stages, spill_dir=spill)
             decided = {d.id: d for d in recipe.decide(items, {"documents": prepared.split.path}, context)}
         writer = DecisionWriter(work)
         used = writer.write_all((d.id for d in read_documents(items, columns=["id"])), decided)

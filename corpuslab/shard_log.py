@@ -20,6 +20,7 @@ import pickle
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +34,13 @@ def task_key(fn: Callable, item: Any) -> str:
     """Same function, same work item -> same key, in any process (pickle of frozen dataclasses, paths, arrays)."""
     blob = pickle.dumps((getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)), item), protocol=5)
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A result recorded by an earlier run, not yet read back."""
+
+    key: str
 
 
 class ShardLog:
@@ -53,7 +61,7 @@ class ShardLog:
         results: dict[int, Any] = {}
         for i, key in enumerate(keys):
             if (self.folder / f"{key}.done").exists():
-                results[i] = self._load(key)
+                results[i] = _Recorded(key)  # read back when its turn comes: one recorded result in memory at a time
         todo = [i for i in range(len(items)) if i not in results]
         self.resumed += len(results)
         self.ran += len(todo)
@@ -75,11 +83,15 @@ class ShardLog:
             self._save(keys[index], result, fn)
             results[index] = result
             while following in results:
-                yield results.pop(following)
+                yield self._take(results, following)
                 following += 1
         while following < total:
-            yield results.pop(following)
+            yield self._take(results, following)
             following += 1
+
+    def _take(self, results: dict[int, Any], index: int) -> Any:
+        result = results.pop(index)
+        return self._load(result.key) if isinstance(result, _Recorded) else result
 
     def _save(self, key: str, result: Any, fn: Callable) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,9 @@ class CurationContext:
     # The experiment's stage runner, for shared inputs a recipe builds as cached stages of their own
     # (embeddings, clusters): arms with the same settings reuse one folder. None: build them in `scratch`.
     stages: Any = None
+    # Where engines spill temporary files their executor workers write (near dedup's LSH band keys), from
+    # `curation.spill_dir`: shared storage on a multi-node cluster. None: the system's temporary folder.
+    spill_dir: Path | None = None
 
 
 class Recipe(Plugin):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from corpuslab.curation.decisions import Decision
 from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.curation.recipes.base import CurationContext, Recipe, recipes
+from corpuslab.errors import ConfigError
 from corpuslab.schema import require
 from corpuslab.shards import read_documents
 
@@ -105,11 +106,23 @@ class NearDedup(DedupRecipe):
     def find(self, items: list[Path], context: CurationContext) -> DedupResult:
         from corpuslab.curation.dedup.near import find_exact_and_near_duplicates
 
-        return find_exact_and_near_duplicates(items, self.config.minhash, self.config.normalize, context.executor)
+        return find_exact_and_near_duplicates(items, self.config.minhash, self.config.normalize, context.executor,
+                                              spill_dir=_spill_folder(context.spill_dir))
 
     def _detail(self, result: DedupResult) -> str:
         return (f"; minhash {self.config.minhash}: {result.stats.get('candidate_pairs', 0):,} candidate pairs, "
                 f"{result.stats.get('candidates_rejected_by_verification', 0):,} rejected by verification")
+
+
+def _spill_folder(folder: Path | None) -> Path | None:
+    """`curation.spill_dir`, made if missing (the engine spills into a temporary folder under it)."""
+    if folder is None:
+        return None
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("curation.spill_dir", str(folder), f"a folder corpuslab can create and write ({err.strerror})") from err
+    return Path(folder)
 
 
 def _add_cluster_excerpts(clusters: list[dict[str, Any]], shards: list[Path], chars: int = 200) -> None:

@@ -121,3 +121,13 @@ def test_a_tokens_stage_killed_mid_way_redoes_only_unfinished_shards(tmp_path, m
     resumed = token_files(stages)
     assert "train.bin" in whole and resumed.keys() == whole.keys()
     assert resumed == whole  # token streams, offsets and document tables, byte for byte
+
+
+def test_a_spill_dir_that_cannot_be_made_names_the_setting(tmp_path):
+    from corpuslab.curation.recipes.dedup import _spill_folder
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="curation.spill_dir.*can create and write"):
+        _spill_folder(tmp_path / "file" / "spill")
+    assert _spill_folder(tmp_path / "new" / "spill") == tmp_path / "new" / "spill" and (tmp_path / "new" / "spill").is_dir()
+    assert _spill_folder(None) is None

@@ -186,7 +186,7 @@ class ExactScan:
 
     ids: list[str]
     empty: np.ndarray  # bool: normalizes to nothing (never matched)
-    digests: np.ndarray  # (n, 2) uint64: blake2b-128 of the normalized text
+    digests: np.ndarray  # (n, 2) uint64: a 128-bit digest of the normalized text (`fast_digests`)
     lengths: np.ndarray  # characters per document, for --keep longest
 
 
@@ -195,7 +195,6 @@ def scan_exact(source: FastInput, text_field: str, norm) -> ExactScan | None:
     `exact` recipe's scan (`scan.normalized_batch`, `scan.text_digests`) without copying the text into
     working shards and reading it back. None when a file needs the `local` source's care."""
     from corpuslab.curation.dedup.normalize import normalize_utf8
-    from corpuslab.curation.dedup.scan import text_digests
 
     ids: list[str] = []
     empty: list[np.ndarray] = []
@@ -206,7 +205,7 @@ def scan_exact(source: FastInput, text_field: str, norm) -> ExactScan | None:
             ids += batch_ids
             data, offsets = utf8_buffers(texts)
             normalized, normalized_offsets = normalize_utf8(data, offsets, norm)
-            digests.append(text_digests(normalized, normalized_offsets))
+            digests.append(fast_digests(normalized, normalized_offsets))
             empty.append(np.diff(normalized_offsets) == 0)
             lengths.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
     except _NeedsLocalSource:
@@ -214,6 +213,24 @@ def scan_exact(source: FastInput, text_field: str, norm) -> ExactScan | None:
     if not ids:
         return ExactScan([], np.empty(0, bool), np.empty((0, 2), np.uint64), np.empty(0, np.int64))
     return ExactScan(ids, np.concatenate(empty), np.concatenate(digests), np.concatenate(lengths))
+
+
+def fast_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(n, 2) uint64: XXH3-128 of each document's bytes where the `xxhash` package is installed (it comes with
+    `datasets`), else blake2b-128 (`scan.text_digests`). These digests live only for one run -- they decide which
+    documents are equal and are never stored, fingerprinted or compared across runs -- so the choice changes no
+    decision: both are 128-bit, accidental collisions ~n^2 / 2^129. XXH3 hashes ~10x faster (0.08 against 0.86
+    CPU-s per 400 MB here), blake2b was a tenth of the exact scan's time. Unlike blake2b, XXH3 is not built to resist
+    deliberately crafted collisions: a document made to collide with another would be dropped as its copy."""
+    try:
+        from xxhash import xxh3_128_digest
+    except ImportError:
+        from corpuslab.curation.dedup.scan import text_digests
+
+        return text_digests(data, offsets)
+    view = memoryview(data)
+    joined = b"".join(xxh3_128_digest(view[offsets[d] : offsets[d + 1]]) for d in range(len(offsets) - 1))
+    return np.frombuffer(joined, dtype=np.uint64).reshape(-1, 2)
 
 
 def utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:

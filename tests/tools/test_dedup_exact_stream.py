@@ -112,3 +112,19 @@ def test_fast_digests_partition_like_blake2b(monkeypatch):
     assert groups(fast) == groups(text_digests(data, offsets)) == groups([[hash(t), 0] for t in texts])
     monkeypatch.setitem(__import__("sys").modules, "xxhash", None)  # not installed: blake2b
     assert (dedup_fast.fast_digests(data, offsets) == text_digests(data, offsets)).all()
+
+
+def test_parquet_output_uncompressed_unless_a_codec_is_asked(tmp_path):
+    from corpuslab.errors import ConfigError
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": ["a b", "c", "A  b", "d"]}), source, compression="snappy")
+    codecs = {}
+    for compression in ("none", "zstd"):
+        stats, _ = _run([source], tmp_path / compression, compression=compression)
+        written = pq.ParquetFile(tmp_path / compression / "deduplicated.parquet")
+        codecs[compression] = written.metadata.row_group(0).column(0).compression
+        assert stats["dropped"] == 1 and written.read().column("text").to_pylist() == ["a b", "c", "d"]
+    assert codecs == {"none": "UNCOMPRESSED", "zstd": "ZSTD"}
+    with pytest.raises(ConfigError, match="--compression"):
+        _run([source], tmp_path / "bad", compression="lzma")

@@ -348,16 +348,49 @@ def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
 def _write_outputs_fast(out: Path, output_format: str, fast, result, compression: str = "none") -> dict[str, Any]:
     from corpuslab.tools import dedup_fast
 
-    decided = {d.id: d for d in result.decisions}
-    writer = DecisionWriter(out)
-    writer.write_all(fast.ids, decided)
-    counts = writer.close()
-    kept = np.fromiter((decided[i].kept if i in decided else True for i in fast.ids), dtype=bool, count=len(fast.ids))
+    counts, kept = _write_decisions_columns(out, fast.ids, result.decisions)
     path = out / f"deduplicated.{output_format}"
     tmp = temp_path(path)
     dedup_fast.write_kept(fast.source, kept, tmp, compression)
     tmp.replace(path)
     return _finish_counts(out, result, counts)
+
+
+def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision]) -> tuple[dict[str, Any], np.ndarray]:
+    """The table and counts `DecisionWriter.write_all` + `close` make, built a column at a time: a Python step per
+    decision (the duplicates' clusters) rather than a `Decision` per document. Returns them and the kept mask."""
+    from dataclasses import fields
+
+    from corpuslab.curation.decisions import DECISION_SCHEMA, DECISIONS_FILE, ROWS_PER_GROUP
+
+    decided = {d.id: d for d in decisions}
+    index = {item_id: k for k, item_id in enumerate(ids)} if decided else {}
+    kept = np.ones(len(ids), dtype=bool)
+    names = [f.name for f in fields(Decision) if f.name not in ("id", "kept")]
+    columns: dict[str, list[Any]] = {name: [None] * len(ids) for name in names}
+    by_reason: Counter[str] = Counter()
+    repeated = 0
+    for decision in decided.values():
+        k = index.get(decision.id)
+        if k is None:
+            continue
+        if decision.kept == (decision.reason is not None):
+            raise ValueError(f"{decision.id}: a dropped item needs a reason and a kept one has none ({decision})")
+        kept[k] = decision.kept
+        for name in names:
+            columns[name][k] = getattr(decision, name)
+        if not decision.kept:
+            by_reason[decision.reason] += 1
+        repeated += max(0, decision.times - 1)
+    table = pa.table({"id": pa.array(ids, pa.string()), "kept": pa.array(kept), **columns}, schema=DECISION_SCHEMA)
+    path = out / DECISIONS_FILE
+    tmp = temp_path(path)
+    pq.write_table(table, tmp, compression="zstd", row_group_size=ROWS_PER_GROUP)
+    tmp.replace(path)
+    dropped = sum(by_reason.values())
+    counts = {"input": len(ids), "kept": len(ids) - dropped, "dropped": dropped, "dropped_by_reason": dict(by_reason),
+              "repeated": repeated}
+    return counts, kept
 
 
 def _finish_counts(out: Path, result, counts: dict[str, Any]) -> dict[str, Any]:

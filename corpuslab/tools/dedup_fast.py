@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class FastInput:
     files: list[Path]
     relative: list[str]
     format: str  # jsonl | parquet
+    spans: dict[Path, np.ndarray] = field(default_factory=dict)  # (start, end) of each JSON line, found while checking them
 
 
 @dataclass
@@ -90,8 +91,11 @@ def _input_batches(source: FastInput, text_field: str) -> Iterator[tuple[list[st
     try:
         for path, relative in zip(source.files, source.relative):
             first = 1 if source.format == "jsonl" else 0  # the local source counts lines from 1, rows from 0
-            if source.format == "jsonl" and not _plain_lines(path):
-                raise _NeedsLocalSource(path)
+            if source.format == "jsonl":
+                spans = _plain_spans(path)
+                if spans is None:
+                    raise _NeedsLocalSource(path)
+                source.spans[path] = spans
             for texts in (_jsonl_texts if source.format == "jsonl" else _parquet_texts)(path, text_field):
                 if texts.null_count or not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
                     raise _NeedsLocalSource(path)
@@ -103,8 +107,20 @@ def _input_batches(source: FastInput, text_field: str) -> Iterator[tuple[list[st
 
 def _plain_lines(path: Path) -> bool:
     """No blank line (which the local source skips but would shift Arrow's row numbers), ends in a record."""
+    return _plain_spans(path) is not None
+
+
+def _plain_spans(path: Path) -> np.ndarray | None:
+    """(start, end) of each line where no line is blank (see `_plain_lines`), else None."""
     with _mapped(path) as data:
-        return data is None or all(data[start] == 123 or data[start:end].strip() for start, end in _line_spans(data))  # 123: "{"
+        if data is None:
+            return np.empty((0, 2), dtype=np.int64)
+        spans = []
+        for start, end in _line_spans(data):
+            if data[start] != 123 and not data[start:end].strip():  # 123: "{", the usual first byte
+                return None
+            spans.append((start, end))
+    return np.array(spans, dtype=np.int64).reshape(-1, 2)
 
 
 def _mapped(path: Path):
@@ -170,7 +186,7 @@ def write_kept(source: FastInput, kept: np.ndarray, out: Path, compression: str 
     if source.format == "jsonl":
         with open(out, "wb") as stream:
             for path in source.files:
-                position = _copy_kept_lines(path, kept, position, stream)
+                position = _copy_kept_lines(path, kept, position, stream, source.spans.get(path))
         return
     schema = pa.unify_schemas([pq.read_schema(path) for path in source.files])
     with pq.ParquetWriter(out, schema, compression=compression) as writer:
@@ -249,14 +265,15 @@ def utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets - offsets[0]
 
 
-def _copy_kept_lines(path: Path, kept: np.ndarray, position: int, stream) -> int:
+def _copy_kept_lines(path: Path, kept: np.ndarray, position: int, stream, spans: np.ndarray | None = None) -> int:
     """Copy the kept lines of `path` (kept[position:] is its first line's on) byte for byte, a run of
     consecutive kept lines per copy (in the kernel, `copy_file_range`, where the system has it); returns the
     position after its last line."""
     with _mapped(path) as data, open(path, "rb") as source:
         if data is None:
             return position
-        spans = np.array(list(_line_spans(data)), dtype=np.int64).reshape(-1, 2)
+        if spans is None:
+            spans = np.array(list(_line_spans(data)), dtype=np.int64).reshape(-1, 2)
         edges = np.diff(np.concatenate([[0], kept[position : position + len(spans)].astype(np.int8), [0]]))
         for first, last in zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()):
             _copy_range(source, data, int(spans[first, 0]), int(spans[last, 1]), stream)

@@ -75,3 +75,56 @@ def test_utf8_buffers_of_a_sliced_array():
     texts = pa.array(["abc", "", "déf", "g"]).slice(1, 3)
     data, offsets = dedup_fast.utf8_buffers(texts)
     assert offsets.tolist() == [0, 0, 4, 5] and bytes(data) == "défg".encode()
+
+
+@pytest.mark.parametrize("tail", ["", "\n"])
+def test_kept_unterminated_last_line_gets_its_newline(tmp_path, tail):
+    lines = [json.dumps({"text": t}) for t in ("one two", "three", "one  TWO", "four five")]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + tail, encoding="utf-8")
+    stats, decisions = _run([source], tmp_path / "out")
+    assert stats["dropped"] == 1 and [d["kept"] for d in decisions] == [True, True, False, True]
+    assert (tmp_path / "out" / "deduplicated.jsonl").read_text() == "".join(lines[k] + "\n" for k in (0, 1, 3))
+
+
+def test_whitespace_only_line_is_not_a_plain_line(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"text": "a"}\n \t\r\n{"text": "b"}\n')
+    assert not dedup_fast._plain_lines(path)
+    path.write_bytes(b'{"text": "a"}\n  {"text": "b"}')
+    assert dedup_fast._plain_lines(path)
+    path.write_bytes(b"")
+    assert dedup_fast._plain_lines(path)
+
+
+def test_fast_digests_partition_like_blake2b(monkeypatch):
+    from corpuslab.curation.dedup.scan import text_digests
+
+    texts = [b"a b", b"", b"a b", b"a c", b"x" * 5000, b"x" * 5000, b"x" * 4999]
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t in texts])]).astype(np.int64)
+    data = np.frombuffer(b"".join(texts), dtype=np.uint8)
+
+    def groups(digests):
+        return [[tuple(other) == tuple(row) for other in digests] for row in digests]
+
+    fast = dedup_fast.fast_digests(data, offsets)
+    assert fast.shape == (len(texts), 2) and fast.dtype == np.uint64
+    assert groups(fast) == groups(text_digests(data, offsets)) == groups([[hash(t), 0] for t in texts])
+    monkeypatch.setitem(__import__("sys").modules, "xxhash", None)  # not installed: blake2b
+    assert (dedup_fast.fast_digests(data, offsets) == text_digests(data, offsets)).all()
+
+
+def test_parquet_output_uncompressed_unless_a_codec_is_asked(tmp_path):
+    from corpuslab.errors import ConfigError
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": ["a b", "c", "A  b", "d"]}), source, compression="snappy")
+    codecs = {}
+    for compression in ("none", "zstd"):
+        stats, _ = _run([source], tmp_path / compression, compression=compression)
+        written = pq.ParquetFile(tmp_path / compression / "deduplicated.parquet")
+        codecs[compression] = written.metadata.row_group(0).column(0).compression
+        assert stats["dropped"] == 1 and written.read().column("text").to_pylist() == ["a b", "c", "d"]
+    assert codecs == {"none": "UNCOMPRESSED", "zstd": "ZSTD"}
+    with pytest.raises(ConfigError, match="--compression"):
+        _run([source], tmp_path / "bad", compression="lzma")

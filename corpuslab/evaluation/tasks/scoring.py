@@ -237,10 +237,8 @@ def _pack(groups: list[_SharedContext], batch_size: int) -> list[list[_SharedCon
 def _padded(sequences: list[tuple[int, ...]]) -> torch.Tensor:
     """Right-padded [len(sequences), longest] ids. Under causal attention, padding after a sequence's last
     token changes none of its positions, so no mask is needed for it."""
-    batch = torch.zeros((len(sequences), max(len(s) for s in sequences)), dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        batch[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-    return batch
+    width = max(len(s) for s in sequences)
+    return torch.tensor([(*sequence, *(0,) * (width - len(sequence))) for sequence in sequences], dtype=torch.long)  # one tensor call
 
 
 Span = tuple[int, int, tuple[int, ...]]  # (row of the batch, position of the first prediction, continuation ids)

@@ -312,7 +312,7 @@ def _split_head(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.
     return base, head
 
 
-LOGITS_PER_SLICE = 1 << 22  # logits computed and reduced at a time (16 MB in float32): they stay in cache
+LOGITS_PER_SLICE = 1 << 22  # logits computed and reduced at a time on CPU (16 MB in float32): they stay in cache
 
 
 def _sums(picked: torch.Tensor, segments: torch.Tensor, targets: torch.Tensor, n: int, head: torch.nn.Module | None = None) -> list[tuple[float, bool]]:
@@ -327,7 +327,8 @@ def _sums(picked: torch.Tensor, segments: torch.Tensor, targets: torch.Tensor, n
     token_lls = torch.empty(len(targets), dtype=torch.float32, device=picked.device)
     greedy = torch.empty(len(targets), dtype=torch.bool, device=picked.device)
     vocab = getattr(head, "out_features", None) or picked.shape[-1]
-    step = max(1, LOGITS_PER_SLICE // max(1, vocab))
+    # On an accelerator the whole batch is one slice: each slice costs a host sync (`nonzero`) and launches.
+    step = max(1, LOGITS_PER_SLICE // max(1, vocab)) if picked.device.type == "cpu" else max(1, len(targets))
     for first in range(0, len(targets), step):
         logits = picked[first : first + step]
         logits = (head(logits) if head is not None else logits).float()  # reduced in place below: `picked` is ours

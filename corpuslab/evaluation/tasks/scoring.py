@@ -237,10 +237,8 @@ def _pack(groups: list[_SharedContext], batch_size: int) -> list[list[_SharedCon
 def _padded(sequences: list[tuple[int, ...]]) -> torch.Tensor:
     """Right-padded [len(sequences), longest] ids. Under causal attention, padding after a sequence's last
     token changes none of its positions, so no mask is needed for it."""
-    batch = torch.zeros((len(sequences), max(len(s) for s in sequences)), dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        batch[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-    return batch
+    width = max(len(s) for s in sequences)
+    return torch.tensor([(*sequence, *(0,) * (width - len(sequence))) for sequence in sequences], dtype=torch.long)  # one tensor call
 
 
 Span = tuple[int, int, tuple[int, ...]]  # (row of the batch, position of the first prediction, continuation ids)
@@ -273,7 +271,8 @@ class _Model:
         return getattr(out, "cache", None) or out.past_key_values
 
     def logits(self, input_ids: torch.Tensor, spans: list[Span], **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits [tokens, vocab] at every span's positions, the span of each token, the target of each)."""
+        """(logits [tokens, vocab] at every span's positions, or the hidden states there when `self.head` is set,
+        the span of each token, the target of each)."""
         rows = [row for row, _, continuation in spans for _ in continuation]
         positions = [start + k for _, start, continuation in spans for k in range(len(continuation))]
         segments = torch.tensor([i for i, (_, _, continuation) in enumerate(spans) for _ in continuation], device=self.device)
@@ -282,7 +281,8 @@ class _Model:
         kwargs = {key: value.to(self.device) if isinstance(value, torch.Tensor) else value for key, value in kwargs.items()}
         if self.base is not None:
             hidden = self.base(input_ids=input_ids, **kwargs).last_hidden_state  # [B, T, d]
-            picked = self.head(hidden[torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device)])
+            # The output layer runs in `_sums`, a slice of rows at a time: its logits stay in the CPU's cache.
+            picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device)]
             return picked, segments, targets
         width = input_ids.shape[1]
         keep = {"logits_to_keep": width - min(positions)} if self.keep_logits else {}
@@ -312,19 +312,36 @@ def _split_head(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.
     return base, head
 
 
-def _sums(picked: torch.Tensor, segments: torch.Tensor, targets: torch.Tensor, n: int) -> list[tuple[float, bool]]:
+LOGITS_PER_SLICE = 1 << 22  # logits computed and reduced at a time on CPU (16 MB in float32): they stay in cache
+
+
+def _sums(picked: torch.Tensor, segments: torch.Tensor, targets: torch.Tensor, n: int, head: torch.nn.Module | None = None) -> list[tuple[float, bool]]:
     """Per span: the summed log-probability of its tokens and whether each is the argmax of its logits.
 
-    log p(t) = logit(t) - logsumexp(logits), the log-softmax at t without writing the whole log-softmax; a
-    token is greedy when its logit is the maximum and no earlier one ties it (argmax takes the first).
+    `picked` holds the logits, or the hidden states that `head` turns into logits. Rows go through in
+    slices of LOGITS_PER_SLICE logits, each reduced in place while it is in cache: log p(t) = logit(t) -
+    logsumexp(logits), with logsumexp = m + log(sum(exp(logits - m))) and m the maximum (torch.logsumexp's
+    own computation, without its two full-size temporaries), and the token is greedy when its logit is the
+    maximum and no earlier one ties it (argmax takes the first, as the harness's does).
     """
-    picked = picked.float()
-    target_logits = picked.gather(1, targets[:, None]).squeeze(1)
-    token_lls = target_logits - torch.logsumexp(picked, dim=-1)
-    greedy = target_logits >= picked.max(dim=-1).values
-    candidates = greedy.nonzero().squeeze(1)
-    if len(candidates):
-        greedy[candidates] = picked[candidates].argmax(dim=-1) == targets[candidates]
+    token_lls = torch.empty(len(targets), dtype=torch.float32, device=picked.device)
+    greedy = torch.empty(len(targets), dtype=torch.bool, device=picked.device)
+    vocab = getattr(head, "out_features", None) or picked.shape[-1]
+    # On an accelerator the whole batch is one slice: each slice costs a host sync (`nonzero`) and launches.
+    step = max(1, LOGITS_PER_SLICE // max(1, vocab)) if picked.device.type == "cpu" else max(1, len(targets))
+    for first in range(0, len(targets), step):
+        logits = picked[first : first + step]
+        logits = (head(logits) if head is not None else logits).float()  # reduced in place below: `picked` is ours
+        target = targets[first : first + step]
+        best = logits.amax(dim=-1)  # without indices: `max(dim)` is several times slower on CPU
+        target_logits = logits.gather(1, target[:, None]).squeeze(1)
+        is_greedy = target_logits >= best
+        candidates = is_greedy.nonzero().squeeze(1)
+        if len(candidates):  # the target ties the maximum: greedy only when no earlier token ties it too
+            is_greedy[candidates] = logits[candidates].argmax(dim=-1) == target[candidates]
+        lse = logits.sub_(best[:, None]).exp_().sum(dim=-1).log_().add_(best)
+        token_lls[first : first + step] = target_logits - lse
+        greedy[first : first + step] = is_greedy
     # Sum in float64: a long continuation should not lose digits to float32 accumulation.
     sums = torch.zeros(n, dtype=torch.float64, device=picked.device)
     sums.index_add_(0, segments, token_lls.double())
@@ -339,7 +356,7 @@ def _score_batch(scorer: _Model, rows: list[_Row]) -> list[tuple[float, bool]]:
     # Row i predicts its continuation at positions [len(inputs) - len(continuation), len(inputs)).
     spans = [(i, len(row.inputs) - len(row.continuation), row.continuation) for i, row in enumerate(rows)]
     picked, segments, targets = scorer.logits(_padded([row.inputs for row in rows]), spans, use_cache=False)
-    return _sums(picked, segments, targets, len(rows))
+    return _sums(picked, segments, targets, len(rows), scorer.head)
 
 
 def _select(cache, owners: torch.Tensor):
@@ -377,7 +394,7 @@ def _score_shared_batch(scorer: _Model, groups: list[_SharedContext]) -> list[tu
     picked, segments, targets = scorer.logits(
         tails, spans, attention_mask=mask, position_ids=positions, use_cache=True, **{scorer.cache_keyword: _select(cache, owners)}
     )
-    return _sums(picked, segments, targets, len(rows))
+    return _sums(picked, segments, targets, len(rows), scorer.head)
 
 
 def loglikelihoods(

@@ -174,9 +174,15 @@ class RayExecutor:
 
         def finished() -> Iterator[tuple[int, Result]]:
             waiting = list(refs)
-            while waiting:
-                done, waiting = ray.wait(waiting, num_returns=1)
-                yield index[done[0]], _get(done[0])
+            try:
+                while waiting:
+                    done, waiting = ray.wait(waiting, num_returns=1)
+                    yield index[done[0]], _get(done[0])
+            finally:
+                # As the local pool does: after a failure (or the caller stopping), tasks not yet started
+                # are cancelled rather than left to run for results nobody reads.
+                for ref in waiting:
+                    ray.cancel(ref)
 
         return finished()
 

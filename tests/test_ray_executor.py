@@ -18,7 +18,7 @@ from corpuslab.executor import build_executor
 from corpuslab.ray_executor import RayConfig, RayExecutor, ray_installed
 from corpuslab.shard_log import ShardLog
 from tests.conftest import TINY
-from tests.test_shard_log import calls, record_call
+from tests.test_shard_log import calls, record_call, settle
 
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'corpuslab[ray]')")
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,7 @@ def test_a_failed_ray_map_resumes_with_only_the_unfinished_tasks(tmp_path, ray_c
     log = ShardLog(ray_cluster, records)
     with pytest.raises(RuntimeError, match="shard 5"):
         list(log.map(record_call, items))
+    settle(seen)
     finished = log.finished()
     assert 1 <= finished <= 7
     (seen / "healed").touch()

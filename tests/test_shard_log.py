@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -29,6 +30,19 @@ def calls(folder: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in folder.glob("call-*"))
 
 
+def settle(folder: Path, quiet: float = 1.5, timeout: float = 60.0) -> None:
+    """Wait until no task of a failed map is still starting: tasks already running (in a pool or on Ray)
+    when the map raised finish afterwards, and their call files must not count as the rerun's."""
+    deadline, seen, still = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = len(calls(folder))
+        if now != seen:
+            seen, still = now, time.monotonic()
+        elif time.monotonic() - still >= quiet:
+            return
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("make", [SerialExecutor, lambda: LocalExecutor(2)])
 def test_a_failed_map_resumes_with_only_the_unfinished_tasks(tmp_path, make):
     seen, records = tmp_path / "seen", tmp_path / "records"
@@ -38,6 +52,7 @@ def test_a_failed_map_resumes_with_only_the_unfinished_tasks(tmp_path, make):
         log = ShardLog(executor, records)
         with pytest.raises(RuntimeError, match="shard 5"):
             list(log.map(record_call, items))
+        settle(seen)
         finished = log.finished()
         assert 1 <= finished <= 7 and finished == len(list(records.glob("*.pkl")))
         first = calls(seen)

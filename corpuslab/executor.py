@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -148,8 +149,9 @@ class ExecutorKind(Plugin):
     `build(workers, key)` returns an executor with `map` and `close(interrupted=...)`; `workers` is
     `curation.workers`, `key` the config key errors should name (`curation.ray` for the `ray` kind)."""
 
+    @abstractmethod
     def build(self, workers: int | None, key: str) -> Any:
-        raise NotImplementedError
+        """The executor, built from this kind's config."""
 
 
 executors: Registry[ExecutorKind] = Registry("executor", ExecutorKind)

@@ -24,6 +24,8 @@ Users register their own in a module named in the config (`plugins: [my_recipes.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from abc import ABC
 from typing import Any, ClassVar, Generic, TypeVar
 
 from corpuslab.artifacts import fingerprint
@@ -36,7 +38,7 @@ class NoConfig:
     """For plug-ins without parameters."""
 
 
-class Plugin:
+class Plugin(ABC):  # noqa: B024 - each kind's base (Recipe, Sampler, ...) declares its abstract methods
     """Base of every plug-in: a name, a version, a typed config; `fingerprint` covers all three."""
 
     name: ClassVar[str] = ""
@@ -81,6 +83,10 @@ class Registry(Generic[P]):
             raise TypeError(f"{cls.__name__}: a {self.kind} needs a non-empty `name`")
         if not dataclasses.is_dataclass(cls.Config):
             raise TypeError(f"{cls.__name__}.Config must be a dataclass")
+        if inspect.isabstract(cls):
+            # Caught at registration (import time), not at the first run that builds the plug-in.
+            missing = ", ".join(sorted(cls.__abstractmethods__))
+            raise TypeError(f"{cls.__name__}: a {self.kind} must implement {missing} ({self.base.__name__} declares them)")
         existing = self._classes.get(cls.name)
         if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
             raise TypeError(f"{self.kind} '{cls.name}' is already registered by {existing.__module__}.{existing.__qualname__}")

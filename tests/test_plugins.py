@@ -143,3 +143,21 @@ def test_the_readme_procedure_example_trains_an_arm(tmp_path):
         return sum(float(t.abs().sum()) for t in load_file(folder / "final" / "model.safetensors").values() if t.dim() >= 2)
 
     assert l1_norm("sparse") < l1_norm("plain")
+
+
+def test_a_plugin_missing_a_method_its_kind_requires_is_refused_at_registration():
+    """A half-written plug-in fails when its module is imported, naming the method, not at the first run."""
+    from corpuslab.curation.recipes import Recipe, recipes
+    from corpuslab.training.samplers import Sampler, samplers
+
+    class NoDecide(Recipe):
+        name = "test_no_decide"
+
+    class NoStarts(Sampler):
+        name = "test_no_starts"
+
+    with pytest.raises(TypeError, match=r"NoDecide: a recipe must implement decide \(Recipe declares them\)"):
+        recipes.register(NoDecide)
+    with pytest.raises(TypeError, match="NoStarts: a sampler must implement batch_starts"):
+        samplers.register(NoStarts)
+    assert "test_no_decide" not in recipes and "test_no_starts" not in samplers

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,12 +59,13 @@ class Embedder(Plugin):
         """Load the model, or fit on the corpus (`texts()` streams it from the start each call)."""
 
     @property
+    @abstractmethod
     def dim(self) -> int:
-        raise NotImplementedError
+        """Length of an embedding."""
 
+    @abstractmethod
     def encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) float32, rows of unit length (zero rows for empty texts)."""
-        raise NotImplementedError
 
 
 embedders: Registry[Embedder] = Registry("embedder", Embedder)

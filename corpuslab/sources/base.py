@@ -19,6 +19,7 @@ next to its name (`dataset.source: {name: my_source, ...}`):
 from __future__ import annotations
 
 import dataclasses
+from abc import abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,9 @@ class Source(Plugin):
         self.seed = seed
         self.bad_input = BadInputLog()
 
+    @abstractmethod
     def documents(self) -> Iterator[Document]:
-        raise NotImplementedError(f"{type(self).__name__} must implement documents()")
+        """The documents, in a deterministic order, skipping (and logging in `bad_input`) what cannot be read."""
 
     def identity(self) -> dict[str, Any]:
         """JSON describing the inputs; by default the config alone (a source that reads nothing else)."""

@@ -15,6 +15,7 @@ resumed run sees exactly the batches an uninterrupted one would, with no sampler
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +48,9 @@ class Sampler(Plugin):
         """Bind to one run's data (once per `train()` call); raise a StageError if it cannot be sampled."""
         self.data = data
 
+    @abstractmethod
     def batch_starts(self, step: int) -> np.ndarray:
         """int64 start offsets of the `batch_size` windows of 0-based update `step`."""
-        raise NotImplementedError
 
     def stats(self) -> dict[str, Any]:
         """What the sampler saw and skipped, for the run's result."""

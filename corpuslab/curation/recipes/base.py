@@ -25,6 +25,7 @@ Adding a recipe is one class:
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,9 @@ class Recipe(Plugin):
         corpus. `categories[split]`: documents per category of train, val, test, and test_evaluated (the test
         documents the evaluation covers); `key`: the arm's config key, for messages. Default: nothing to check."""
 
+    @abstractmethod
     def decide(self, items: list[Path], inputs: dict[str, Path], context: CurationContext) -> Iterable[Decision]:
         """Decisions for the items in these shards that are not simply kept once (any order)."""
-        raise NotImplementedError
 
     def grade(self, items: list[Path], dropped: set[str]) -> dict[str, Any] | None:
         """Quality of the removals against ground truth carried by the items, when there is any."""

@@ -21,6 +21,7 @@ row names that member (`duplicate_of`) and the similarity. Not transitive; singl
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -112,9 +113,10 @@ class ClusteredRecipe(Recipe):
                     excluded.setdefault(c["cluster"], rule.label())
         return excluded
 
+    @abstractmethod
     def select(self, assignment: Assignment, info: dict[str, Any], excluded: dict[int, str], emb: Embeddings,
                items: list[Path], context: CurationContext) -> list[Decision]:
-        raise NotImplementedError
+        """The decisions of this sampler for the clustered documents (excluded clusters already known)."""
 
     def account(self, assignment: Assignment, info: dict[str, Any], excluded: dict[int, str],
                 decisions: list[Decision]) -> dict[str, Any]:

@@ -162,6 +162,23 @@ def publish(folder: Path, names: Iterable[str], url: str, key: str = "output_dir
     return [join(url, Path(path).relative_to(folder).as_posix()) for path in local]
 
 
+def relocate(value: Any, moves: dict[str, str]) -> Any:
+    """`value` (JSON-like: dicts, lists, strings) with every string that names a path under a local folder of
+    `moves` ({local folder: URL}) rewritten to where that folder went: a remote output_dir's report lists the
+    URLs of its stages and files, not the staging folder they were built in. The deepest folder wins."""
+    if not moves:
+        return value
+    if isinstance(value, dict):
+        return {key: relocate(item, moves) for key, item in value.items()}
+    if isinstance(value, list):
+        return [relocate(item, moves) for item in value]
+    if isinstance(value, str):
+        for local in sorted(moves, key=len, reverse=True):
+            if value == local or value.startswith(local.rstrip("/") + "/"):
+                return join(moves[local], value[len(local):]) if value != local else moves[local]
+    return value
+
+
 # ---------------------------------------------------------------- input files on a URL
 
 

@@ -36,7 +36,7 @@ from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError, StageError
 from corpuslab.executor import build_executor
-from corpuslab.paths import is_url, join, local_output_dir, publish, relocate
+from corpuslab.paths import is_url, join, local_output_dir, publish, relocate, staged_locations
 from corpuslab.progress import progress
 from corpuslab.schema import to_dict
 from corpuslab.shard_log import shard_log
@@ -122,13 +122,7 @@ class Experiment:
     def artifact_locations(self) -> dict[str, str]:
         """{local folder: URL} for a URL output_dir: stages live in the stage cache, the run's files under
         `<output_dir>/<experiment>`; the report lists those, not the local staging folder. {} otherwise."""
-        if not is_url(self.cfg.output_dir):
-            return {}
-        moves = {str(self.root): join(self.cfg.output_dir, self.cfg.experiment)}
-        cache = getattr(self.stages, "cache", None)
-        if cache is not None:
-            moves[str(self.stages.root)] = cache.describe()
-        return moves
+        return staged_locations(self.root, self.cfg.output_dir, self.cfg.experiment, self.stages.root, getattr(self.stages, "cache", None))
 
     def close(self, interrupted: bool = False) -> None:
         if self._executor is not None:

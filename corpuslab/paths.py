@@ -162,6 +162,17 @@ def publish(folder: Path, names: Iterable[str], url: str, key: str = "output_dir
     return [join(url, Path(path).relative_to(folder).as_posix()) for path in local]
 
 
+def staged_locations(root: Path, output_dir: str, experiment: str, stages_root: Path, cache: Any) -> dict[str, str]:
+    """{local folder: URL} for an experiment whose `output_dir` is a URL: its stages (under `stages_root`) live in
+    the stage cache, its other files under `<output_dir>/<experiment>`; {} for a local output_dir."""
+    if not is_url(output_dir):
+        return {}
+    moves = {str(root): join(output_dir, experiment)}
+    if cache is not None:
+        moves[str(stages_root)] = cache.describe()
+    return moves
+
+
 def relocate(value: Any, moves: dict[str, str]) -> Any:
     """`value` (JSON-like: dicts, lists, strings) with every string that names a path under a local folder of
     `moves` ({local folder: URL}) rewritten to where that folder went: a remote output_dir's report lists the

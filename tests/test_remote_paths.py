@@ -217,6 +217,8 @@ def test_compression_experiments_take_a_url_output_dir_too(tmp_path, monkeypatch
     remote = out[len("memory://"):] + "/tiny"
     assert fs.exists(f"{remote}/runs.tsv") and fs.exists(f"{remote}/results.json")
     assert any(p.rsplit("/", 1)[-1].startswith("train-") for p in fs.ls(f"{remote}/stages", detail=False))
+    (row,) = json.loads(fs.cat_file(f"{remote}/results.json"))["runs"]
+    assert row["model_path"].startswith(f"{out}/tiny/stages/train-") and fs.exists(row["train_stage"] + "/manifest.json")
 
     monkeypatch.setenv("CORPUSLAB_CACHE_DIR", str(tmp_path / "machine-b"))
     lines = []

@@ -108,7 +108,6 @@ def build_clusters(work: Path, cfg: ClusterConfig, backend: str, emb: Embeddings
     centroids = fitted_centroids(work / "centroids.npy", emb, cfg, backend, log)
     records = ShardLog(executor or SerialExecutor(), work / ASSIGNED, log)  # a killed run keeps its finished shards
     sizes, sums, extremes = assign(work / "assignments.parquet", emb, centroids, records, work / "centroids.npy")
-    records.discard()
     empty = [int(i) for i in np.nonzero(sizes == 0)[0]]
     if empty:
         raise ConfigError("cluster.k", cfg.k, f"a k every cluster of which gets documents: {len(empty)} came out empty "
@@ -119,6 +118,7 @@ def build_clusters(work: Path, cfg: ClusterConfig, backend: str, emb: Embeddings
     write_json_atomic(work / "clusters.json", info)
     log(f"  {cfg.k} clusters over {n} documents; sizes {int(sizes.min())}..{int(sizes.max())}"
         + (f"; purity vs categories {info['purity']:.3f}, NMI {info['nmi']:.3f}" if info.get("purity") is not None else ""))
+    records.discard()  # last: a run killed while describing the clusters still finds every shard assigned
     return {"documents": n, "k": cfg.k, "backend": backend, "purity": info.get("purity"), "nmi": info.get("nmi"),
             "sizes": sizes.tolist(), "resumed_shards": records.resumed}
 

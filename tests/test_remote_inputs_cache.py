@@ -94,6 +94,19 @@ def test_remote_identity_comes_from_the_listing_and_follows_the_content(s3_bucke
     assert edited.changed_during_read(identity) == [f"changed: s3://{bucket}/c/a.jsonl"]
 
 
+def test_local_and_remote_paths_together_each_keep_their_kind_of_identity(s3_bucket, tmp_path, object_gets):
+    fs, bucket = s3_bucket
+    fs.pipe_file(f"{bucket}/c/a.jsonl", _jsonl(0, 3))
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "b.jsonl").write_bytes(_jsonl(1, 3))
+    source = LocalSource(LocalConfig(paths=[f"s3://{bucket}/c", str(tmp_path / "local"), f"s3://{bucket}/c/a.jsonl"]))
+    remote, local = source.identity()["files"]  # a file named twice is one entry
+    assert remote["path"] == f"s3://{bucket}/c/a.jsonl" and "checksum" in remote
+    assert local["path"] == str(tmp_path / "local" / "b.jsonl") and "blake2b" in local
+    assert not object_gets
+    assert len(list(source.documents())) == 6 and source.changed_during_read(source.identity()) == []
+
+
 def test_without_a_checksum_the_size_and_time_identify_a_remote_file():
     entry = remote_file_identity("memory://x/a.txt", {"name": "/x/a.txt", "size": 5, "type": "file", "created": 1700000000.5})
     assert entry == {"path": "memory://x/a.txt", "size": 5, "mtime": "1700000000.5"}

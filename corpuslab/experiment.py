@@ -36,7 +36,7 @@ from corpuslab.curation.recipes import CurationContext, Recipe
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError, StageError
 from corpuslab.executor import build_executor
-from corpuslab.paths import is_url, join, local_output_dir, publish
+from corpuslab.paths import is_url, join, local_output_dir, publish, relocate, staged_locations
 from corpuslab.progress import progress
 from corpuslab.schema import to_dict
 from corpuslab.shard_log import shard_log
@@ -118,6 +118,11 @@ class Experiment:
             curation = self.cfg.curation
             self._executor = build_executor(curation.executor, {"ray": curation.ray}, curation.workers)
         return self._executor
+
+    def artifact_locations(self) -> dict[str, str]:
+        """{local folder: URL} for a URL output_dir: stages live in the stage cache, the run's files under
+        `<output_dir>/<experiment>`; the report lists those, not the local staging folder. {} otherwise."""
+        return staged_locations(self.root, self.cfg.output_dir, self.cfg.experiment, self.stages.root, getattr(self.stages, "cache", None))
 
     def close(self, interrupted: bool = False) -> None:
         if self._executor is not None:
@@ -514,8 +519,9 @@ class Experiment:
             raise os_error_as_stage_error("report", err, self.root) from err
         self.log("results (means over seeds; every column in summary.tsv, intervals in report.html):\n"
                  + _results_table(report))
-        self.log(f"report: {self.root / 'report.html'}\n        {self.root / 'report.json'} "
-                 f"(this run's copy: {kept}; {time.time() - start:.1f}s)")
+        shown = self.artifact_locations()  # a URL output_dir: the uploaded files, not the staging folder
+        self.log(f"report: {relocate(str(self.root / 'report.html'), shown)}\n        {relocate(str(self.root / 'report.json'), shown)} "
+                 f"(this run's copy: {relocate(str(kept), shown)}; {time.time() - start:.1f}s)")
         return report
 
     def _check_arms(self, prepared: Prepared, arms: list[int] | None) -> None:

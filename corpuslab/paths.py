@@ -16,6 +16,7 @@ import importlib
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,34 @@ def publish(folder: Path, names: Iterable[str], url: str, key: str = "output_dir
     return [join(url, Path(path).relative_to(folder).as_posix()) for path in local]
 
 
+def staged_locations(root: Path, output_dir: str, experiment: str, stages_root: Path, cache: Any) -> dict[str, str]:
+    """{local folder: URL} for an experiment whose `output_dir` is a URL: its stages (under `stages_root`) live in
+    the stage cache, its other files under `<output_dir>/<experiment>`; {} for a local output_dir."""
+    if not is_url(output_dir):
+        return {}
+    moves = {str(root): join(output_dir, experiment)}
+    if cache is not None:
+        moves[str(stages_root)] = cache.describe()
+    return moves
+
+
+def relocate(value: Any, moves: dict[str, str]) -> Any:
+    """`value` (JSON-like: dicts, lists, strings) with every string that names a path under a local folder of
+    `moves` ({local folder: URL}) rewritten to where that folder went: a remote output_dir's report lists the
+    URLs of its stages and files, not the staging folder they were built in. The deepest folder wins."""
+    if not moves:
+        return value
+    if isinstance(value, dict):
+        return {key: relocate(item, moves) for key, item in value.items()}
+    if isinstance(value, list):
+        return [relocate(item, moves) for item in value]
+    if isinstance(value, str):
+        for local in sorted(moves, key=len, reverse=True):
+            if value == local or value.startswith(local.rstrip("/") + "/"):
+                return join(moves[local], value[len(local):]) if value != local else moves[local]
+    return value
+
+
 # ---------------------------------------------------------------- input files on a URL
 
 
@@ -172,41 +201,67 @@ def origin_of(path: str | os.PathLike[str]) -> str:
     return _ORIGIN.get(os.path.abspath(path), str(path))
 
 
-def mirror_inputs(spec: str, key: str) -> str:
-    """Copy the files that `spec` (a file, folder or glob URL) names into the local mirror and return the local
-    spec that names the copies. A file whose copy matches the remote size and version is not downloaded again;
-    the others are fetched together (concurrently on object stores)."""
+@dataclass(frozen=True)
+class RemoteListing:
+    """What a remote input spec names, without downloading anything: `files` maps each file's path inside the
+    filesystem to (the local mirror path it is copied to, the filesystem's `info` for it: size, ETag...).
+    `kind` is how the spec named them (`file`, `folder` or `glob`); `local_spec` names the copies."""
+
+    fs: Any
+    protocol: str
+    kind: str
+    local_spec: Path
+    files: dict[str, tuple[Path, dict[str, Any]]]
+
+    def url(self, path: str) -> str:
+        return f"{self.protocol}://{path}"
+
+
+def list_inputs(spec: str, key: str) -> RemoteListing:
+    """List the files that `spec` (a file, folder or glob URL) names, as `mirror_inputs` would copy them: one
+    listing request per folder or glob, no file read (the input's identity comes from it, see
+    `corpuslab.sources.identity.remote_file_identity`)."""
     fs, remote = filesystem(spec, key)
     protocol = protocol_of(spec)
     try:
         fs.invalidate_cache()  # fsspec keeps listings per filesystem instance: read what is there now
         if any(ch in remote for ch in "*?["):
-            listing = fs.glob(remote, detail=True)
+            listing, kind = fs.glob(remote, detail=True), "glob"
             anchor = remote.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
             local_spec = local_mirror(f"{protocol}://{anchor}", "inputs") / remote[len(anchor):].lstrip("/")
         elif fs.isdir(remote):
-            listing = fs.find(remote, detail=True)
+            listing, kind = fs.find(remote, detail=True), "folder"
             anchor, local_spec = remote.rstrip("/"), local_mirror(spec, "inputs")
         elif fs.isfile(remote):
-            listing = {remote: fs.info(remote)}
+            listing, kind = {remote: fs.info(remote)}, "file"
             anchor, local_spec = remote.rsplit("/", 1)[0], local_mirror(spec, "inputs")
         else:
             raise InputError(spec, f"no such file, folder or glob match ({key})")
-        target_root = local_mirror(f"{protocol}://{anchor}", "inputs")
-        wanted = {path: info for path, info in listing.items()
-                  if info.get("type", "file") == "file" and not _hidden(path[len(anchor):])}
-        fetched = {}
-        for path, info in sorted(wanted.items()):
-            local = target_root / path[len(anchor):].lstrip("/")
-            _ORIGIN[os.path.abspath(local)] = f"{protocol}://{path}"
-            fetched[os.path.abspath(local)] = (path, info)
-        _fetch_files(fs, [(path, Path(local), info) for local, (path, info) in fetched.items()])
     except CorpuslabError:
         raise
     except Exception as err:
+        raise access_error(err, key, spec, "listing the input files") from None
+    target_root = local_mirror(f"{protocol}://{anchor}", "inputs")
+    files = {path: (target_root / path[len(anchor):].lstrip("/"), info) for path, info in sorted(listing.items())
+             if info.get("type", "file") == "file" and not _hidden(path[len(anchor):])}
+    return RemoteListing(fs, protocol, kind, local_spec, files)
+
+
+def mirror_inputs(spec: str, key: str) -> str:
+    """Copy the files that `spec` (a file, folder or glob URL) names into the local mirror and return the local
+    spec that names the copies. A file whose copy matches the remote size and version is not downloaded again;
+    the others are fetched together (concurrently on object stores)."""
+    listing = list_inputs(spec, key)
+    fetched = {}
+    for path, (local, info) in listing.files.items():
+        _ORIGIN[os.path.abspath(local)] = listing.url(path)
+        fetched[os.path.abspath(local)] = (path, info)
+    try:
+        _fetch_files(listing.fs, [(path, Path(local), info) for local, (path, info) in fetched.items()])
+    except Exception as err:
         raise access_error(err, key, spec, "reading the input files") from None
-    _prune(local_spec, set(fetched))
-    return str(local_spec)
+    _prune(listing.local_spec, set(fetched))
+    return str(listing.local_spec)
 
 
 def _prune(local_spec: Path, fetched: set[str]) -> None:

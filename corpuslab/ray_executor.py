@@ -109,9 +109,26 @@ class RayExecutor:
         self._connected = True
 
     def check(self) -> None:
-        """Before any stage runs: a cluster address that does not answer stops the run in seconds."""
-        if self.config.address not in ("local", "auto"):
-            self._check_reachable(self.config.address, f"{self.key}.address")
+        """Before any stage runs: a cluster address that does not answer (or `auto` on a machine where no
+        cluster is found) stops the run in seconds."""
+        address = self._auto_address() if self.config.address == "auto" else self.config.address
+        if address is not None and address != "local":
+            self._check_reachable(address, f"{self.key}.address", given=self.config.address)
+
+    def _auto_address(self) -> str | None:
+        """The address `auto` resolves to (RAY_ADDRESS, the last `ray start` on this machine, a running cluster),
+        as `ray.init` resolves it; None when this Ray offers no way to ask (ray.init then says)."""
+        try:
+            from ray._private.services import get_ray_address_from_environment
+        except ImportError:
+            return None
+        try:
+            return get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            raise ConfigError(f"{self.key}.address", "auto", "a running Ray cluster, but no Ray cluster was found from "
+                              f"this machine (RAY_ADDRESS is not set and no `ray start` ran here); {self._what_to_do()}") from None
+        except Exception:  # an address Ray cannot parse: ray.init reports it with the setting
+            return None
 
     def _init(self, ray: Any) -> None:
         cfg, key = self.config, f"{self.key}.address"
@@ -129,13 +146,15 @@ class RayExecutor:
             found = "no Ray cluster was found from this machine" if cfg.address == "auto" else f"Ray could not join it: {err}"
             raise ConfigError(key, cfg.address, f"a running Ray cluster, but {found}; {self._what_to_do()}") from None
 
-    def _check_reachable(self, address: str, key: str) -> None:
-        """Ray itself retries an unreachable address for minutes: a plain TCP connect says so in seconds."""
+    def _check_reachable(self, address: str, key: str, given: str | None = None) -> None:
+        """Ray itself retries an unreachable address for minutes: a plain TCP connect says so in seconds.
+        `given` is the setting's value when it differs from `address` (`auto`, resolved by Ray)."""
         host, port = host_port(address, key)
+        resolved = f" (`auto` found {address})" if given not in (None, address) else ""
         try:
             socket.create_connection((host, port), timeout=self.config.connect_timeout_s).close()
         except OSError as err:
-            raise ConfigError(key, address, f"a reachable Ray cluster, but nothing answered at {host}:{port} within "
+            raise ConfigError(key, given or address, f"a reachable Ray cluster{resolved}, but nothing answered at {host}:{port} within "
                               f"{self.config.connect_timeout_s:g} s ({err.strerror or err}); {self._what_to_do()}") from None
 
     def _what_to_do(self) -> str:

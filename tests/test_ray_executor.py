@@ -151,6 +151,36 @@ def test_an_unreachable_ray_address_names_the_key_and_what_to_do(tmp_path, monke
     assert not list((tmp_path / "tiny" / "stages").glob("ingest-*"))  # stopped before the first stage
 
 
+@needs_ray
+def test_auto_without_a_cluster_names_the_key_before_any_stage(tmp_path, monkeypatch):
+    import ray
+    import ray._private.services as services
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray-tmp"))  # no `ray start` ever ran here
+    def no_running_clusters():  # clusters other users of this machine run do not count either
+        return []
+
+    no_running_clusters.cache_clear = lambda: None  # Ray clears the cache of the function it replaces
+    monkeypatch.setattr(services, "find_gcs_addresses", no_running_clusters)
+    cfg = load_config(overrides=[*TINY, f"output_dir={tmp_path}", "curation.executor=ray", "curation.ray.address=auto"])
+    executor = build_executor(cfg.curation.executor, {"ray": cfg.curation.ray}, cfg.curation.workers)
+    with pytest.raises(ConfigError, match="curation.ray.address") as err:
+        executor.connect()
+    assert "no Ray cluster was found" in str(err.value) and "ray start --head" in str(err.value)
+    with pytest.raises(ConfigError, match="curation.ray.address") as err:
+        run(cfg, until="curate", log=lambda _: None)
+    assert "RAY_ADDRESS is not set" in str(err.value)
+    assert not list((tmp_path / "tiny" / "stages").glob("ingest-*"))  # stopped before the first stage
+
+    address = f"127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)  # auto follows RAY_ADDRESS: checked in seconds too
+    with pytest.raises(ConfigError, match="curation.ray.address") as err:
+        run(cfg, until="curate", log=lambda _: None)
+    assert err.value.value == "auto" and f"`auto` found {address}" in str(err.value) and "nothing answered" in str(err.value)
+
+
 def test_ray_settings_are_checked_at_load():
     with pytest.raises(ConfigError, match="curation.ray.address"):
         load_config(overrides=["curation.ray.address=nowhere"])

@@ -8,6 +8,7 @@ import pytest
 
 import corpuslab
 from corpuslab.errors import ConfigError
+from corpuslab.paths import local_output_dir, relocate
 from corpuslab.report.build import reproducible_part
 from corpuslab.sources.badinput import BadInputLog
 from corpuslab.sources.local import LocalConfig, LocalSource, read_local
@@ -120,6 +121,16 @@ def test_output_dir_on_s3_holds_the_report_and_the_stages(s3_bucket, tmp_path, m
     assert fs.glob(f"{bucket}/runs/tiny/runs/*/report.json")
     stages = {p.rsplit("/", 1)[-1].rsplit("-", 1)[0] for p in fs.ls(f"{bucket}/runs/tiny/stages")}
     assert {*SHARED, "train", "evaluate"} <= stages
+    # The report lists where things are: the stages' URLs, not the local staging folder they were built in.
+    text = fs.cat_file(f"{bucket}/runs/tiny/report.json").decode()
+    assert str(local_output_dir(out)) not in text
+    arm = report["arms"]["none"]
+    assert arm["artifacts"]["curate"].startswith(f"s3://{bucket}/runs/tiny/stages/curate-none-doc-")
+    (replicate,) = arm["replicates"]
+    for url in [*arm["artifacts"].values(), *replicate["artifacts"].values()]:
+        assert fs.exists(url + "/manifest.json"), url
+    assert fs.exists(replicate["checkpoints"]["final"] + "/config.json")
+    assert any(m.startswith(f"report: s3://{bucket}/runs/tiny/report.html") for m in first)
 
     # Another machine (another local staging folder) finds every stage there and trains nothing.
     monkeypatch.setenv("CORPUSLAB_CACHE_DIR", str(tmp_path / "other-machine"))
@@ -128,6 +139,16 @@ def test_output_dir_on_s3_holds_the_report_and_the_stages(s3_bucket, tmp_path, m
     assert not _stage_events(second, "started")
     assert "train none" in _stage_events(second, "downloaded")
     assert reproducible_part(again) == reproducible_part(report)  # the same numbers, from downloaded stages
+    assert again["arms"]["none"]["artifacts"] == arm["artifacts"], "both machines' reports name the same URLs"
+
+
+def test_relocate_rewrites_paths_under_the_moved_folders_only():
+    moves = {"/stage/exp": "s3://b/runs/exp", "/stage/exp/stages": "s3://b/cache"}
+    report = {"a": ["/stage/exp/stages/train-1/final", "/stage/exp/runs/x", "/stage/expired", "kept"], "n": 3,
+              "b": {"c": "/stage/exp"}}
+    assert relocate(report, moves) == {"a": ["s3://b/cache/train-1/final", "s3://b/runs/exp/runs/x", "/stage/expired", "kept"],
+                                       "n": 3, "b": {"c": "s3://b/runs/exp"}}
+    assert relocate(report, {}) is report
 
 
 # Bad input
@@ -196,6 +217,8 @@ def test_compression_experiments_take_a_url_output_dir_too(tmp_path, monkeypatch
     remote = out[len("memory://"):] + "/tiny"
     assert fs.exists(f"{remote}/runs.tsv") and fs.exists(f"{remote}/results.json")
     assert any(p.rsplit("/", 1)[-1].startswith("train-") for p in fs.ls(f"{remote}/stages", detail=False))
+    (row,) = json.loads(fs.cat_file(f"{remote}/results.json"))["runs"]
+    assert row["model_path"].startswith(f"{out}/tiny/stages/train-") and fs.exists(row["train_stage"] + "/manifest.json")
 
     monkeypatch.setenv("CORPUSLAB_CACHE_DIR", str(tmp_path / "machine-b"))
     lines = []

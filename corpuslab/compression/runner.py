@@ -30,7 +30,7 @@ from corpuslab.artifacts import Stage, StageRunner, exclusive_lock, write_json_a
 from corpuslab.atomic import write_text_atomic
 from corpuslab.config import DatasetConfig, _resolve_input_paths, apply_override, deep_merge, load_plugins, read_yaml
 from corpuslab.errors import ConfigError, CorpuslabError
-from corpuslab.paths import check_url, is_url, join, local_output_dir, publish
+from corpuslab.paths import check_url, is_url, join, local_output_dir, publish, relocate, staged_locations
 from corpuslab.schema import from_dict, require, to_dict
 from corpuslab.stage_cache import CacheConfig, open_cache
 from corpuslab.training.callbacks import Callback
@@ -364,6 +364,8 @@ class CompressionExperimentRunner:
                 rows.append(self._row(index, data, train_stage, self.evaluate_stage(index, data, train_stage), "done"))
             results = {"experiment": cfg.experiment, "config": to_dict(cfg), "runs": rows,
                        "baselines": {str(k.size): v.manifest()["baselines"] for k, v in data_stages.items()}}
+            # A URL output_dir: the rows name the stages' URLs in the stage cache, not the local staging folder.
+            results = relocate(results, staged_locations(self.root, cfg.output_dir, cfg.experiment, self.stages.root, self.stages.cache))
             write_results(self.root, results)
             write_text_atomic(self.root / "config.json", json.dumps(to_dict(cfg), indent=2))
             if is_url(cfg.output_dir):

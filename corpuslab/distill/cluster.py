@@ -10,6 +10,10 @@ Fitting uses well-kept libraries: faiss-cpu's spherical k-means when installed (
 scikit-learn's MiniBatchKMeans with centroids re-normalised after every mini-batch step (`sklearn`, the
 reference). Both fit on a bounded sample (`max_train_points`) and k-means++ starts from a bounded one
 (`init_size`): memory and time do not grow with the corpus. Assignment then streams over the shards.
+
+A killed cluster stage resumes (its work folder is kept, see `StageRunner.run(resumable=True)`): the centroids
+are fitted once and saved first, and each embed shard's assignment is recorded the moment it finishes
+(`corpuslab.shard_log`), so a rerun assigns only the shards not yet done, with the same centroids.
 """
 
 from __future__ import annotations
@@ -29,14 +33,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpuslab.artifacts import Stage, StageRunner, write_json_atomic
+from corpuslab.atomic import temp_path
 from corpuslab.distill.embed import Embeddings
 from corpuslab.distill.embedders import require_sklearn
 from corpuslab.errors import ConfigError
 from corpuslab.executor import Executor, SerialExecutor
 from corpuslab.schema import require, require_int
+from corpuslab.shard_log import ShardLog
 from corpuslab.shards import read_documents
 
 CLUSTER_VERSION = 1
+ASSIGNED = ".assigned"  # in the work folder: the per-shard assignment records of a run that may be killed
 INSPECT = 5  # closest and farthest documents kept per cluster for inspection
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
 
@@ -89,7 +96,7 @@ def cluster_stage(stages: StageRunner, cfg: ClusterConfig, embed: Stage, items: 
     backend = cfg.resolved_backend()  # part of the key: the two libraries give different centroids
     stage = stages.stage("cluster", CLUSTER_VERSION, embed.fingerprint, cfg, backend)
     stages.run(stage, lambda work: build_clusters(work, cfg, backend, Embeddings(embed.path), items, log, executor),
-               label=f"cluster (k={cfg.k}, {backend})")
+               label=f"cluster (k={cfg.k}, {backend})", resumable=True)
     return stage
 
 
@@ -98,11 +105,9 @@ def build_clusters(work: Path, cfg: ClusterConfig, backend: str, emb: Embeddings
     n = len(emb)
     if cfg.k > n:
         raise ConfigError("cluster.k", cfg.k, f"at most the number of documents embedded ({n})")
-    sample = emb.sample(min(n, cfg.max_train_points), cfg.seed)
-    centroids = fit_spherical_kmeans(sample, cfg, backend)
-    del sample
-    np.save(work / "centroids.npy", centroids)
-    sizes, sums, extremes = assign(work / "assignments.parquet", emb, centroids, executor, work / "centroids.npy")
+    centroids = fitted_centroids(work / "centroids.npy", emb, cfg, backend, log)
+    records = ShardLog(executor or SerialExecutor(), work / ASSIGNED, log)  # a killed run keeps its finished shards
+    sizes, sums, extremes = assign(work / "assignments.parquet", emb, centroids, records, work / "centroids.npy")
     empty = [int(i) for i in np.nonzero(sizes == 0)[0]]
     if empty:
         raise ConfigError("cluster.k", cfg.k, f"a k every cluster of which gets documents: {len(empty)} came out empty "
@@ -113,8 +118,24 @@ def build_clusters(work: Path, cfg: ClusterConfig, backend: str, emb: Embeddings
     write_json_atomic(work / "clusters.json", info)
     log(f"  {cfg.k} clusters over {n} documents; sizes {int(sizes.min())}..{int(sizes.max())}"
         + (f"; purity vs categories {info['purity']:.3f}, NMI {info['nmi']:.3f}" if info.get("purity") is not None else ""))
+    records.discard()  # last: a run killed while describing the clusters still finds every shard assigned
     return {"documents": n, "k": cfg.k, "backend": backend, "purity": info.get("purity"), "nmi": info.get("nmi"),
-            "sizes": sizes.tolist()}
+            "sizes": sizes.tolist(), "resumed_shards": records.resumed}
+
+
+def fitted_centroids(path: Path, emb: Embeddings, cfg: ClusterConfig, backend: str, log: Callable[[str], None]) -> np.ndarray:
+    """The centroids saved at `path` by an earlier attempt of this stage, else fitted now and saved (whole or
+    not at all) before any shard is assigned: the shards a killed run assigned stay valid for the rerun."""
+    if path.exists():
+        log(f"  resumed: centroids fitted by an earlier run ({path.name})")
+        return np.load(path)
+    sample = emb.sample(min(len(emb), cfg.max_train_points), cfg.seed)
+    centroids = fit_spherical_kmeans(sample, cfg, backend)
+    del sample
+    tmp = temp_path(path)
+    np.save(tmp, centroids)
+    tmp.replace(path)
+    return centroids
 
 
 def fit_spherical_kmeans(x: np.ndarray, cfg: ClusterConfig, backend: str) -> np.ndarray:

@@ -3,8 +3,9 @@
     <stage>/emb-00000.npy    (rows, dim) float16/float32, rows in corpus order, unit length
     <stage>/ids-00000.parquet id and category of each row
 
-Shards hold `shard_docs` documents each, in corpus order, so a killed run resumes from its last finished
-shard (a shard's two files are written under temporary names and renamed when whole, ids last). Memory
+Shards hold `shard_docs` documents each, in corpus order, so a killed run resumes without redoing its finished
+shards (each shard is written as soon as its task finishes, in any order; its two files under temporary names,
+renamed when whole, ids last). Memory
 holds one shard's texts and one batch of vectors: it does not grow with the corpus.
 
 The stage is shared: arms with the same embedder over the same documents read one folder.
@@ -123,7 +124,12 @@ def build_embeddings(work: Path, cfg: EmbedConfig, embedder: Embedder, items: li
     tasks = [EmbedTask(segments[s], embedder, cfg.max_chars, cfg.encode_batch) for s in todo]
     runner = executor if executor is not None and embedder.ships_to_workers else SerialExecutor()
     total = sum(end - first for s in range(len(segments)) if done[s] for _, first, end in segments[s])
-    for written, (s, (ids, categories, vectors)) in enumerate(zip(todo, runner.map(embed_task, tasks)), start=1):
+    # Each shard is written as soon as it is done, in whatever order the executor finishes them: a task that
+    # fails loses only the shards still running, not the finished ones queued behind it.
+    completed = getattr(runner, "completed", None)
+    finished = completed(embed_task, tasks) if completed is not None else enumerate(runner.map(embed_task, tasks))
+    for written, (position, (ids, categories, vectors)) in enumerate(finished, start=1):
+        s = todo[position]
         _write_shard(work / f"emb-{s:05d}.npy", work / f"ids-{s:05d}.parquet", ids, categories, vectors, cfg)
         total += len(ids)
         log(f"  embedded {total} documents ({len(segments) - len(todo) + written} shards)")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from corpuslab.artifacts import read_json, write_json_atomic
 from corpuslab.atomic import FileSet, atomic_file
+from corpuslab.paths import relocate
 from corpuslab.report.caveats import comparison_warnings
 from corpuslab.report.html import write_html_report
 from corpuslab.report.pooling import (
@@ -96,6 +97,9 @@ def write_report(
     if baselines:  # pretrained models scored on this experiment's data (`evaluate --checkpoint`), for reference
         report["baselines"] = baselines
     add_comparisons(report, reference_arm=cfg.runs[0].name)
+    locations = getattr(experiment, "artifact_locations", None)  # a URL output_dir: list where things went
+    if locations is not None:
+        report = relocate(report, locations())
     write_outputs(report, files)
     return report
 

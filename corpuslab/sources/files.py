@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from corpuslab.errors import InputError
-from corpuslab.paths import is_url, mirror_inputs, origin_of, strip_file_scheme
+from corpuslab.paths import is_url, list_inputs, mirror_inputs, origin_of, strip_file_scheme
 from corpuslab.sources.badinput import BadInputLog, handle_bad_input
 
 if TYPE_CHECKING:
@@ -64,6 +64,28 @@ def resolve_files(cfg: LocalConfig, log: BadInputLog) -> list[Path]:
                 seen.add(path)
                 files.append(path)
     return files
+
+
+def remote_input_files(spec: str, cfg: LocalConfig) -> list[tuple[str, dict]]:
+    """(URL, filesystem info) of each file a URL spec contributes, chosen from one listing as `_expand` chooses
+    among the downloaded copies (hidden files, `exclude`, the format of a folder's or glob's files), without
+    downloading any: the ingest fingerprint of remote inputs comes from this."""
+    listing = list_inputs(spec, "dataset.local.paths")
+    chosen = []
+    for path, (local, info) in listing.files.items():
+        if _excluded(local, cfg):
+            continue
+        if listing.kind == "folder" and not _readable_in_folder(local, cfg):
+            continue
+        if listing.kind == "glob" and cfg.format == "auto" and suffix_format(local)[0] is None:
+            continue
+        chosen.append((listing.url(path), info))
+    return chosen
+
+
+def local_spec_files(spec: str, cfg: LocalConfig) -> list[Path]:
+    """The files one local spec contributes (what `resolve_files` reads of it); bad input is not counted here."""
+    return _expand(spec, cfg, BadInputLog())
 
 
 def file_format(path: Path, cfg: LocalConfig) -> tuple[str, str | None]:

@@ -9,6 +9,15 @@ hash of its content. Larger files are identified by size and modification time o
 many large files on every run would cost about as much as ingesting it. The fingerprint
 (`identity_fingerprint`) leaves out the modification time of hashed files, so a checkout, copy or `touch`
 that does not change a file's bytes still finds the cached ingest.
+
+A remote file (an fsspec URL: `s3://`, `gs://`, `hf://`...) is identified by what its filesystem reports in
+the listing, without reading it (`remote_file_identity`): its URL, size, the store's checksum when it keeps
+one (S3 `ETag`, GCS `md5Hash`/`crc32c`, a Hugging Face file's LFS `sha256` or git `blob_id`...) and its
+modification time. With a checksum the fingerprint leaves the time out, as for a hashed local file. So a
+second machine sharing a stage cache (`cache.url`) computes the ingest fingerprint from one listing request
+and, on a cache hit, downloads the cached stage and none of the input files. (An S3 ETag is the MD5 of the
+bytes for a single-part upload and a hash of the parts' MD5s for a multipart one: the same bytes uploaded
+with another part size get another ETag, and the ingest is rebuilt once; it never misses a change.)
 """
 
 from __future__ import annotations
@@ -43,6 +52,30 @@ def file_identity(path: str | os.PathLike[str], shown: str | None = None, hash_c
     return entry
 
 
+# Where fsspec backends report a checksum of the content, in order of preference.
+CHECKSUM_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "sha256", "checksum", "blob_id")
+MTIME_FIELDS = ("LastModified", "mtime", "updated", "last_modified", "created")
+
+
+def remote_file_identity(url: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """{path, size[, checksum][, mtime]} of one remote file from its filesystem `info` (a listing entry):
+    nothing is downloaded."""
+    entry: dict[str, Any] = {"path": url, "size": info.get("size")}
+    found = [(name, info[name]) for name in CHECKSUM_FIELDS if info.get(name)]
+    lfs = info.get("lfs")
+    if isinstance(lfs, Mapping) and lfs.get("sha256"):  # a Hugging Face LFS file: the hash of its bytes
+        found.insert(0, ("lfs.sha256", lfs["sha256"]))
+    if found:
+        name, value = found[0]
+        entry["checksum"] = f"{name}:{str(value).strip(chr(34))}"  # S3 ETags come quoted
+    mtime = next((info[name] for name in MTIME_FIELDS if info.get(name) is not None), None)
+    if mtime is None and isinstance(info.get("last_commit"), Mapping):
+        mtime = info["last_commit"].get("date")
+    if mtime is not None:
+        entry["mtime"] = mtime.isoformat() if hasattr(mtime, "isoformat") else str(mtime)
+    return entry
+
+
 def content_hash(path: Path) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as stream:
@@ -60,8 +93,8 @@ def identity_fingerprint(identity: Mapping[str, Any]) -> str:
 
 
 def _content_fields(entry: Any) -> Any:
-    if isinstance(entry, dict) and "blake2b" in entry:
-        return {key: value for key, value in entry.items() if key != "mtime_ns"}
+    if isinstance(entry, dict) and ("blake2b" in entry or "checksum" in entry):
+        return {key: value for key, value in entry.items() if key not in ("mtime_ns", "mtime")}
     return entry
 
 
@@ -78,10 +111,12 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
 
 
 def same_file(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Same content by hash when both sides have one, else by size and modification time."""
-    if "blake2b" in old and "blake2b" in new:
-        return old["blake2b"] == new["blake2b"] and old.get("size") == new.get("size")
-    return (old.get("size"), old.get("mtime_ns")) == (new.get("size"), new.get("mtime_ns"))
+    """Same content by hash (or a remote store's checksum) when both sides have one, else by size and
+    modification time."""
+    for digest in ("blake2b", "checksum"):
+        if digest in old and digest in new:
+            return old[digest] == new[digest] and old.get("size") == new.get("size")
+    return all(old.get(key) == new.get(key) for key in ("size", "mtime_ns", "mtime"))
 
 
 def _by_path(entries: Iterable[Any] | None) -> dict[str, Mapping[str, Any]]:

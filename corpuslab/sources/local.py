@@ -22,7 +22,8 @@ Binary data is never a document: a document whose text is more than 1% NUL or 10
 skipped as ``binary_content`` (see `corpuslab.sources.badinput`); so is a whole line-based file (txt
 lines, JSON lines, CSV) whose first 8 KiB are, counted once instead of once per line of garbage.
 
-`LocalSource.identity()` lists every input file with its size, modification time and content hash, so
+`LocalSource.identity()` lists every input file with its size, modification time and content hash (a remote
+file: what its listing reports, size, checksum such as the S3 ETag, and time; nothing is downloaded), so
 editing, adding or deleting a file changes the ingest fingerprint (`corpuslab.sources.identity`).
 
 Ids are the ``id_field`` value when one is configured, else ``<path>:<line>`` (``<path>:<row>`` for
@@ -55,7 +56,7 @@ import zstandard
 
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
-from corpuslab.paths import check_url, origin_of
+from corpuslab.paths import check_url, is_url, origin_of
 from corpuslab.sources.badinput import (
     DEFAULT_MAX_DOC_CHARS,
     BadInputLog,
@@ -70,8 +71,8 @@ from corpuslab.sources.badinput import (
     usable_document,
 )
 from corpuslab.sources.base import Source, sources
-from corpuslab.sources.files import file_format, resolve_files
-from corpuslab.sources.identity import describe_changes, file_identity
+from corpuslab.sources.files import file_format, local_spec_files, remote_input_files, resolve_files
+from corpuslab.sources.identity import describe_changes, file_identity, remote_file_identity
 from corpuslab.sources.text import (
     MAX_MARK_BYTES,
     UTF8,
@@ -193,22 +194,44 @@ class LocalSource(Source):
         return _read_files(self.config, self.files(), self.bad_input)
 
     def identity(self) -> dict[str, Any]:
-        # A mirrored file is named by its URL, so the identity (and the ingest fingerprint) is the same on every machine.
-        return {"source": self.name, "version": self.version,
-                "files": [file_identity(path, origin_of(path)) for path in self.files()]}
+        return {"source": self.name, "version": self.version, "files": self._file_entries(hash_content=True)}
 
     def changed_during_read(self, identity: dict[str, Any]) -> list[str]:
-        """Files whose size or modification time moved since `identity`: stat only, no hashing."""
-        now = []
-        for path in self.files():
-            try:
-                now.append(file_identity(path, origin_of(path), hash_content=False))
-            except InputError:
-                pass  # gone: reported as deleted
-        return describe_changes({"files": identity.get("files", [])}, {"files": now})
+        """Files whose size or modification time (or remote checksum) moved since `identity`: stat and listing
+        only, no hashing."""
+        return describe_changes({"files": identity.get("files", [])}, {"files": self._file_entries(hash_content=False)})
+
+    def _file_entries(self, hash_content: bool) -> list[dict[str, Any]]:
+        """One identity entry per input file. A remote file (a URL in paths) is described from its listing
+        (URL, size, checksum, time: `remote_file_identity`), so the identity, and the ingest fingerprint, are the
+        same on every machine and taking them downloads nothing; a local file by `file_identity`."""
+        if not any(is_url(spec) for spec in self.config.paths):
+            return [entry for path in self.files() if (entry := _local_entry(path, hash_content)) is not None]
+        self.config.validate()
+        entries: dict[str, dict[str, Any]] = {}
+        for spec in self.config.paths:
+            if is_url(spec):
+                found = [remote_file_identity(url, info) for url, info in remote_input_files(spec, self.config)]
+            else:
+                found = [entry for path in local_spec_files(spec, self.config)
+                         if (entry := _local_entry(path, hash_content)) is not None]
+            for entry in found:
+                entries.setdefault(entry["path"], entry)  # a file named twice is read once
+        return list(entries.values())
 
     def description(self) -> str:
         return f"local files {list(self.config.paths)}"
+
+
+def _local_entry(path: Path, hash_content: bool) -> dict[str, Any] | None:
+    """`file_identity` of a local file; None for one gone since it was listed when only checking for changes
+    (it is reported as deleted)."""
+    try:
+        return file_identity(path, origin_of(path), hash_content=hash_content)
+    except InputError:
+        if hash_content:
+            raise
+        return None
 
 
 # Reading the files.

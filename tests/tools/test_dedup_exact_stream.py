@@ -128,3 +128,85 @@ def test_parquet_output_uncompressed_unless_a_codec_is_asked(tmp_path):
     assert codecs == {"none": "UNCOMPRESSED", "zstd": "ZSTD"}
     with pytest.raises(ConfigError, match="--compression"):
         _run([source], tmp_path / "bad", compression="lzma")
+
+
+def _parquet_inputs(tmp_path, texts, parts=3, row_group=5):
+    files = []
+    size = -(-len(texts) // parts)
+    for k in range(parts):
+        part = texts[k * size : (k + 1) * size]
+        files.append(tmp_path / f"part{k}.parquet")
+        pq.write_table(pa.table({"text": part, "score": np.arange(len(part), dtype=np.float64) + 100 * k,
+                                 "lang": ["en"] * len(part)}), files[-1], row_group_size=row_group)
+    return files
+
+
+def test_one_pass_parquet_equals_two_pass(tmp_path, monkeypatch):
+    """Keeping the earliest copy, Parquet is written in the scan's pass; copies repeat across batches (of 3
+    rows here) and files, and the output equals the two-pass one (scan, then a second read to write)."""
+    texts = _texts(90)
+    texts[50] = texts[2]  # a copy in another file
+    texts[70] = texts[31].upper()  # a copy in the next file, equal once normalized
+    texts[33] = texts[32]  # the next row, within a file
+    files = _parquet_inputs(tmp_path, texts)
+    monkeypatch.setattr(dedup_fast, "ROW_GROUP", 1)  # batches of 4 rows: copies cross batch edges
+    reads = []
+    real_reader = dedup_fast._parquet_records
+    monkeypatch.setattr(dedup_fast, "_parquet_records", lambda path, columns: reads.append(columns) or real_reader(path, columns))
+    one, decisions = _run(files, tmp_path / "one")
+    assert reads == [None] * len(files)  # one read of each file, every column
+    monkeypatch.setattr(dedup_fast, "ONE_PASS_PARQUET", False)
+    reads.clear()
+    two, expected = _run(files, tmp_path / "two")
+    assert reads == [["text"]] * len(files) + [None] * len(files)  # the text for the scan, then all columns to write
+    assert decisions == expected and one["dropped"] == two["dropped"] >= 8
+    assert {d["id"] for d in decisions if not d["kept"]} >= {"part1.parquet:20", "part2.parquet:10", "part1.parquet:3"}
+    kept_one = pq.read_table(tmp_path / "one" / "deduplicated.parquet")
+    kept_two = pq.read_table(tmp_path / "two" / "deduplicated.parquet")
+    assert kept_one.schema == kept_two.schema and kept_one.to_pylist() == kept_two.to_pylist()
+    kept_texts = [t for t, d in zip(texts, decisions) if d["kept"]]
+    assert kept_one.column("text").to_pylist() == kept_texts and kept_one.num_rows == len(texts) - one["dropped"]
+    for name in ("pairs.parquet", "clusters.parquet"):
+        assert pq.read_table(tmp_path / "one" / name).equals(pq.read_table(tmp_path / "two" / name))
+    assert not list((tmp_path / "one").glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_blank_documents_are_bad_input_on_both_paths(tmp_path, fmt):
+    """Empty and whitespace-only texts (Unicode spaces too) are counted as `empty_document` with their row by the
+    Arrow path, as the `local` source counts them: no id, no decision, no output row; later ids keep their numbers."""
+    texts = _texts()[:30]
+    blanks = {4: "", 9: "   \t ", 17: "\u3000\u00a0\n", 25: "\u2003"}
+    for k, blank in blanks.items():
+        texts[k] = blank
+    texts[12] = " \u00a0" + texts[3]  # starts with spaces but is not blank: a copy of #3
+    if fmt == "jsonl":
+        source = tmp_path / "in.jsonl"
+        source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+        files, first = [source], 1
+    else:
+        files, first = [tmp_path / "in.parquet"], 0
+        pq.write_table(pa.table({"text": texts, "n": list(range(30))}), files[0], row_group_size=7)
+    fast, decisions = _run(files, tmp_path / "fast")
+    general, expected = _run(files, tmp_path / "general", max_docs=10_000)
+    assert decisions == expected and len(decisions) == len(texts) - len(blanks)
+    assert fast["bad_input"] == general["bad_input"]
+    assert fast["bad_input"]["counts"] == {"empty_document": len(blanks)}
+    assert {f"in.{fmt}:{k + first}" for k in blanks}.isdisjoint(d["id"] for d in decisions)
+    assert decisions[-1]["id"] == f"in.{fmt}:{len(texts) - 1 + first}"
+    copies = {d["id"]: d["duplicate_of"] for d in decisions if not d["kept"]}
+    assert fast["dropped"] == general["dropped"] >= 2 and copies[f"in.{fmt}:{12 + first}"] == f"in.{fmt}:{3 + first}"
+    out = tmp_path / "fast" / f"deduplicated.{fmt}"
+    if fmt == "jsonl":
+        kept = [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    else:
+        kept = pq.read_table(out).column("text").to_pylist()
+        assert pq.read_table(out).column("n").to_pylist() == [k for k in range(30) if k not in blanks and decisions[k - sum(b < k for b in blanks)]["kept"]]
+    assert kept == [t for t, d in zip([t for k, t in enumerate(texts) if k not in blanks], decisions) if d["kept"]]
+
+
+def test_blank_rows_match_python_strip():
+    texts = ["", " ", "a", " a", "\u2028\u2029", "\x1c\x1d", "\u200b", "\u00a0x", "\u0085", "\ufeff"]
+    array = pa.array(texts)
+    data, offsets = dedup_fast.utf8_buffers(array)
+    assert dedup_fast._blank_rows(data, offsets).tolist() == [k for k, t in enumerate(texts) if not t.strip()]

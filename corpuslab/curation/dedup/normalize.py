@@ -21,7 +21,8 @@ steps 1-3 reduce to byte lookups. Non-ASCII documents whose every character norm
 one character (curly quotes, dashes, accented letters, no-break spaces: most of real web text) go
 through a second numba pass with a per-code-point table built from `unicodedata` (`_simple_map`);
 only the rest (combining marks, characters that compose with a neighbour, ligatures that expand,
-final sigma, invalid UTF-8) go through Python's `unicodedata`.
+final sigma, invalid UTF-8) go through Python's `unicodedata`. The table also spells out the characters
+whose normal form is a few ASCII characters (the ellipsis "…" -> "...", "™", ligatures such as "ﬁ").
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def _simple_then_python(
     return np.concatenate([mapped, python]), joined_offsets, slot
 
 
-SIMPLE_MAP_VERSION = 1  # bump when `_build_simple_map` changes, so a cached table is not reused
+SIMPLE_MAP_VERSION = 2  # bump when `_build_simple_map` changes, so a cached table is not reused
 
 
 def _table_cache_path(unicode_form: str | None, lowercase: bool) -> Path:
@@ -149,7 +150,8 @@ def _table_cache_path(unicode_form: str | None, lowercase: bool) -> Path:
 
 @functools.cache
 def _simple_map(unicode_form: str | None, lowercase: bool) -> np.ndarray:
-    """int32 per BMP code point: the one character that steps 1-2 make of it in any context, or -1.
+    """int32 per BMP code point: the one character that steps 1-2 make of it in any context, its 2-4 ASCII
+    characters (values <= EXPANSION, see `_ascii_expansions`), or -1.
 
     A character qualifies when its normal form is one character, it neither starts nor ends a canonical
     composition with a neighbour (no combining class, not the second of a composition pair, and neither
@@ -199,7 +201,32 @@ def _build_simple_map(unicode_form: str | None, lowercase: bool) -> np.ndarray:
         lowered = formed.lower() if lowercase else formed
         if len(lowered) == 1 and lowered != "\u03a3" and ord(lowered) < 0x10000:
             table[code] = ord(lowered)
+    for code, expansion in _ascii_expansions(unicode_form, lowercase, seconds).items():
+        table[code] = EXPANSION - sum(byte << (7 * k) for k, byte in enumerate(expansion))
     return table
+
+
+EXPANSION = -2  # table values <= EXPANSION: EXPANSION - (up to 4 ASCII bytes, 7 bits each, first lowest)
+
+
+def _ascii_expansions(unicode_form: str | None, lowercase: bool, seconds: set[int]) -> dict[int, bytes]:
+    """BMP characters whose normal form is 2-4 ASCII characters ("…" -> "...", "ﬁ" -> "fi", "™" -> "tm"), which
+    then no longer send their document to Python: ASCII neither composes with a neighbour nor depends on one
+    when lowercased, so the character normalizes the same in any context (if it is no combining mark and not
+    the second of a composition itself). The expansion fits the kernel's room: at most 1.5x the UTF-8 bytes."""
+    expansions = {}
+    for code in range(0x80, 0x10000):
+        char = chr(code)
+        if 0xD800 <= code < 0xE000 or code in seconds or unicodedata.combining(char) or not unicode_form:
+            continue
+        formed = unicodedata.normalize(unicode_form, char)
+        if not 2 <= len(formed) <= 4 or not formed.isascii():
+            continue
+        lowered = (formed.lower() if lowercase else formed).encode()
+        size = len(char.encode())
+        if len(lowered) <= size + size // 2 and 0 not in lowered:
+            expansions[code] = lowered
+    return expansions
 
 
 @njit(cache=True, nogil=True)
@@ -238,6 +265,13 @@ def _map_simple_docs(data, offsets, docs, simple, ascii_table):
                 ok = False
                 break
             mapped = simple[code]
+            if mapped <= EXPANSION:  # 2-4 ASCII bytes
+                packed = EXPANSION - mapped
+                while packed:
+                    out[pos] = packed & 0x7F
+                    pos += 1
+                    packed >>= 7
+                continue
             if mapped < 0:
                 ok = False
                 break
@@ -339,32 +373,34 @@ def _normalize_kernel(data, offsets, replacement, replacement_offsets, slot, tab
             size += offsets[d + 1] - offsets[d]
     out = np.empty(size, dtype=np.uint8)
     out_offsets = np.zeros(n + 1, dtype=np.int64)
+    # With collapsing, one pass per doc through two 256-entry tables: the byte written and its space class.
+    mapped, kinds = np.empty((2, 256), dtype=np.uint8), np.empty((2, 256), dtype=np.uint8)
+    for b in range(256):
+        for k in range(2):  # 0: the docs' own bytes through `table` (unless COPY), 1: replacements as they are
+            t = table[b] if k == 0 and mode != COPY else np.uint8(b)
+            kinds[k, b] = SPACE_CLASS[t]
+            mapped[k, b] = np.uint8(32) if kinds[k, b] == ASCII_SPACE else t
     pos = 0
     for d in range(n):
         if slot[d] >= 0:
-            pos = _copy_doc(
-                replacement,
-                replacement_offsets[slot[d]],
-                replacement_offsets[slot[d] + 1],
-                table,
-                COPY,
-                collapse,
-                out,
-                pos,
-            )
+            start, end = replacement_offsets[slot[d]], replacement_offsets[slot[d] + 1]
+            if collapse:
+                pos = _map_collapse(replacement, start, end, mapped[1], kinds[1], out, pos)
+            else:
+                pos = _copy_doc(replacement, start, end, table, COPY, out, pos)
+        elif collapse:
+            pos = _map_collapse(data, offsets[d], offsets[d + 1], mapped[0], kinds[0], out, pos)
         else:
-            pos = _copy_doc(data, offsets[d], offsets[d + 1], table, mode, collapse, out, pos)
+            pos = _copy_doc(data, offsets[d], offsets[d + 1], table, mode, out, pos)
         out_offsets[d + 1] = pos
     return out[:pos], out_offsets
 
 
 @njit(cache=True, nogil=True)
-def _copy_doc(src, start, end, table, mode, collapse, out, pos):
-    """Copy src[start:end] to out[pos:], mapping bytes as `mode` says; returns the new end."""
+def _copy_doc(src, start, end, table, mode, out, pos):
+    """Copy src[start:end] to out[pos:], mapping bytes as `mode` says (no collapsing); returns the new end."""
     length = end - start
     if mode == COPY:
-        if collapse:
-            return _collapse(src, start, end, out, pos)
         out[pos : pos + length] = src[start:end]
         return pos + length
     doc, target = src[start:end], out[pos : pos + length]  # slices: the loops below vectorize
@@ -375,28 +411,35 @@ def _copy_doc(src, start, end, table, mode, collapse, out, pos):
     else:
         for i in range(length):
             target[i] = table[doc[i]]
-    return _collapse(out, pos, pos + length, out, pos) if collapse else pos + length
+    return pos + length
 
 
 @njit(cache=True, nogil=True)
-def _collapse(src, start, end, out, pos):
-    """Write src[start:end] with whitespace runs as one space and no space at either end.
-
-    Safe in place (src is out, start == pos): it never writes past the byte it has read.
-    """
-    write, pending_space, i = pos, False, start
+def _map_collapse(src, start, end, mapped, kinds, out, pos):
+    """Write src[start:end] with each byte through `mapped` and whitespace runs (`kinds`: SPACE_CLASS of the mapped
+    byte) as one space, none at either end; returns the new end. One pass, and the common bytes take no branch on
+    their class: a space is written wherever it falls and the end moves past it only after a non-space."""
+    write, previous, i = pos, np.uint8(1), start  # previous: the last byte was a space (or nothing was written)
     while i < end:
-        kind = SPACE_CLASS[src[i]]
-        width = 0 if kind == NOT_SPACE else (1 if kind == ASCII_SPACE else multibyte_space_width(src, i, end))
-        if width:
-            pending_space = write > pos
+        b = src[i]
+        kind = kinds[b]
+        if kind == MAYBE_SPACE:  # the lead byte of a non-ASCII space, or of another character
+            width = multibyte_space_width(src, i, end)
+            if width == 0:
+                out[write] = b
+                write += 1
+                previous = np.uint8(0)
+                i += 1
+                continue
+            out[write] = 32
+            write += 1 - previous
+            previous = np.uint8(1)
             i += width
             continue
-        if pending_space:
-            out[write] = 32
-            write += 1
-            pending_space = False
-        out[write] = src[i]
-        write += 1
+        out[write] = mapped[b]
+        write += 1 - (kind & previous)
+        previous = kind
         i += 1
+    if previous and write > pos:  # a trailing space
+        write -= 1
     return write

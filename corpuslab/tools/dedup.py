@@ -41,6 +41,7 @@ from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError
 from corpuslab.shards import ShardWriter, read_documents
+from corpuslab.tools import arrow_columns
 
 RECIPES = ("exact", "near")
 SIMILARITIES = ("jaccard", "containment")
@@ -411,7 +412,7 @@ def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision
         if not decision.kept:
             by_reason[decision.reason] += 1
         repeated += max(0, decision.times - 1)
-    table = pa.table({"id": pa.array(ids, pa.string()), "kept": pa.array(kept), **columns}, schema=DECISION_SCHEMA)
+    table = arrow_columns.table({"id": ids, "kept": kept, **columns}, DECISION_SCHEMA)
     path = out / DECISIONS_FILE
     tmp = temp_path(path)
     pq.write_table(table, tmp, compression="zstd", row_group_size=ROWS_PER_GROUP)
@@ -456,16 +457,16 @@ def _write_pairs(path: Path, result) -> None:
     exact = [(d.id, d.duplicate_of, 1.0, "exact") for d in result.decisions if d.reason == EXACT]
     near = [(a, b, s, "near") for a, b, s in result.verified_pairs]
     rows = exact + near
-    table = pa.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, schema=PAIRS_SCHEMA)
+    table = arrow_columns.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, PAIRS_SCHEMA)
     _write_table(path, table)
 
 
 def _write_clusters(path: Path, decisions: list[Decision]) -> int:
     sizes = Counter(d.cluster_id for d in decisions)
     ordered = sorted(decisions, key=lambda d: (d.cluster_id, not d.kept))
-    table = pa.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
-                      "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
-                      "size": [sizes[d.cluster_id] for d in ordered]}, schema=CLUSTERS_SCHEMA)
+    table = arrow_columns.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
+                                 "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
+                                 "size": [sizes[d.cluster_id] for d in ordered]}, CLUSTERS_SCHEMA)
     _write_table(path, table)
     return len(sizes)
 

@@ -26,6 +26,8 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from corpuslab.sources.badinput import DEFAULT_MAX_DOC_CHARS, BadInputLog
+from corpuslab.tools.arrow_columns import bools
+from corpuslab.tools.arrow_columns import lengths as arrow_lengths
 
 WORK_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 SHARD_ROWS = 20_000
@@ -84,10 +86,10 @@ def ingest_fast(source: FastInput, text_field: str, work: Path) -> FastIngested 
     lengths: list[np.ndarray] = []
     try:
         for batch in _input_batches(source, text_field):
-            texts = batch.texts if batch.usable is None else batch.texts.filter(_bool_array(batch.usable))
+            texts = batch.texts if batch.usable is None else batch.texts.filter(bools(batch.usable))
             writer.write(pa.table([pa.array(batch.ids, pa.string()), texts.cast(pa.string())], schema=WORK_SCHEMA))
             ids += batch.ids
-            lengths.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
+            lengths.append(arrow_lengths(texts))
     except _NeedsLocalSource:
         return None
     finally:
@@ -167,12 +169,6 @@ def _blank_rows(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     maybe = np.flatnonzero(~present | (SPACE_CLASS[head] != NOT_SPACE))
     blank = [k for k in maybe.tolist() if not data[starts[k] : ends[k]].tobytes().decode("utf-8", "replace").strip()]
     return np.array(blank, dtype=np.int64)
-
-
-def _bool_array(mask: np.ndarray) -> pa.Array:
-    """A numpy bool mask as an Arrow array, built from its bits (`pa.array` would import pandas, ~0.4 s)."""
-    bits = np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits.tobytes())])
 
 
 def _rows_kept(kept: np.ndarray, position: int, first_row: int, rows: int, blank: np.ndarray | None) -> tuple[np.ndarray, int]:
@@ -294,10 +290,16 @@ class _KeptParquet:
                                         write_statistics=others or False)
 
     def write(self, batch: pa.RecordBatch, mask: np.ndarray | None) -> None:
-        if mask is not None and not mask.all():
-            batch = batch.filter(_bool_array(mask))
-        table = pa.Table.from_batches([batch])
-        self._writer.write_table(table if table.schema == self.schema else table.cast(self.schema))
+        """The rows of `batch` where `mask` (all if None): runs of kept rows are zero-copy slices of the batch,
+        written as one row group (a `filter` would copy every kept text first)."""
+        if mask is None or mask.all():
+            table = pa.Table.from_batches([batch])
+        else:
+            edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+            runs = zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist())
+            table = pa.Table.from_batches([batch.slice(start, end - start) for start, end in runs], schema=batch.schema)
+        if table.num_rows:
+            self._writer.write_table(table if table.schema == self.schema else table.cast(self.schema))
 
     def __enter__(self) -> _KeptParquet:
         return self
@@ -343,7 +345,7 @@ def scan_exact(source: FastInput, text_field: str, norm, lengths: bool = False, 
             batch_digests = fast_digests(normalized, normalized_offsets)
             batch_empty = np.diff(normalized_offsets) == 0
             if lengths:
-                sizes.append(pc.utf8_length(batch.texts).to_numpy(zero_copy_only=False))
+                sizes.append(arrow_lengths(batch.texts))
             if batch.usable is not None:  # blank rows: not documents
                 batch_digests, batch_empty = batch_digests[batch.usable], batch_empty[batch.usable]
                 if lengths:

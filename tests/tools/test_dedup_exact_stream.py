@@ -210,3 +210,38 @@ def test_blank_rows_match_python_strip():
     array = pa.array(texts)
     data, offsets = dedup_fast.utf8_buffers(array)
     assert dedup_fast._blank_rows(data, offsets).tolist() == [k for k, t in enumerate(texts) if not t.strip()]
+
+
+def test_arrow_columns_equal_pa_array():
+    from corpuslab.tools import arrow_columns
+
+    cases = [(["a", None, "", "délta"], pa.string()), ([True, None, False], pa.bool_()), ([1.5, None, -2.0], pa.float64()),
+             ([3, None, 7], pa.int32()), ([2**40, 5], pa.int64()), ([], pa.string()), (np.array([True, False, True]), pa.bool_())]
+    for values, kind in cases:
+        built = arrow_columns.column(values, kind)
+        built.validate(full=True)
+        assert built.equals(pa.array(list(values), kind)), (values, kind)
+    texts = pa.array(["ab", "dé", ""]).slice(1)
+    assert arrow_columns.lengths(texts).tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_streamed_exact_run_imports_no_pandas(tmp_path, fmt):
+    """pyarrow imports pandas (~0.4 CPU-s) on the first `pa.array`; the streamed exact run builds its tables without it."""
+    import subprocess
+    import sys
+
+    texts = _texts()
+    if fmt == "jsonl":
+        source = tmp_path / "in.jsonl"
+        source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    else:
+        source = tmp_path / "in.parquet"
+        pq.write_table(pa.table({"text": texts}), source)
+    code = ("import sys; from corpuslab.tools.dedup import DedupToolConfig, run_dedup; "
+            f"s = run_dedup(DedupToolConfig(inputs=[{str(source)!r}], out={str(tmp_path / 'out')!r}, recipe='exact'), log=lambda l: None); "
+            "print(s['dropped'], 'pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected, _ = _run([source], tmp_path / "in-process")
+    assert done.stdout.split() == [str(expected["dropped"]), "False"] and expected["dropped"] >= 4

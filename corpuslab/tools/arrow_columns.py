@@ -20,22 +20,44 @@ def column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
     """`pa.array(values, kind)` for string, bool, float64, int64 and int32 with None as null."""
     if isinstance(values, np.ndarray) and kind == pa.bool_():
         return bools(values)
+    values = list(values)
     n = len(values)
-    valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-    nulls = n - int(valid.sum())
+    nulls = values.count(None)
+    rows = np.arange(n) if not nulls else np.flatnonzero([v is not None for v in values])
+    present = values if not nulls else [v for v in values if v is not None]
+    return sparse(n, rows, present, kind)
+
+
+def sparse(n: int, rows: np.ndarray, values: list[Any], kind: pa.DataType) -> pa.Array:
+    """An array of `n` nulls but for `values` (none None) at `rows` (increasing): a column of the decision table is
+    mostly null (a decision per duplicate, a row per document)."""
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = True
+    nulls = n - len(rows)
     validity = _bits(valid) if nulls else None
     if kind == pa.string():
-        encoded = [v.encode() if v is not None else b"" for v in values]
+        joined = "".join(values)
+        data = joined.encode()
+        sizes = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        if len(data) != len(joined):  # not ASCII: the byte length of each
+            encoded = [v.encode() for v in values]
+            sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(values))
         offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+        lengths = np.zeros(n, dtype=np.int64)
+        lengths[rows] = sizes
+        np.cumsum(lengths, out=offsets[1:])
         if offsets[-1] >= 2**31:  # over string's int32 offsets
-            return pa.array(values, kind)
-        return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))],
-                                     null_count=nulls)
+            full: list[Any] = [None] * n
+            for row, value in zip(rows.tolist(), values):
+                full[row] = value
+            return pa.array(full, kind)
+        return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)], null_count=nulls)
     if kind == pa.bool_():
-        return bools(np.fromiter((bool(v) for v in values), dtype=bool, count=n), validity, nulls)
-    dtype = _NUMPY[kind]
-    data = np.fromiter((v if v is not None else 0 for v in values), dtype=dtype, count=n)
+        mask = np.zeros(n, dtype=bool)
+        mask[rows] = np.array(values, dtype=bool)
+        return bools(mask, validity, nulls)
+    data = np.zeros(n, dtype=_NUMPY[kind])
+    data[rows] = np.array(values, dtype=_NUMPY[kind])
     return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(data)], null_count=nulls)
 
 

@@ -397,9 +397,9 @@ def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision
     index = {item_id: k for k, item_id in enumerate(ids)} if decided else {}
     kept = np.ones(len(ids), dtype=bool)
     names = [f.name for f in fields(Decision) if f.name not in ("id", "kept")]
-    columns: dict[str, list[Any]] = {name: [None] * len(ids) for name in names}
     by_reason: Counter[str] = Counter()
     repeated = 0
+    found = []
     for decision in decided.values():
         k = index.get(decision.id)
         if k is None:
@@ -407,12 +407,17 @@ def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision
         if decision.kept == (decision.reason is not None):
             raise ValueError(f"{decision.id}: a dropped item needs a reason and a kept one has none ({decision})")
         kept[k] = decision.kept
-        for name in names:
-            columns[name][k] = getattr(decision, name)
+        found.append((k, decision))
         if not decision.kept:
             by_reason[decision.reason] += 1
         repeated += max(0, decision.times - 1)
-    table = arrow_columns.table({"id": ids, "kept": kept, **columns}, DECISION_SCHEMA)
+    found.sort(key=lambda pair: pair[0])
+    columns = {"id": arrow_columns.column(ids, pa.string()), "kept": arrow_columns.bools(kept)}
+    for name in names:
+        present = [(k, value) for k, d in found if (value := getattr(d, name)) is not None]
+        rows = np.array([k for k, _ in present], dtype=np.int64)
+        columns[name] = arrow_columns.sparse(len(ids), rows, [value for _, value in present], DECISION_SCHEMA.field(name).type)
+    table = pa.Table.from_arrays([columns[name] for name in DECISION_SCHEMA.names], schema=DECISION_SCHEMA)
     path = out / DECISIONS_FILE
     tmp = temp_path(path)
     pq.write_table(table, tmp, compression="zstd", row_group_size=ROWS_PER_GROUP)

@@ -299,7 +299,13 @@ class _KeptParquet:
             runs = zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist())
             table = pa.Table.from_batches([batch.slice(start, end - start) for start, end in runs], schema=batch.schema)
         if table.num_rows:
-            self._writer.write_table(table if table.schema == self.schema else table.cast(self.schema))
+            self._writer.write_table(table if table.schema == self.schema else self._unified(table))
+
+    def _unified(self, table: pa.Table) -> pa.Table:
+        """A file's rows in the unified schema: its columns in that order and type, nulls for the ones it lacks."""
+        columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                   for f in self.schema]
+        return pa.Table.from_arrays(columns, schema=self.schema)
 
     def __enter__(self) -> _KeptParquet:
         return self

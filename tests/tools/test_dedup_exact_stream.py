@@ -245,3 +245,17 @@ def test_streamed_exact_run_imports_no_pandas(tmp_path, fmt):
     assert done.returncode == 0, done.stderr
     expected, _ = _run([source], tmp_path / "in-process")
     assert done.stdout.split() == [str(expected["dropped"]), "False"] and expected["dropped"] >= 4
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_parquet_files_with_other_columns_get_nulls(tmp_path, monkeypatch, one_pass):
+    """Files whose schemas unify (a column only some have, int32 and int64) are written in the unified schema."""
+    monkeypatch.setattr(dedup_fast, "ONE_PASS_PARQUET", one_pass)
+    pq.write_table(pa.table({"text": ["a b", "c"], "n": pa.array([1, 2], pa.int32())}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"score": [0.5, 0.25, 1.0], "text": ["A  b", "d", "e"], "n": pa.array([3, 4, 5], pa.int32())}),
+                   tmp_path / "b.parquet")
+    stats, _ = _run([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "out")
+    kept = pq.read_table(tmp_path / "out" / "deduplicated.parquet")
+    assert stats["dropped"] == 1 and kept.column_names == ["text", "n", "score"]
+    assert kept.to_pylist() == [{"text": "a b", "n": 1, "score": None}, {"text": "c", "n": 2, "score": None},
+                                {"text": "d", "n": 4, "score": 0.25}, {"text": "e", "n": 5, "score": 1.0}]

@@ -27,7 +27,8 @@ def _texts(n: int = 60) -> list[str]:
 
 
 def _run(inputs, out, **options):
-    stats = run_dedup(DedupToolConfig(inputs=[str(p) for p in inputs], out=str(out), recipe="exact", processes=1, **options), log=lambda line: None)
+    options = {"recipe": "exact", **options}
+    stats = run_dedup(DedupToolConfig(inputs=[str(p) for p in inputs], out=str(out), processes=1, **options), log=lambda line: None)
     return stats, pq.read_table(out / "decisions.parquet").to_pylist()
 
 
@@ -171,10 +172,14 @@ def test_one_pass_parquet_equals_two_pass(tmp_path, monkeypatch):
     assert not list((tmp_path / "one").glob(".tmp-*"))
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_blank_documents_are_bad_input_on_both_paths(tmp_path, fmt):
+@pytest.mark.parametrize("fmt,recipe", [("jsonl", "exact"), ("parquet", "exact"), ("jsonl", "near"), ("parquet", "near")])
+def test_blank_documents_are_bad_input_on_both_paths(tmp_path, monkeypatch, fmt, recipe):
     """Empty and whitespace-only texts (Unicode spaces too) are counted as `empty_document` with their row by the
     Arrow path, as the `local` source counts them: no id, no decision, no output row; later ids keep their numbers."""
+    arrow_runs = []
+    real_scan, real_ingest = dedup_fast.scan_exact, dedup_fast.ingest_fast
+    monkeypatch.setattr(dedup_fast, "scan_exact", lambda *a, **k: arrow_runs.append(real_scan(*a, **k)) or arrow_runs[-1])
+    monkeypatch.setattr(dedup_fast, "ingest_fast", lambda *a, **k: arrow_runs.append(real_ingest(*a, **k)) or arrow_runs[-1])
     texts = _texts()[:30]
     blanks = {4: "", 9: "   \t ", 17: "\u3000\u00a0\n", 25: "\u2003"}
     for k, blank in blanks.items():
@@ -187,8 +192,10 @@ def test_blank_documents_are_bad_input_on_both_paths(tmp_path, fmt):
     else:
         files, first = [tmp_path / "in.parquet"], 0
         pq.write_table(pa.table({"text": texts, "n": list(range(30))}), files[0], row_group_size=7)
-    fast, decisions = _run(files, tmp_path / "fast")
-    general, expected = _run(files, tmp_path / "general", max_docs=10_000)
+    options = {"recipe": recipe, "ngram": 2} if recipe == "near" else {}  # near: the working-shard Arrow path
+    fast, decisions = _run(files, tmp_path / "fast", **options)
+    assert len(arrow_runs) == 1 and arrow_runs[0] is not None  # the Arrow path read the files
+    general, expected = _run(files, tmp_path / "general", max_docs=10_000, **options)
     assert decisions == expected and len(decisions) == len(texts) - len(blanks)
     assert fast["bad_input"] == general["bad_input"]
     assert fast["bad_input"]["counts"] == {"empty_document": len(blanks)}

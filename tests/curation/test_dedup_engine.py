@@ -420,7 +420,7 @@ def test_every_table_character_normalizes_as_python_does(cfg):
     out, out_offsets = normalize_utf8(data, offsets, cfg)
     got = [out[out_offsets[i] : out_offsets[i + 1]].tobytes().decode() for i in range(len(texts))]
     assert got == [normalize(t, cfg) for t in texts]
-    failed = _table_kernel(data, offsets, _simple_map(cfg.unicode_form, cfg.lowercase), np.arange(256, dtype=np.uint8), True)[2]
+    failed = _table_kernel(data, offsets, _simple_map(cfg.unicode_form, cfg.lowercase), np.arange(256, dtype=np.uint8), 0, True)[2]
     assert not failed.any()  # every one went through the table, not Python
 
 

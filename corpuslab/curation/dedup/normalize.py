@@ -127,7 +127,7 @@ def _table_path(data: np.ndarray, offsets: np.ndarray, cfg: NormalizeConfig, col
     """Every document in one numba pass (ASCII bytes and table characters mapped, whitespace collapsed), then
     Python's `unicodedata` for the documents with a character the table does not cover, spliced in."""
     out, out_offsets, failed = _table_kernel(data, offsets, _simple_map(cfg.unicode_form, cfg.lowercase),
-                                             _ascii_table(cfg.lowercase, False), collapse)
+                                             _ascii_table(cfg.lowercase, False), LOWER if cfg.lowercase else COPY, collapse)
     rest = np.flatnonzero(failed)
     if not len(rest):
         return out, out_offsets
@@ -244,10 +244,11 @@ def _is_space_code(code):
 
 
 @njit(cache=True, nogil=True)
-def _table_kernel(data, offsets, simple, ascii_table, collapse):
+def _table_kernel(data, offsets, simple, ascii_table, mode, collapse):
     """Each document mapped character by character -- ASCII bytes through `ascii_table`, other characters through
     `simple` -- with whitespace runs collapsed as it goes (`collapse`); a document with a character outside the
-    table (or invalid UTF-8) is left empty and flagged, for Python to normalize."""
+    table (or invalid UTF-8) is left empty and flagged, for Python to normalize. Without collapsing, an ASCII
+    document is copied by the vectorized loop of `_copy_doc` (`mode`: LOWER or COPY) instead."""
     n = len(offsets) - 1
     total = offsets[n] - offsets[0]
     out = np.empty(total + total // 2 + 1, dtype=np.uint8)  # a character grows by at most 1.5x (the table's bound)
@@ -260,6 +261,15 @@ def _table_kernel(data, offsets, simple, ascii_table, collapse):
     pos = 0
     for d in range(n):
         write, previous, i, end, ok = pos, np.uint8(1), offsets[d], offsets[d + 1], True
+        if not collapse:
+            doc = data[i:end]  # a slice, so LLVM sees a plain counted loop
+            bits = np.uint8(0)
+            for k in range(len(doc)):  # no early exit: an OR reduction vectorizes
+                bits |= doc[k]
+            if bits < 0x80:
+                pos = _copy_doc(data, i, end, ascii_table, mode, out, pos)
+                out_offsets[d + 1] = pos
+                continue
         while i < end:
             b = data[i]
             if b < 0x80:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,12 +122,19 @@ def plant(n_docs: int, seed: int) -> PlantedCorpus:
     n_exact = int(n_docs * EXACT_FRACTION)
     n_variants = int(n_docs * NEAR_FRACTION)
     n_base = n_docs - n_exact - n_variants
-    texts: list[str] = []
-    groups: list[list[int]] = []
     base_words = [random_words(rng, probs, int(rng.integers(*DOC_WORDS))) for _ in range(n_base)]
     texts = [render(vocab, words, rng) for words in base_words]
+    return plant_copies(rng, texts, base_words, probs, lambda words: render(vocab, words, rng), n_variants, n_exact)
+
+
+def plant_copies(rng: np.random.Generator, texts: list[str], base_words: list[np.ndarray], probs: np.ndarray,
+                 render_words: Callable[[np.ndarray], str], n_variants: int, n_exact: int) -> PlantedCorpus:
+    """After the bases (`texts`, made of `base_words`): groups of near-duplicate variants of random bases (1-4 each,
+    some chained), then exact copies of random documents (half of them disguised), all shuffled into corpus order.
+    Shared by the generated and the real-text corpus, so both plant the same way."""
+    groups: list[list[int]] = []
     made = 0
-    for base in rng.permutation(n_base):
+    for base in rng.permutation(len(base_words)):
         if made >= n_variants:
             break
         group, previous = [int(base)], base_words[base]
@@ -134,7 +142,7 @@ def plant(n_docs: int, seed: int) -> PlantedCorpus:
             parent = previous if rng.random() < CHAIN_PROBABILITY else base_words[base]
             previous = make_variant(rng, probs, parent, float(rng.uniform(*TARGET_JACCARD)))
             group.append(len(texts))
-            texts.append(render(vocab, previous, rng))
+            texts.append(render_words(previous))
             made += 1
         groups.append(group)
     exact_copies = []

@@ -77,25 +77,7 @@ def plant_real(n_docs: int, seed: int, data: Path = DATA) -> dedup_corpus.Plante
     n_base = n_docs - n_exact - n_variants
     base_words = [_base_document(rng, encoded) for _ in range(n_base)]
     texts = [" ".join(vocab[w]) for w in base_words]
-    groups: list[list[int]] = []
-    made = 0
-    for base in rng.permutation(n_base):
-        if made >= n_variants:
-            break
-        group, previous = [int(base)], base_words[base]
-        for _ in range(min(int(rng.integers(1, 5)), n_variants - made)):
-            parent = previous if rng.random() < dedup_corpus.CHAIN_PROBABILITY else base_words[base]
-            previous = dedup_corpus.make_variant(rng, probs, parent, float(rng.uniform(*dedup_corpus.TARGET_JACCARD)))
-            group.append(len(texts))
-            texts.append(" ".join(vocab[previous]))
-            made += 1
-        groups.append(group)
-    exact_copies = []
-    for original in rng.choice(len(texts), size=n_exact, replace=True):
-        copy = texts[original] if rng.random() < 0.5 else dedup_corpus.disguise(texts[original], rng)
-        exact_copies.append((int(original), len(texts)))
-        texts.append(copy)
-    return dedup_corpus.shuffle(dedup_corpus.PlantedCorpus(texts, groups, exact_copies), rng)
+    return dedup_corpus.plant_copies(rng, texts, base_words, probs, lambda w: " ".join(vocab[w]), n_variants, n_exact)
 
 
 def _base_document(rng: np.random.Generator, sentences: list[np.ndarray]) -> np.ndarray:

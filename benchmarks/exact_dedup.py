@@ -5,7 +5,8 @@
 The baseline reads each record (`json.loads` per line, or Parquet batches `to_pylist`), normalizes the text
 as corpuslab does by default (NFKC, lowercase, whitespace collapsed), hashes it with 128-bit blake2b and
 keeps the first document of each digest. corpuslab runs as a user runs it: `corpuslab dedup --recipe exact`
-end to end (read, working shards, scan, decisions, kept documents, pairs, clusters written), and, for
+end to end (read, normalize and hash, decisions, kept documents -- Parquet ones written in the reading pass --,
+pairs, clusters written), and, for
 Parquet, the engine alone on the shards (`find_exact_duplicates`, what the `exact` recipe runs). Each
 method runs in its own fresh process; CPU seconds are the process's and its workers' (user + system).
 Both must drop the same documents: the script checks the counts.

@@ -41,6 +41,7 @@ from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError
 from corpuslab.shards import ShardWriter, read_documents
+from corpuslab.tools import arrow_columns
 
 RECIPES = ("exact", "near")
 SIMILARITIES = ("jaccard", "containment")
@@ -216,36 +217,54 @@ def ingest(documents: Iterator[Document], folder: Path, keep: str) -> Ingested:
     return _field_priority(writer.paths, writer.count, keys, order, name)
 
 
-def _ingest_fast(cfg: DedupToolConfig, source, work: Path):
-    """The Arrow path (`dedup_fast`) where the inputs allow it, else None."""
+def _fast_input(cfg: DedupToolConfig, source):
+    """The Arrow path's view of the inputs (`dedup_fast.fast_input`) where they allow it, else None."""
     from corpuslab.sources.local import LocalSource
     from corpuslab.tools import dedup_fast
 
     if not isinstance(source, LocalSource):
         return None
-    inputs = dedup_fast.fast_input(cfg, source.files())
+    return dedup_fast.fast_input(cfg, source.files(), source.config.max_doc_chars)
+
+
+def _ingest_fast(cfg: DedupToolConfig, source, work: Path):
+    """The Arrow path (`dedup_fast`) where the inputs allow it, else None."""
+    from corpuslab.tools import dedup_fast
+
+    inputs = _fast_input(cfg, source)
     ingested = dedup_fast.ingest_fast(inputs, cfg.text_field, work) if inputs else None
     if ingested is None:
         shutil.rmtree(work, ignore_errors=True)
+    else:
+        source.bad_input.merge(inputs.bad_input)
     return ingested
 
 
-def _exact_streamed(cfg: DedupToolConfig, source):
+def _exact_streamed(cfg: DedupToolConfig, source, out: Path):
     """Exact dedup of plain JSON Lines or Parquet inputs in one pass over the Arrow batches (`dedup_fast.scan_exact`):
-    (the inputs, their Ingested, the result), or None where the working-shard path must run. One process: the scan
-    is as fast as reading the files, so workers would only add the cost of shipping the text to them."""
+    (the inputs, their Ingested, the result, the kept Parquet rows already written to a temporary file or None),
+    or None where the working-shard path must run. One process: the scan is as fast as reading the files, so workers
+    would only add the cost of shipping the text to them. Parquet inputs keeping the earliest copy are written in
+    the same pass (the others need every digest before the first row can be written: a second read)."""
     from corpuslab.curation.dedup.clusters import Links, build_result
     from corpuslab.curation.dedup.exact import exact_links
-    from corpuslab.sources.local import LocalSource
     from corpuslab.tools import dedup_fast
 
-    if cfg.recipe != "exact" or not isinstance(source, LocalSource):
+    if cfg.recipe != "exact":
         return None
-    inputs = dedup_fast.fast_input(cfg, source.files())
+    inputs = _fast_input(cfg, source)
+    if inputs is None:
+        return None
     cfg.normalize.validate()
-    scan = dedup_fast.scan_exact(inputs, cfg.text_field, cfg.normalize) if inputs else None
+    one_pass = dedup_fast.ONE_PASS_PARQUET and inputs.format == "parquet" and cfg.keep == "earliest"
+    written = temp_path(out / "deduplicated.parquet") if one_pass else None
+    scan = dedup_fast.scan_exact(inputs, cfg.text_field, cfg.normalize, lengths=cfg.keep == "longest", out=written,
+                                 compression=cfg.compression)
     if scan is None:
+        if written is not None:
+            written.unlink(missing_ok=True)
         return None
+    source.bad_input.merge(inputs.bad_input)
     started = time.perf_counter()
     fast = dedup_fast.FastIngested([], scan.ids, scan.lengths, inputs)
     ingested = fast_ingested(fast, cfg.keep)
@@ -254,7 +273,7 @@ def _exact_streamed(cfg: DedupToolConfig, source):
              "empty_docs": int(scan.empty.sum())}
     result = build_result(scan.ids, Links(exact_source=source_ids, exact_target=target_ids), stats, ingested.priority)
     result.stats["runtime"] = {"decide_s": time.perf_counter() - started}  # the scan is part of reading
-    return fast, ingested, result
+    return fast, ingested, result, (written, scan.kept) if written is not None else None
 
 
 def fast_ingested(fast, keep: str) -> Ingested:
@@ -290,9 +309,10 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
     try:
         clock = time.perf_counter()
-        streamed = _exact_streamed(cfg, source)
+        written = None
+        streamed = _exact_streamed(cfg, source, out)
         if streamed is not None:
-            fast, ingested, result = streamed
+            fast, ingested, result, written = streamed
         else:
             fast = _ingest_fast(cfg, source, work / "fast")
             ingested = fast_ingested(fast, cfg.keep) if fast else ingest(source.documents(), work / "docs", cfg.keep)
@@ -303,12 +323,13 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
                 result = _find(cfg, ingested, executor)
         clock = time.perf_counter()
         if fast:
-            counts = _write_outputs_fast(out, output_format, fast, result, cfg.compression)
+            counts = _write_outputs_fast(out, output_format, fast, result, cfg.compression, written)
         else:
             counts = _write_outputs(cfg, out, output_format, ingested, result)
         write_s = time.perf_counter() - clock
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        temp_path(out / "deduplicated.parquet").unlink(missing_ok=True)  # a one-pass output left by an error
     stats = {
         "inputs": list(cfg.inputs),
         "settings": _settings(cfg),
@@ -345,13 +366,22 @@ def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
     return settings
 
 
-def _write_outputs_fast(out: Path, output_format: str, fast, result, compression: str = "none") -> dict[str, Any]:
+def _write_outputs_fast(out: Path, output_format: str, fast, result, compression: str = "none",
+                        written: tuple[Path, np.ndarray] | None = None) -> dict[str, Any]:
+    """Decisions and kept documents of the Arrow path; `written`: (the kept rows already written in the scan's
+    pass, which documents they are), checked against the decisions before the file takes its name."""
     from corpuslab.tools import dedup_fast
 
     counts, kept = _write_decisions_columns(out, fast.ids, result.decisions)
     path = out / f"deduplicated.{output_format}"
-    tmp = temp_path(path)
-    dedup_fast.write_kept(fast.source, kept, tmp, compression)
+    if written is not None:
+        tmp, streamed_kept = written
+        if not np.array_equal(streamed_kept, kept):
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"the one-pass scan kept {int(streamed_kept.sum())} documents but the decisions keep {int(kept.sum())}")
+    else:
+        tmp = temp_path(path)
+        dedup_fast.write_kept(fast.source, kept, tmp, compression)
     tmp.replace(path)
     return _finish_counts(out, result, counts)
 
@@ -367,9 +397,9 @@ def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision
     index = {item_id: k for k, item_id in enumerate(ids)} if decided else {}
     kept = np.ones(len(ids), dtype=bool)
     names = [f.name for f in fields(Decision) if f.name not in ("id", "kept")]
-    columns: dict[str, list[Any]] = {name: [None] * len(ids) for name in names}
     by_reason: Counter[str] = Counter()
     repeated = 0
+    found = []
     for decision in decided.values():
         k = index.get(decision.id)
         if k is None:
@@ -377,12 +407,17 @@ def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision
         if decision.kept == (decision.reason is not None):
             raise ValueError(f"{decision.id}: a dropped item needs a reason and a kept one has none ({decision})")
         kept[k] = decision.kept
-        for name in names:
-            columns[name][k] = getattr(decision, name)
+        found.append((k, decision))
         if not decision.kept:
             by_reason[decision.reason] += 1
         repeated += max(0, decision.times - 1)
-    table = pa.table({"id": pa.array(ids, pa.string()), "kept": pa.array(kept), **columns}, schema=DECISION_SCHEMA)
+    found.sort(key=lambda pair: pair[0])
+    columns = {"id": arrow_columns.column(ids, pa.string()), "kept": arrow_columns.bools(kept)}
+    for name in names:
+        present = [(k, value) for k, d in found if (value := getattr(d, name)) is not None]
+        rows = np.array([k for k, _ in present], dtype=np.int64)
+        columns[name] = arrow_columns.sparse(len(ids), rows, [value for _, value in present], DECISION_SCHEMA.field(name).type)
+    table = pa.Table.from_arrays([columns[name] for name in DECISION_SCHEMA.names], schema=DECISION_SCHEMA)
     path = out / DECISIONS_FILE
     tmp = temp_path(path)
     pq.write_table(table, tmp, compression="zstd", row_group_size=ROWS_PER_GROUP)
@@ -427,16 +462,16 @@ def _write_pairs(path: Path, result) -> None:
     exact = [(d.id, d.duplicate_of, 1.0, "exact") for d in result.decisions if d.reason == EXACT]
     near = [(a, b, s, "near") for a, b, s in result.verified_pairs]
     rows = exact + near
-    table = pa.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, schema=PAIRS_SCHEMA)
+    table = arrow_columns.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, PAIRS_SCHEMA)
     _write_table(path, table)
 
 
 def _write_clusters(path: Path, decisions: list[Decision]) -> int:
     sizes = Counter(d.cluster_id for d in decisions)
     ordered = sorted(decisions, key=lambda d: (d.cluster_id, not d.kept))
-    table = pa.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
-                      "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
-                      "size": [sizes[d.cluster_id] for d in ordered]}, schema=CLUSTERS_SCHEMA)
+    table = arrow_columns.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
+                                 "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
+                                 "size": [sizes[d.cluster_id] for d in ordered]}, CLUSTERS_SCHEMA)
     _write_table(path, table)
     return len(sizes)
 

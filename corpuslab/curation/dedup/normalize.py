@@ -21,7 +21,8 @@ steps 1-3 reduce to byte lookups. Non-ASCII documents whose every character norm
 one character (curly quotes, dashes, accented letters, no-break spaces: most of real web text) go
 through a second numba pass with a per-code-point table built from `unicodedata` (`_simple_map`);
 only the rest (combining marks, characters that compose with a neighbour, ligatures that expand,
-final sigma, invalid UTF-8) go through Python's `unicodedata`.
+final sigma, invalid UTF-8) go through Python's `unicodedata`. The table also spells out the characters
+whose normal form is a few ASCII characters (the ellipsis "…" -> "...", "™", ligatures such as "ﬁ").
 """
 
 from __future__ import annotations
@@ -107,12 +108,10 @@ def normalize_utf8(
     on whitespace anyway (word shingles) get identical tokens for less work.
     """
     collapse = cfg.collapse_whitespace if collapse is None else collapse
+    if _has_simple_path(cfg) and _needs_unicode_tables(cfg):
+        return _table_path(data, offsets, cfg, collapse)
     python_docs = _non_ascii_docs(data, offsets) if _needs_unicode_tables(cfg) else np.empty(0, np.int64)
-    simple = _simple_map(cfg.unicode_form, cfg.lowercase) if _has_simple_path(cfg) and len(python_docs) else None
-    if simple is None:
-        replacement, replacement_offsets, slot = _python_replacements(data, offsets, python_docs, cfg)
-    else:
-        replacement, replacement_offsets, slot = _simple_then_python(data, offsets, python_docs, cfg, simple)
+    replacement, replacement_offsets, slot = _python_replacements(data, offsets, python_docs, cfg)
     table = _ascii_table(cfg.lowercase, cfg.strip_punctuation)
     mode = TABLE if cfg.strip_punctuation else (LOWER if cfg.lowercase else COPY)
     return _normalize_kernel(data, offsets, replacement, replacement_offsets, slot, table, mode, collapse)
@@ -124,22 +123,31 @@ def _has_simple_path(cfg: NormalizeConfig) -> bool:
     return not cfg.strip_punctuation and cfg.unicode_form in (None, "NFC", "NFKC")
 
 
-def _simple_then_python(
-    data: np.ndarray, offsets: np.ndarray, docs: np.ndarray, cfg: NormalizeConfig, simple: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Replacements of the non-ASCII `docs`: the table's where it covers every character, Python's for the rest."""
-    table = _ascii_table(cfg.lowercase, False)
-    mapped, mapped_offsets, covered = _map_simple_docs(data, offsets, docs, simple, table)
-    rest = docs[~covered]
-    python, python_offsets, python_slot = _python_replacements(data, offsets, rest, cfg)
-    slot = np.full(len(offsets) - 1, -1, dtype=np.int64)
-    slot[docs[covered]] = np.flatnonzero(covered)
-    slot[rest] = len(docs) + 1 + python_slot[rest]  # past the table part's len(docs) + 1 offsets
-    joined_offsets = np.concatenate([mapped_offsets, python_offsets + mapped_offsets[-1]])
-    return np.concatenate([mapped, python]), joined_offsets, slot
+def _table_path(data: np.ndarray, offsets: np.ndarray, cfg: NormalizeConfig, collapse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every document in one numba pass (ASCII bytes and table characters mapped, whitespace collapsed), then
+    Python's `unicodedata` for the documents with a character the table does not cover, spliced in."""
+    out, out_offsets, failed = _table_kernel(data, offsets, _simple_map(cfg.unicode_form, cfg.lowercase),
+                                             _ascii_table(cfg.lowercase, False), LOWER if cfg.lowercase else COPY, collapse)
+    rest = np.flatnonzero(failed)
+    if not len(rest):
+        return out, out_offsets
+    encoded = []
+    for d in rest.tolist():
+        text = _normalize_characters(data[offsets[d] : offsets[d + 1]].tobytes().decode("utf-8", "replace"), cfg)
+        encoded.append((collapse_whitespace(text) if collapse else text).encode())
+    lengths = np.diff(out_offsets)
+    lengths[rest] = [len(e) for e in encoded]
+    pieces, previous = [], 0
+    for d, replacement in zip(rest.tolist(), encoded):
+        pieces += [out[out_offsets[previous] : out_offsets[d]], np.frombuffer(replacement, dtype=np.uint8)]
+        previous = d + 1
+    pieces.append(out[out_offsets[previous] :])
+    spliced_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=spliced_offsets[1:])
+    return np.concatenate(pieces), spliced_offsets
 
 
-SIMPLE_MAP_VERSION = 1  # bump when `_build_simple_map` changes, so a cached table is not reused
+SIMPLE_MAP_VERSION = 2  # bump when `_build_simple_map` changes, so a cached table is not reused
 
 
 def _table_cache_path(unicode_form: str | None, lowercase: bool) -> Path:
@@ -149,7 +157,8 @@ def _table_cache_path(unicode_form: str | None, lowercase: bool) -> Path:
 
 @functools.cache
 def _simple_map(unicode_form: str | None, lowercase: bool) -> np.ndarray:
-    """int32 per BMP code point: the one character that steps 1-2 make of it in any context, or -1.
+    """int32 per BMP code point: the one character that steps 1-2 make of it in any context, its 2-4 ASCII
+    characters (values <= EXPANSION, see `_ascii_expansions`), or -1.
 
     A character qualifies when its normal form is one character, it neither starts nor ends a canonical
     composition with a neighbour (no combining class, not the second of a composition pair, and neither
@@ -199,37 +208,83 @@ def _build_simple_map(unicode_form: str | None, lowercase: bool) -> np.ndarray:
         lowered = formed.lower() if lowercase else formed
         if len(lowered) == 1 and lowered != "\u03a3" and ord(lowered) < 0x10000:
             table[code] = ord(lowered)
+    for code, expansion in _ascii_expansions(unicode_form, lowercase, seconds).items():
+        table[code] = EXPANSION - sum(byte << (7 * k) for k, byte in enumerate(expansion))
     return table
 
 
+EXPANSION = -2  # table values <= EXPANSION: EXPANSION - (up to 4 ASCII bytes, 7 bits each, first lowest)
+
+
+def _ascii_expansions(unicode_form: str | None, lowercase: bool, seconds: set[int]) -> dict[int, bytes]:
+    """BMP characters whose normal form is 2-4 ASCII characters ("…" -> "...", "ﬁ" -> "fi", "™" -> "tm"), which
+    then no longer send their document to Python: ASCII neither composes with a neighbour nor depends on one
+    when lowercased, so the character normalizes the same in any context (if it is no combining mark and not
+    the second of a composition itself). The expansion fits the kernel's room: at most 1.5x the UTF-8 bytes."""
+    expansions = {}
+    for code in range(0x80, 0x10000):
+        char = chr(code)
+        if 0xD800 <= code < 0xE000 or code in seconds or unicodedata.combining(char) or not unicode_form:
+            continue
+        formed = unicodedata.normalize(unicode_form, char)
+        if not 2 <= len(formed) <= 4 or not formed.isascii():
+            continue
+        lowered = (formed.lower() if lowercase else formed).encode()
+        size = len(char.encode())
+        if len(lowered) <= size + size // 2 and 0 not in lowered:
+            expansions[code] = lowered
+    return expansions
+
+
 @njit(cache=True, nogil=True)
-def _map_simple_docs(data, offsets, docs, simple, ascii_table):
-    """Each doc of `docs` mapped character by character through `simple` (ASCII bytes through
-    `ascii_table`), as UTF-8 + offsets, and whether the table covered it (else its range is empty)."""
-    total = 0
-    for k in range(len(docs)):
-        total += offsets[docs[k] + 1] - offsets[docs[k]]
-    out = np.empty(total + total // 2 + 1, dtype=np.uint8)  # a character grows by at most 2 -> 3 bytes
-    out_offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-    covered = np.zeros(len(docs), dtype=np.bool_)
+def _is_space_code(code):
+    """Python's `str.isspace()` for a code point >= 0x80 (the ASCII ones are in SPACE_CLASS)."""
+    return (code == 0x85 or code == 0xA0 or code == 0x1680 or (code >= 0x2000 and code <= 0x200A) or code == 0x2028
+            or code == 0x2029 or code == 0x202F or code == 0x205F or code == 0x3000)
+
+
+@njit(cache=True, nogil=True)
+def _table_kernel(data, offsets, simple, ascii_table, mode, collapse):
+    """Each document mapped character by character -- ASCII bytes through `ascii_table`, other characters through
+    `simple` -- with whitespace runs collapsed as it goes (`collapse`); a document with a character outside the
+    table (or invalid UTF-8) is left empty and flagged, for Python to normalize. Without collapsing, an ASCII
+    document is copied by the vectorized loop of `_copy_doc` (`mode`: LOWER or COPY) instead."""
+    n = len(offsets) - 1
+    total = offsets[n] - offsets[0]
+    out = np.empty(total + total // 2 + 1, dtype=np.uint8)  # a character grows by at most 1.5x (the table's bound)
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
+    failed = np.zeros(n, dtype=np.bool_)
+    mapped, kinds = np.empty(128, dtype=np.uint8), np.empty(128, dtype=np.uint8)
+    for b in range(128):
+        kinds[b] = SPACE_CLASS[ascii_table[b]] if collapse else NOT_SPACE
+        mapped[b] = np.uint8(32) if kinds[b] == ASCII_SPACE else ascii_table[b]
     pos = 0
-    for k in range(len(docs)):
-        start = pos
-        ok = True
-        i, end = offsets[docs[k]], offsets[docs[k] + 1]
+    for d in range(n):
+        write, previous, i, end, ok = pos, np.uint8(1), offsets[d], offsets[d + 1], True
+        if not collapse:
+            doc = data[i:end]  # a slice, so LLVM sees a plain counted loop
+            bits = np.uint8(0)
+            for k in range(len(doc)):  # no early exit: an OR reduction vectorizes
+                bits |= doc[k]
+            if bits < 0x80:
+                pos = _copy_doc(data, i, end, ascii_table, mode, out, pos)
+                out_offsets[d + 1] = pos
+                continue
         while i < end:
-            c = data[i]
-            if c < 0x80:
-                out[pos] = ascii_table[c]
-                pos += 1
+            b = data[i]
+            if b < 0x80:
+                kind = kinds[b]
+                out[write] = mapped[b]
+                write += 1 - (kind & previous)
+                previous = kind
                 i += 1
                 continue
-            if c >= 0xC2 and c < 0xE0 and i + 1 < end and (data[i + 1] & 0xC0) == 0x80:
-                code = ((c & 0x1F) << 6) | (data[i + 1] & 0x3F)
+            if b >= 0xC2 and b < 0xE0 and i + 1 < end and (data[i + 1] & 0xC0) == 0x80:
+                code = ((b & 0x1F) << 6) | (data[i + 1] & 0x3F)
                 i += 2
-            elif (c >= 0xE0 and c < 0xF0 and i + 2 < end and (data[i + 1] & 0xC0) == 0x80
+            elif (b >= 0xE0 and b < 0xF0 and i + 2 < end and (data[i + 1] & 0xC0) == 0x80
                   and (data[i + 2] & 0xC0) == 0x80):
-                code = ((c & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F)
+                code = ((b & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F)
                 i += 3
                 if code < 0x800 or (code >= 0xD800 and code < 0xE000):  # overlong or a surrogate
                     ok = False
@@ -237,27 +292,48 @@ def _map_simple_docs(data, offsets, docs, simple, ascii_table):
             else:  # 4-byte (outside the table) or invalid UTF-8
                 ok = False
                 break
-            mapped = simple[code]
-            if mapped < 0:
+            m = simple[code]
+            if m <= EXPANSION:  # 2-4 ASCII characters
+                packed = EXPANSION - m
+                while packed:
+                    c = packed & 0x7F
+                    kind = kinds[c]
+                    out[write] = mapped[c]
+                    write += 1 - (kind & previous)
+                    previous = kind
+                    packed >>= 7
+                continue
+            if m < 0:
                 ok = False
                 break
-            if mapped < 0x80:
-                out[pos] = mapped
-                pos += 1
-            elif mapped < 0x800:
-                out[pos] = 0xC0 | (mapped >> 6)
-                out[pos + 1] = 0x80 | (mapped & 0x3F)
-                pos += 2
+            if m < 0x80:
+                kind = kinds[m]
+                out[write] = mapped[m]
+                write += 1 - (kind & previous)
+                previous = kind
+            elif collapse and _is_space_code(m):
+                out[write] = 32
+                write += 1 - previous
+                previous = np.uint8(1)
+            elif m < 0x800:
+                out[write] = 0xC0 | (m >> 6)
+                out[write + 1] = 0x80 | (m & 0x3F)
+                write += 2
+                previous = np.uint8(0)
             else:
-                out[pos] = 0xE0 | (mapped >> 12)
-                out[pos + 1] = 0x80 | ((mapped >> 6) & 0x3F)
-                out[pos + 2] = 0x80 | (mapped & 0x3F)
-                pos += 3
+                out[write] = 0xE0 | (m >> 12)
+                out[write + 1] = 0x80 | ((m >> 6) & 0x3F)
+                out[write + 2] = 0x80 | (m & 0x3F)
+                write += 3
+                previous = np.uint8(0)
         if not ok:
-            pos = start
-        covered[k] = ok
-        out_offsets[k + 1] = pos
-    return out[:pos], out_offsets, covered
+            failed[d] = True
+            write = pos
+        elif previous and write > pos and collapse:  # a trailing space
+            write -= 1
+        pos = write
+        out_offsets[d + 1] = pos
+    return out[:pos], out_offsets, failed
 
 
 def _needs_unicode_tables(cfg: NormalizeConfig) -> bool:
@@ -339,32 +415,34 @@ def _normalize_kernel(data, offsets, replacement, replacement_offsets, slot, tab
             size += offsets[d + 1] - offsets[d]
     out = np.empty(size, dtype=np.uint8)
     out_offsets = np.zeros(n + 1, dtype=np.int64)
+    # With collapsing, one pass per doc through two 256-entry tables: the byte written and its space class.
+    mapped, kinds = np.empty((2, 256), dtype=np.uint8), np.empty((2, 256), dtype=np.uint8)
+    for b in range(256):
+        for k in range(2):  # 0: the docs' own bytes through `table` (unless COPY), 1: replacements as they are
+            t = table[b] if k == 0 and mode != COPY else np.uint8(b)
+            kinds[k, b] = SPACE_CLASS[t]
+            mapped[k, b] = np.uint8(32) if kinds[k, b] == ASCII_SPACE else t
     pos = 0
     for d in range(n):
         if slot[d] >= 0:
-            pos = _copy_doc(
-                replacement,
-                replacement_offsets[slot[d]],
-                replacement_offsets[slot[d] + 1],
-                table,
-                COPY,
-                collapse,
-                out,
-                pos,
-            )
+            start, end = replacement_offsets[slot[d]], replacement_offsets[slot[d] + 1]
+            if collapse:
+                pos = _map_collapse(replacement, start, end, mapped[1], kinds[1], out, pos)
+            else:
+                pos = _copy_doc(replacement, start, end, table, COPY, out, pos)
+        elif collapse:
+            pos = _map_collapse(data, offsets[d], offsets[d + 1], mapped[0], kinds[0], out, pos)
         else:
-            pos = _copy_doc(data, offsets[d], offsets[d + 1], table, mode, collapse, out, pos)
+            pos = _copy_doc(data, offsets[d], offsets[d + 1], table, mode, out, pos)
         out_offsets[d + 1] = pos
     return out[:pos], out_offsets
 
 
 @njit(cache=True, nogil=True)
-def _copy_doc(src, start, end, table, mode, collapse, out, pos):
-    """Copy src[start:end] to out[pos:], mapping bytes as `mode` says; returns the new end."""
+def _copy_doc(src, start, end, table, mode, out, pos):
+    """Copy src[start:end] to out[pos:], mapping bytes as `mode` says (no collapsing); returns the new end."""
     length = end - start
     if mode == COPY:
-        if collapse:
-            return _collapse(src, start, end, out, pos)
         out[pos : pos + length] = src[start:end]
         return pos + length
     doc, target = src[start:end], out[pos : pos + length]  # slices: the loops below vectorize
@@ -375,28 +453,35 @@ def _copy_doc(src, start, end, table, mode, collapse, out, pos):
     else:
         for i in range(length):
             target[i] = table[doc[i]]
-    return _collapse(out, pos, pos + length, out, pos) if collapse else pos + length
+    return pos + length
 
 
 @njit(cache=True, nogil=True)
-def _collapse(src, start, end, out, pos):
-    """Write src[start:end] with whitespace runs as one space and no space at either end.
-
-    Safe in place (src is out, start == pos): it never writes past the byte it has read.
-    """
-    write, pending_space, i = pos, False, start
+def _map_collapse(src, start, end, mapped, kinds, out, pos):
+    """Write src[start:end] with each byte through `mapped` and whitespace runs (`kinds`: SPACE_CLASS of the mapped
+    byte) as one space, none at either end; returns the new end. One pass, and the common bytes take no branch on
+    their class: a space is written wherever it falls and the end moves past it only after a non-space."""
+    write, previous, i = pos, np.uint8(1), start  # previous: the last byte was a space (or nothing was written)
     while i < end:
-        kind = SPACE_CLASS[src[i]]
-        width = 0 if kind == NOT_SPACE else (1 if kind == ASCII_SPACE else multibyte_space_width(src, i, end))
-        if width:
-            pending_space = write > pos
+        b = src[i]
+        kind = kinds[b]
+        if kind == MAYBE_SPACE:  # the lead byte of a non-ASCII space, or of another character
+            width = multibyte_space_width(src, i, end)
+            if width == 0:
+                out[write] = b
+                write += 1
+                previous = np.uint8(0)
+                i += 1
+                continue
+            out[write] = 32
+            write += 1 - previous
+            previous = np.uint8(1)
             i += width
             continue
-        if pending_space:
-            out[write] = 32
-            write += 1
-            pending_space = False
-        out[write] = src[i]
-        write += 1
+        out[write] = mapped[b]
+        write += 1 - (kind & previous)
+        previous = kind
         i += 1
+    if previous and write > pos:  # a trailing space
+        write -= 1
     return write

@@ -1,0 +1,316 @@
+"""Multi-node launches simulated on this one machine, on loopback, through the launchers users run:
+
+- two `torchrun --nnodes 2 --nproc_per_node 1` launches (one per "node", c10d rendezvous) of `corpuslab train`
+  draw the curve one process draws; the process whose RANK is 0 builds every stage, the other node's
+  process (RANK 1 but LOCAL_RANK 0) builds nothing and waits for them;
+- a Ray cluster of two nodes (`ray start --head` and `ray start --address`: two raylets, one CPU each) runs a
+  curation whose shard tasks land on both nodes and whose decision tables equal the local executor's.
+
+Each launcher that cannot start here (a port taken, a rendezvous that never forms) skips with the reason.
+Both are slow (~40-60 s each on 2 busy cores): `pytest -m slow`, as `.ci/run` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from corpuslab.api import load_config, run
+from corpuslab.errors import ConfigError
+from corpuslab.executor import build_executor
+from corpuslab.ray_executor import RayExecutor, ray_installed
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = [*TINY, "training.num_threads=1"]  # one CPU thread: float reductions in one order in every process
+# What a launcher says when its port or rendezvous is not to be had (then the test skips, it does not fail).
+CANNOT_START = ("address already in use", "eaddrinuse", "rendezvousconnectionerror", "rendezvoustimeouterror",
+                "failed to bind", "port is already in use")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+            **extra}
+
+
+# ---------------------------------------------------------------- torchrun, two nodes
+
+
+def _launch_two_nodes(out: Path, logs: Path) -> list[str]:
+    """Both nodes' torchrun, as `examples/slurm_train.sh` starts them (c10d rendezvous at the head's address);
+    each node's stderr."""
+    port = _free_port()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+               "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "corpuslab-test",
+               "--rdzv_conf", "join_timeout=120", "-m", "corpuslab.cli", "train", f"output_dir={out}", *SETTINGS,
+               "--arm", "no_dedup"]
+    nodes = []
+    for node in (0, 1):
+        err = (logs / f"node{node}.err").open("w")
+        nodes.append((subprocess.Popen([*command[:3], "--node_rank", str(node), *command[3:]], stdout=subprocess.DEVNULL,
+                                       stderr=err, env=_env(), cwd=logs), err))
+    try:
+        codes = [process.wait(timeout=240) for process, _ in nodes]
+    finally:
+        for process, err in nodes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            err.close()
+    errors = [(logs / f"node{node}.err").read_text() for node in (0, 1)]
+    if any(codes):
+        text = "\n".join(errors)
+        if any(marker in text.lower() for marker in CANNOT_START):
+            pytest.skip(f"torchrun could not rendezvous on 127.0.0.1:{port}: {text[-600:]}")
+        raise AssertionError(f"torchrun exit codes {codes}:\n{text[-4000:]}")
+    return errors
+
+
+def _trained(stages: Path) -> dict[str, Path]:
+    return {path.name: path for path in sorted(stages.glob("train-*")) if (path / "manifest.json").exists()}
+
+
+@pytest.mark.slow  # ~45 s on 2 busy cores: two torchrun launchers, each starting a process that imports torch
+def test_two_torchrun_nodes_train_the_single_process_model(tmp_path):
+    from corpuslab.cli import main
+
+    single = tmp_path / "single"
+    assert main(["train", f"output_dir={single}", *SETTINGS, "--arm", "no_dedup"]) == 0
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    # From scratch: the two nodes build every stage themselves (rank 0 does, the other rank waits).
+    errors = _launch_two_nodes(tmp_path / "multi", logs)
+    # Under c10d rendezvous torchrun hands out ranks in order of arrival, not by --node_rank: find which
+    # node's process got RANK 1. Its LOCAL_RANK is 0, as rank 0's is: rank-0 work goes by RANK.
+    follower = [err for err in errors if "[rank 1]" in err]
+    assert len(follower) == 1, errors
+    assert "rank 1 waits for rank 0 to build ingest-" in follower[0] and "started ->" not in follower[0]
+    run_log = (tmp_path / "multi" / "tiny" / "run.log").read_text()  # written by rank 0 alone
+    assert "[ingest] started ->" in run_log and "2 processes x 4 windows" in run_log
+    assert "[rank" not in run_log
+    built, expected = (sorted(p.name for p in (root / "tiny" / "stages").iterdir()) for root in (tmp_path / "multi", single))
+    assert built == expected  # the same stages, named by the same fingerprints; no .partial or .tmp left
+    (name,) = _trained(tmp_path / "multi" / "tiny" / "stages")
+    got, want = (json.loads((root / "tiny" / "stages" / name / "curve.json").read_text()) for root in (tmp_path / "multi", single))
+    assert [e["step"] for e in got] == [e["step"] for e in want] and len(got) >= 2
+    for key in ("loss", "grad_norm", "val_loss"):
+        assert [e[key] for e in got] == pytest.approx([e[key] for e in want], rel=1e-5), key
+    assert not (tmp_path / "multi" / "tiny" / ".lock").exists()
+
+
+def test_rank_zero_work_goes_by_rank_and_the_device_by_local_rank(tmp_path, monkeypatch):
+    """The second node's first process: LOCAL_RANK 0 but RANK 2 of 4. It trains on its node's cuda:0 and
+    builds no stage; rank 0 (LOCAL_RANK 0 too) builds them."""
+    import torch
+
+    from corpuslab.artifacts import StageRunner
+    from corpuslab.experiment import Experiment
+    from corpuslab.training import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = load_config(overrides=[*TINY, f"output_dir={tmp_path}"])
+    for rank, local_rank, follower in ((2, 0, True), (0, 0, False), (3, 1, True)):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+        monkeypatch.setenv("WORLD_SIZE", "4")
+        assert distributed.training_device("cuda") == f"cuda:{local_rank}"
+        assert distributed.training_device("auto") == f"cuda:{local_rank}"
+        assert distributed.is_main() is not follower
+        stages = Experiment(cfg, log=lambda line: None).stages
+        assert isinstance(stages, distributed.FollowerStageRunner) is follower and isinstance(stages, StageRunner)
+
+
+# ---------------------------------------------------------------- Ray, two nodes
+
+needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'corpuslab[ray]')")
+
+
+class RayNodes:
+    """A head node and a worker node, each a `ray start --block` process with one CPU and its own temp folder.
+    Stopped by ending those two processes (each stops the Ray processes it started): never `ray stop`, which
+    would stop every Ray on the machine."""
+
+    def __init__(self, folder: Path, env: dict[str, str]):
+        self.folder, self.env = folder, env
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        ray = str(Path(sys.executable).with_name("ray"))
+        common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats", "--block"]
+        self._node("head", [ray, "start", "--head", "--port", str(self.port), "--include-dashboard=false", *common])
+        self._node("worker", [ray, "start", "--address", self.address, *common])
+
+    def _node(self, name: str, command: list[str]) -> None:
+        log_path = self.folder / f"{name}.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen([*command, "--temp-dir", str(self.folder / name)], stdout=log, stderr=subprocess.STDOUT,
+                                       env=self.env, cwd=self.folder)
+        self.processes.append(process)
+        deadline = time.monotonic() + 90
+        while "Ray runtime started" not in log_path.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text()[-800:]
+                self.stop()
+                pytest.skip(f"`ray start` ({name} node, {self.address}) could not start here: {tail}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()  # `ray start --block` stops its own Ray processes on SIGTERM
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []
+
+
+@contextlib.contextmanager
+def driver_environment(**values: str | None):
+    """This process's environment for joining Ray (None: unset), restored on exit. Ray reads its
+    authentication settings once per process, so they are re-read at both ends."""
+    from ray._private.authentication_test_utils import reset_auth_token_state
+
+    saved = {key: os.environ.get(key) for key in values}
+
+    def apply(settings):
+        for key, value in settings.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_auth_token_state()
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
+@pytest.fixture
+def ray_nodes():
+    """Two Ray nodes on this machine, with token authentication (as a cluster should run) by a token of the
+    test's own, in the environment of both nodes and of this process (the driver)."""
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray is already initialised in this process; the test must connect to the cluster it starts")
+    # Socket paths under the temp folder must stay short (a Unix socket path holds at most 107 bytes).
+    folder = Path(tempfile.mkdtemp(prefix="cl-ray-", dir="/tmp"))
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_AUTH_TOKEN_PATH": None}
+    nodes = RayNodes(folder, _env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE=auth["RAY_AUTH_MODE"], RAY_AUTH_TOKEN=auth["RAY_AUTH_TOKEN"]))
+    try:
+        nodes.start()
+        # Ray workers import this module's helper by name: they inherit PYTHONPATH from `ray start`.
+        with driver_environment(**auth):
+            yield nodes
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        nodes.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def on_node(task):
+    """A shard task `(folder, fn, item)`: `fn(item)`, noting in `folder` which Ray node ran it."""
+    import ray
+
+    folder, fn, item = task
+    Path(folder, f"{ray.get_runtime_context().get_node_id()}-{uuid.uuid4().hex}").touch()
+    return fn(item)
+
+
+@needs_ray
+@pytest.mark.slow  # ~60 s on 2 busy cores: two Ray nodes start (~20 s), then the curation runs twice
+def test_a_two_node_ray_cluster_gives_the_local_executors_decision_tables(tmp_path, ray_nodes, monkeypatch):
+    import tempfile as tempfile_module
+
+    import ray
+
+    from corpuslab.shards import ShardWriter
+
+    monkeypatch.setattr(ShardWriter.__init__, "__defaults__", ("part", 60))  # several shards per split
+    monkeypatch.setattr("corpuslab.tokens.encode.PARALLEL_MIN_DOCS", 0)  # tokenize through the executor too
+    ran_on, submitted = tmp_path / "ran-on", []
+    ran_on.mkdir()
+    submit = RayExecutor._submit
+
+    def noting_submit(self, fn, items):
+        submitted.append(fn.__name__)
+        return submit(self, on_node, [(str(ran_on), fn, item) for item in items])
+
+    monkeypatch.setattr(RayExecutor, "_submit", noting_submit)
+    spills, temporary = [], tempfile_module.TemporaryDirectory
+
+    def noting_temporary(*args, **kwargs):
+        spills.append(kwargs.get("dir"))
+        return temporary(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile_module, "TemporaryDirectory", noting_temporary)
+    shared = tmp_path / "shared"  # what every node mounts
+    common = [*TINY, f"output_dir={shared / 'out'}", "dataset.synthetic.num_docs=400",
+              "runs=[{name: exact, recipe: exact}, {name: near, recipe: near}]"]
+    stages, local = shared / "out" / "tiny" / "stages", tmp_path / "local"
+    run(load_config(overrides=[*common, "curation.executor=local"]), until="curate", log=lambda _: None)
+    local.mkdir()
+    for folder in [f for name in ("decontaminate", "tokens", "curate") for f in stages.glob(f"{name}-*")]:
+        folder.rename(local / folder.name)  # the Ray run rebuilds the stages with executor tasks
+    spills.clear()
+    ray_settings = ["curation.executor=ray", f"curation.ray.address={ray_nodes.address}", f"curation.spill_dir={shared / 'spill'}"]
+    run(load_config(overrides=[*common, *ray_settings]), until="curate", log=lambda _: None)
+
+    assert {"scan_shard", "encode_shard"} <= set(submitted)
+    assert str(shared / "spill") in map(str, spills)  # near dedup's band keys went to the shared folder
+    assert not list((shared / "spill").iterdir())  # and were cleaned up
+    # Two nodes in the cluster, and shard tasks ran on both.
+    ray.init(address=ray_nodes.address, include_dashboard=False, log_to_driver=False)
+    alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    ray.shutdown()
+    used = {p.name.split("-")[0] for p in ran_on.iterdir()}
+    assert len(alive) == 2 and used == alive, (alive, used)
+    tables = sorted(p.relative_to(local) for pattern in ("curate-*/decisions.parquet", "decontaminate-*/removed.parquet")
+                    for p in local.glob(pattern))
+    assert len(tables) == 3
+    dropped = 0
+    for relative in tables:
+        by_local, by_ray = pq.read_table(local / relative), pq.read_table(stages / relative)
+        assert by_local.equals(by_ray), relative  # same fingerprints (folder names) and identical rows
+        if "kept" in by_local.column_names:
+            dropped += by_local.num_rows - sum(by_local.column("kept").to_pylist())
+    assert dropped > 0
+    streams = sorted(p.relative_to(local) for p in local.glob("tokens-*/*") if p.name != "manifest.json")
+    assert len(streams) == 12
+    for relative in streams:
+        assert (local / relative).read_bytes() == (stages / relative).read_bytes(), relative
+
+    # A driver without the cluster's token is refused: the message says which setting and what to do.
+    cfg = load_config(overrides=[*common, *ray_settings])
+    # (RAY_gcs_server_port_wait_time_s: Ray retries the refused connection for 20 s otherwise.)
+    with driver_environment(RAY_AUTH_MODE="disabled", RAY_gcs_server_port_wait_time_s="2"):
+        with pytest.raises(ConfigError, match="curation.ray.address") as err:
+            build_executor(cfg.curation.executor, {"ray": cfg.curation.ray}, cfg.curation.workers).connect()
+    assert ray_nodes.address in str(err.value) and "RAY_AUTH_MODE=token" in str(err.value)

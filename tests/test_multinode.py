@@ -47,6 +47,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _skip_unless_free(port: int, launcher: str) -> None:
+    """A launcher given a port something else holds fails slowly (Ray after ~45 s) or waits on it (torchrun):
+    say so at once."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            pytest.skip(f"{launcher} cannot listen on 127.0.0.1:{port} here: {err.strerror or err}")
+
+
 def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
             **extra}
@@ -55,28 +65,33 @@ def _env(**extra: str) -> dict[str, str]:
 # ---------------------------------------------------------------- torchrun, two nodes
 
 
-def _launch_two_nodes(out: Path, logs: Path) -> list[str]:
-    """Both nodes' torchrun, as `examples/slurm_train.sh` starts them (c10d rendezvous at the head's address);
-    each node's stderr."""
+def _launch_two_nodes(nodes: list[Path], settings: list[str]) -> list[str]:
+    """Both nodes' torchrun, as `examples/slurm_train.sh` starts them (c10d rendezvous at the head's address),
+    each in its own working folder `nodes[i]`; each node's stderr."""
     port = _free_port()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-               "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "corpuslab-test",
-               "--rdzv_conf", "join_timeout=120", "-m", "corpuslab.cli", "train", f"output_dir={out}", *SETTINGS,
-               "--arm", "no_dedup"]
-    nodes = []
-    for node in (0, 1):
-        err = (logs / f"node{node}.err").open("w")
-        nodes.append((subprocess.Popen([*command[:3], "--node_rank", str(node), *command[3:]], stdout=subprocess.DEVNULL,
-                                       stderr=err, env=_env(), cwd=logs), err))
+    _skip_unless_free(port, "torchrun's c10d rendezvous")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
+              "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "corpuslab-test", "--rdzv_conf", "join_timeout=120"]
+    train = ["-m", "corpuslab.cli", "train", *SETTINGS, *settings, "--arm", "no_dedup"]
+    processes = []
+    for node, folder in enumerate(nodes):
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "stderr").open("w") as err:
+            processes.append(subprocess.Popen([*launch, "--node_rank", str(node), *train], stdout=subprocess.DEVNULL, stderr=err,
+                                              env=_env(), cwd=folder))
+    deadline = time.monotonic() + 240
     try:
-        codes = [process.wait(timeout=240) for process, _ in nodes]
+        codes = [process.wait(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
+    except subprocess.TimeoutExpired:
+        if not [log for folder in nodes for log in folder.rglob("run.log")]:  # rank 0 never started: no rendezvous
+            pytest.skip(f"the two torchrun launchers did not rendezvous at 127.0.0.1:{port} within 240 s")
+        raise
     finally:
-        for process, err in nodes:
+        for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-            err.close()
-    errors = [(logs / f"node{node}.err").read_text() for node in (0, 1)]
+    errors = [(folder / "stderr").read_text() for folder in nodes]
     if any(codes):
         text = "\n".join(errors)
         if any(marker in text.lower() for marker in CANNOT_START):
@@ -89,32 +104,47 @@ def _trained(stages: Path) -> dict[str, Path]:
     return {path.name: path for path in sorted(stages.glob("train-*")) if (path / "manifest.json").exists()}
 
 
-@pytest.mark.slow  # ~45 s on 2 busy cores: two torchrun launchers, each starting a process that imports torch
-def test_two_torchrun_nodes_train_the_single_process_model(tmp_path):
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory) -> Path:
+    """The no_dedup arm trained by one plain process: its stages folder."""
     from corpuslab.cli import main
 
-    single = tmp_path / "single"
-    assert main(["train", f"output_dir={single}", *SETTINGS, "--arm", "no_dedup"]) == 0
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    out = tmp_path_factory.mktemp("single")
+    assert main(["train", f"output_dir={out}", *SETTINGS, "--arm", "no_dedup"]) == 0
+    return out / "tiny" / "stages"
+
+
+@pytest.mark.slow  # ~50 s each on 2 busy cores: two torchrun launchers, each starting a process that imports torch
+@pytest.mark.parametrize("layout", ["shared output_dir", "node-local output_dir, shared cache.url"])
+def test_two_torchrun_nodes_train_the_single_process_model(single_process, tmp_path, layout):
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    if layout == "shared output_dir":  # the Slurm example's: output_dir on a filesystem every node mounts
+        settings, outputs = [f"output_dir={tmp_path / 'shared'}"], [tmp_path / "shared"] * 2
+    else:  # each node works on its own disk (a relative output_dir, one working folder per node); stages meet in the cache
+        settings, outputs = ["output_dir=out", f"cache.url={tmp_path / 'cache'}"], [folder / "out" for folder in nodes]
     # From scratch: the two nodes build every stage themselves (rank 0 does, the other rank waits).
-    errors = _launch_two_nodes(tmp_path / "multi", logs)
+    errors = _launch_two_nodes(nodes, settings)
     # Under c10d rendezvous torchrun hands out ranks in order of arrival, not by --node_rank: find which
     # node's process got RANK 1. Its LOCAL_RANK is 0, as rank 0's is: rank-0 work goes by RANK.
-    follower = [err for err in errors if "[rank 1]" in err]
-    assert len(follower) == 1, errors
-    assert "rank 1 waits for rank 0 to build ingest-" in follower[0] and "started ->" not in follower[0]
-    run_log = (tmp_path / "multi" / "tiny" / "run.log").read_text()  # written by rank 0 alone
-    assert "[ingest] started ->" in run_log and "2 processes x 4 windows" in run_log
-    assert "[rank" not in run_log
-    built, expected = (sorted(p.name for p in (root / "tiny" / "stages").iterdir()) for root in (tmp_path / "multi", single))
-    assert built == expected  # the same stages, named by the same fingerprints; no .partial or .tmp left
-    (name,) = _trained(tmp_path / "multi" / "tiny" / "stages")
-    got, want = (json.loads((root / "tiny" / "stages" / name / "curve.json").read_text()) for root in (tmp_path / "multi", single))
+    (follower,) = [node for node, err in enumerate(errors) if "[rank 1]" in err]
+    leader = 1 - follower
+    assert "started ->" not in errors[follower] and "[rank" not in errors[leader]
+    waited = "waits for rank 0 to build ingest-" if layout == "shared output_dir" else "downloaded ingest-"
+    assert f"rank 1 {waited}" in errors[follower], errors[follower][-2000:]
+    run_log = (outputs[leader] / "tiny" / "run.log").read_text()  # written by rank 0 alone
+    assert "[ingest] started ->" in run_log and "2 processes x 4 windows" in run_log and "[rank" not in run_log
+    stages = outputs[leader] / "tiny" / "stages"
+    assert sorted(p.name for p in stages.iterdir()) == sorted(p.name for p in single_process.iterdir())  # same fingerprints
+    if layout != "shared output_dir":
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(p.name for p in stages.iterdir())
+        fetched = sorted(p.name for p in (outputs[follower] / "tiny" / "stages").glob("*") if (p / "manifest.json").exists())
+        assert fetched == sorted(p.name for p in stages.iterdir() if not p.name.startswith("train-"))
+    (name,) = _trained(stages)
+    got, want = (json.loads((folder / name / "curve.json").read_text()) for folder in (stages, single_process))
     assert [e["step"] for e in got] == [e["step"] for e in want] and len(got) >= 2
     for key in ("loss", "grad_norm", "val_loss"):
         assert [e[key] for e in got] == pytest.approx([e[key] for e in want], rel=1e-5), key
-    assert not (tmp_path / "multi" / "tiny" / ".lock").exists()
+    assert not (outputs[leader] / "tiny" / ".lock").exists()
 
 
 def test_rank_zero_work_goes_by_rank_and_the_device_by_local_rank(tmp_path, monkeypatch):
@@ -139,6 +169,41 @@ def test_rank_zero_work_goes_by_rank_and_the_device_by_local_rank(tmp_path, monk
         assert isinstance(stages, distributed.FollowerStageRunner) is follower and isinstance(stages, StageRunner)
 
 
+def test_a_follower_on_another_node_downloads_stages_from_the_cache_and_trains_as_rank_0_says(tmp_path, monkeypatch):
+    """Rank 0 and a rank of another node, each with its own stages folder, sharing a stage cache (a folder)."""
+    from corpuslab.artifacts import MANIFEST, StageRunner
+    from corpuslab.stage_cache import StageCache
+    from corpuslab.training import distributed
+
+    monkeypatch.setattr(distributed, "POLL_SECONDS", 0.05)
+    said: list[bool] = []
+    monkeypatch.setattr(distributed, "broadcast", lambda value: said.append(value) or value)
+    cache = StageCache(str(tmp_path / "cache"))
+    leader = distributed.LeaderStageRunner(tmp_path / "node0", lambda line: None, cache)
+    follower = distributed.FollowerStageRunner(tmp_path / "node1", lambda line: None, cache)
+    tokens = leader.stage("tokens", "key")
+    leader.run(tokens, lambda work: (work / "ids.bin").write_bytes(b"rank 0") and {"made": "by rank 0"})
+    theirs = follower.stage("tokens", "key")
+    assert follower.run(theirs, lambda work: pytest.fail("a follower builds nothing"))["made"] == "by rank 0"
+    assert (theirs.path / "ids.bin").read_bytes() == b"rank 0"
+    # Never over a folder already there (on a shared folder, rank 0's): the complete one there wins.
+    other = StageRunner(tmp_path / "node2", lambda line: None).stage("tokens", "key")
+    other.path.mkdir(parents=True)
+    (other.path / MANIFEST).write_text(json.dumps({"made": "here"}))
+    assert cache.download(other, replace=False) == {"made": "here"} and not list(other.root.glob(".*tmp*"))
+    # Training: rank 0 says whether it trains; a stage complete in the cache alone is downloaded, not retrained.
+    train = leader.stage("train", "key")
+    trained = []
+    leader.run(train, lambda work: trained.append("rank 0") or {"steps": 12})
+    follower.run(follower.stage("train", "key"), lambda work: trained.append("rank 1") or {})
+    assert said == [False, False] and trained == ["rank 0", "rank 1"]
+    elsewhere = distributed.LeaderStageRunner(tmp_path / "node3", lambda line: None, cache)
+    assert elsewhere.run(elsewhere.stage("train", "key"), lambda work: pytest.fail("retrained"))["steps"] == 12
+    monkeypatch.setattr(distributed, "broadcast", lambda value: said.append(value) or True)  # rank 0's answer: done
+    assert follower.run(follower.stage("train", "key"), lambda work: pytest.fail("trained alone")) == {}
+    assert said == [False, False, True, False]
+
+
 # ---------------------------------------------------------------- Ray, two nodes
 
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (pip install 'corpuslab[ray]')")
@@ -156,6 +221,7 @@ class RayNodes:
         self.processes: list[subprocess.Popen] = []
 
     def start(self) -> None:
+        _skip_unless_free(self.port, "the Ray head node")
         ray = str(Path(sys.executable).with_name("ray"))
         common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats", "--block"]
         self._node("head", [ray, "start", "--head", "--port", str(self.port), "--include-dashboard=false", *common])

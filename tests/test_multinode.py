@@ -1,7 +1,8 @@
 """Multi-node launches simulated on this one machine, on loopback, through the launchers users run:
 
-- two `torchrun --nnodes 2 --nproc_per_node 1` launches (one per "node", c10d rendezvous) of `corpuslab train`
-  draw the curve one process draws; the process whose RANK is 0 builds every stage, the other node's
+- examples/slurm_train.sh on two "nodes" (Slurm's srun and scontrol replaced by stand-ins): two
+  `torchrun --nnodes 2 --nproc_per_node 1` launches, c10d rendezvous, of `corpuslab train` draw the curve one
+  process draws; the process whose RANK is 0 builds every stage, the other node's
   process (RANK 1 but LOCAL_RANK 0) builds nothing and waits for them;
 - a Ray cluster of two nodes (`ray start --head` and `ray start --address`: two raylets, one CPU each) runs a
   curation whose shard tasks land on both nodes and whose decision tables equal the local executor's.
@@ -65,38 +66,60 @@ def _env(**extra: str) -> dict[str, str]:
 # ---------------------------------------------------------------- torchrun, two nodes
 
 
-def _launch_two_nodes(nodes: list[Path], settings: list[str]) -> list[str]:
-    """Both nodes' torchrun, as `examples/slurm_train.sh` starts them (c10d rendezvous at the head's address),
-    each in its own working folder `nodes[i]`; each node's stderr."""
+# Stand-ins for Slurm's commands, so that examples/slurm_train.sh itself runs here: `srun` starts its command once
+# per node, each "node" a working folder of its own on this machine (its stderr in that folder), and
+# `scontrol show hostnames` names every node 127.0.0.1.
+FAKE_SRUN = """#!/usr/bin/env bash
+while [[ $# -gt 0 && $1 == --* ]]; do shift; done
+pids=()
+for ((node = 0; node < SLURM_NNODES; node++)); do
+    mkdir -p "$FAKE_NODES/node$node"
+    (cd "$FAKE_NODES/node$node" && SLURM_NODEID=$node SLURM_PROCID=$node exec "$@" >/dev/null 2>stderr) &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+for ((node = 0; node < SLURM_NNODES; node++)); do echo 127.0.0.1; done
+"""
+
+
+def _launch_two_nodes(root: Path, settings: list[str]) -> list[str]:
+    """examples/slurm_train.sh on two "nodes" (`root/node0`, `root/node1`): one torchrun each, c10d rendezvous at
+    the first node's address; each node's stderr."""
     port = _free_port()
     _skip_unless_free(port, "torchrun's c10d rendezvous")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
-              "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "corpuslab-test", "--rdzv_conf", "join_timeout=120"]
-    train = ["-m", "corpuslab.cli", "train", *SETTINGS, *settings, "--arm", "no_dedup"]
-    processes = []
-    for node, folder in enumerate(nodes):
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / "stderr").open("w") as err:
-            processes.append(subprocess.Popen([*launch, "--node_rank", str(node), *train], stdout=subprocess.DEVNULL, stderr=err,
-                                              env=_env(), cwd=folder))
-    deadline = time.monotonic() + 240
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = _env(PATH=os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+               SLURM_NNODES="2", SLURM_JOB_NODELIST="node[0-1]", SLURM_JOB_ID="4242", SLURM_SUBMIT_DIR=str(root),
+               FAKE_NODES=str(root), MASTER_PORT=str(port), GPUS_PER_NODE="1", COMMAND="train")
+    script = ROOT / "examples" / "slurm_train.sh"
+    config = ROOT / "corpuslab" / "configs" / "default.yaml"
+    with (root / "sbatch.out").open("w") as out:
+        job = subprocess.Popen(["bash", str(script), str(config), *SETTINGS, *settings, "--arm", "no_dedup"], stdout=out,
+                               stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
     try:
-        codes = [process.wait(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
+        code = job.wait(timeout=240)
     except subprocess.TimeoutExpired:
-        if not [log for folder in nodes for log in folder.rglob("run.log")]:  # rank 0 never started: no rendezvous
+        if not list(root.rglob("run.log")):  # rank 0 never started: the launchers never met
             pytest.skip(f"the two torchrun launchers did not rendezvous at 127.0.0.1:{port} within 240 s")
         raise
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    errors = [(folder / "stderr").read_text() for folder in nodes]
-    if any(codes):
+        if job.poll() is None:
+            os.killpg(job.pid, 9)  # the script, the stand-in srun, both torchruns and their workers
+            job.wait()
+    errors = [(root / f"node{node}" / "stderr").read_text() if (root / f"node{node}" / "stderr").exists() else "" for node in (0, 1)]
+    if code:
         text = "\n".join(errors)
         if any(marker in text.lower() for marker in CANNOT_START):
             pytest.skip(f"torchrun could not rendezvous on 127.0.0.1:{port}: {text[-600:]}")
-        raise AssertionError(f"torchrun exit codes {codes}:\n{text[-4000:]}")
+        raise AssertionError(f"slurm_train.sh exit code {code}:\n{(root / 'sbatch.out').read_text()[-1000:]}\n{text[-4000:]}")
     return errors
 
 
@@ -118,18 +141,19 @@ def single_process(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("layout", ["shared output_dir", "node-local output_dir, shared cache.url"])
 def test_two_torchrun_nodes_train_the_single_process_model(single_process, tmp_path, layout):
     nodes = [tmp_path / "node0", tmp_path / "node1"]
-    if layout == "shared output_dir":  # the Slurm example's: output_dir on a filesystem every node mounts
+    if layout == "shared output_dir":  # on a filesystem every node mounts
         settings, outputs = [f"output_dir={tmp_path / 'shared'}"], [tmp_path / "shared"] * 2
     else:  # each node works on its own disk (a relative output_dir, one working folder per node); stages meet in the cache
         settings, outputs = ["output_dir=out", f"cache.url={tmp_path / 'cache'}"], [folder / "out" for folder in nodes]
     # From scratch: the two nodes build every stage themselves (rank 0 does, the other rank waits).
-    errors = _launch_two_nodes(nodes, settings)
+    errors = _launch_two_nodes(tmp_path, settings)
     # Under c10d rendezvous torchrun hands out ranks in order of arrival, not by --node_rank: find which
     # node's process got RANK 1. Its LOCAL_RANK is 0, as rank 0's is: rank-0 work goes by RANK.
     (follower,) = [node for node, err in enumerate(errors) if "[rank 1]" in err]
     leader = 1 - follower
     assert "started ->" not in errors[follower] and "[rank" not in errors[leader]
-    waited = "waits for rank 0 to build ingest-" if layout == "shared output_dir" else "downloaded ingest-"
+    # (It may start after rank 0 built the first stages; the tokenizer's take seconds.)
+    waited = "waits for rank 0 to build " if layout == "shared output_dir" else "downloaded ingest-"
     assert f"rank 1 {waited}" in errors[follower], errors[follower][-2000:]
     run_log = (outputs[leader] / "tiny" / "run.log").read_text()  # written by rank 0 alone
     assert "[ingest] started ->" in run_log and "2 processes x 4 windows" in run_log and "[rank" not in run_log

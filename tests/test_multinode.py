@@ -2,13 +2,14 @@
 
 - examples/slurm_train.sh on two "nodes" (Slurm's srun and scontrol replaced by stand-ins): two
   `torchrun --nnodes 2 --nproc_per_node 1` launches, c10d rendezvous, of `corpuslab train` draw the curve one
-  process draws; the process whose RANK is 0 builds every stage, the other node's
-  process (RANK 1 but LOCAL_RANK 0) builds nothing and waits for them;
+  process draws; the process whose RANK is 0 builds every stage, the other node's process (RANK 1 but
+  LOCAL_RANK 0) builds nothing and waits for them, in a shared output_dir or, when each node has its own,
+  through the shared stage cache;
 - a Ray cluster of two nodes (`ray start --head` and `ray start --address`: two raylets, one CPU each) runs a
   curation whose shard tasks land on both nodes and whose decision tables equal the local executor's.
 
 Each launcher that cannot start here (a port taken, a rendezvous that never forms) skips with the reason.
-Both are slow (~40-60 s each on 2 busy cores): `pytest -m slow`, as `.ci/run` does.
+The launches are slow (~55-65 s each on 2 busy cores): `pytest -m slow`, as `.ci/run` does.
 """
 
 from __future__ import annotations
@@ -301,8 +302,16 @@ def driver_environment(**values: str | None):
         apply(saved)
 
 
+def _keep_logs(folder: Path, into: Path) -> None:
+    """The nodes' logs (their temporary folders hold sockets too, which do not copy), for a failure's post-mortem."""
+    for log in [p for pattern in ("*.log", "*.out", "*.err") for p in folder.rglob(pattern) if p.is_file()]:
+        target = into / log.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, target)
+
+
 @pytest.fixture
-def ray_nodes():
+def ray_nodes(tmp_path):
     """Two Ray nodes on this machine, with token authentication (as a cluster should run) by a token of the
     test's own, in the environment of both nodes and of this process (the driver)."""
     import ray
@@ -322,6 +331,7 @@ def ray_nodes():
         if ray.is_initialized():
             ray.shutdown()
         nodes.stop()
+        _keep_logs(folder, tmp_path / "ray-nodes")
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -10,9 +10,14 @@ process is the same code path as N.
 The division of work (`experiment.py` reads it from here):
 - rank 0 builds every shared and per-arm stage before training (prepare, curate, pack), holds the
   experiment's lock, writes every checkpoint and manifest, evaluates and reports;
-- every other rank builds nothing: it waits for each stage's manifest (`FollowerStageRunner`), then
-  joins rank 0 in the train stage, where each rank reads its share of every global batch and DDP
-  averages the gradients (`training.trainer`).
+- every other rank builds nothing: it waits for each stage's manifest (`FollowerStageRunner`) in the
+  output folder it shares with rank 0, or, on a node with a folder of its own, downloads the stage from
+  the shared stage cache once rank 0 has uploaded it; then it joins rank 0 in the train stage (unless
+  rank 0 says the stage is done: `LeaderStageRunner`), where each rank reads its share of every global
+  batch and DDP averages the gradients (`training.trainer`).
+
+Rank-0 work goes by RANK (global), the device by LOCAL_RANK (per node): on a second node the first process
+has LOCAL_RANK 0 and RANK nproc_per_node.
 
 The process group is created lazily, when the first train stage starts, so ranks that wait hours for
 rank 0 to prepare a corpus are not inside a collective that could time out meanwhile.

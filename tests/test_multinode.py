@@ -223,7 +223,10 @@ def test_a_follower_on_another_node_downloads_stages_from_the_cache_and_trains_a
     follower.run(follower.stage("train", "key"), lambda work: trained.append("rank 1") or {})
     assert said == [False, False] and trained == ["rank 0", "rank 1"]
     elsewhere = distributed.LeaderStageRunner(tmp_path / "node3", lambda line: None, cache)
+    interrupted = elsewhere.stage("train", "key").partial_path
+    interrupted.mkdir(parents=True)  # a killed attempt on that node: superseded by the cache's stage
     assert elsewhere.run(elsewhere.stage("train", "key"), lambda work: pytest.fail("retrained"))["steps"] == 12
+    assert not interrupted.exists()
     monkeypatch.setattr(distributed, "broadcast", lambda value: said.append(value) or True)  # rank 0's answer: done
     assert follower.run(follower.stage("train", "key"), lambda work: pytest.fail("trained alone")) == {}
     assert said == [False, False, True, False]

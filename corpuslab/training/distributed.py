@@ -26,6 +26,7 @@ rank 0 to prepare a corpus are not inside a collective that could time out meanw
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -147,7 +148,12 @@ def stage_runner(root: Path, log: Callable[[str], None], cache: StageCache | Non
 
 def _ready_to_skip_training(stage: Stage, cache: StageCache | None) -> bool:
     """Rank 0: whether the train stage is complete here, or was downloaded from the shared cache now."""
-    return stage.is_complete() or (cache is not None and cache.download(stage) is not None)
+    if stage.is_complete():
+        return True
+    if cache is None or cache.download(stage) is None:
+        return False
+    shutil.rmtree(stage.partial_path, ignore_errors=True)  # an interrupted attempt here is superseded, as StageRunner does
+    return True
 
 
 class LeaderStageRunner(StageRunner):

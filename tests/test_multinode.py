@@ -93,7 +93,7 @@ def _launch_two_nodes(root: Path, settings: list[str]) -> list[str]:
     port = _free_port()
     _skip_unless_free(port, "torchrun's c10d rendezvous")
     bin_dir = root / "bin"
-    bin_dir.mkdir(parents=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -138,7 +138,7 @@ def single_process(tmp_path_factory) -> Path:
     return out / "tiny" / "stages"
 
 
-@pytest.mark.slow  # ~50 s each on 2 busy cores: two torchrun launchers, each starting a process that imports torch
+@pytest.mark.slow  # 55-85 s each on 2 busy cores: two torchrun launchers, each starting a process that imports torch
 @pytest.mark.parametrize("layout", ["shared output_dir", "node-local output_dir, shared cache.url"])
 def test_two_torchrun_nodes_train_the_single_process_model(single_process, tmp_path, layout):
     nodes = [tmp_path / "node0", tmp_path / "node1"]
@@ -170,6 +170,17 @@ def test_two_torchrun_nodes_train_the_single_process_model(single_process, tmp_p
     for key in ("loss", "grad_norm", "val_loss"):
         assert [e[key] for e in got] == pytest.approx([e[key] for e in want], rel=1e-5), key
     assert not (outputs[leader] / "tiny" / ".lock").exists()
+    if layout == "shared output_dir":
+        return
+    # Two fresh nodes: every stage comes from the cache, the trained one too, and rank 0 tells the other rank
+    # not to train (were it to train alone, the launch would hang in DDP).
+    for folder in outputs:
+        shutil.rmtree(folder)
+    errors = _launch_two_nodes(tmp_path, settings)
+    (leader,) = [node for node, err in enumerate(errors) if "[rank 1]" not in err]
+    run_log = (outputs[leader] / "tiny" / "run.log").read_text()
+    assert f"[train no_dedup] downloaded {name}" in run_log and "started ->" not in run_log and "training 12 steps" not in run_log
+    assert json.loads((outputs[leader] / "tiny" / "stages" / name / "curve.json").read_text()) == got
 
 
 def test_rank_zero_work_goes_by_rank_and_the_device_by_local_rank(tmp_path, monkeypatch):

@@ -146,16 +146,6 @@ def stage_runner(root: Path, log: Callable[[str], None], cache: StageCache | Non
     return LeaderStageRunner(root, log, cache) if is_distributed() else StageRunner(root, log, cache)
 
 
-def _ready_to_skip_training(stage: Stage, cache: StageCache | None) -> bool:
-    """Rank 0: whether the train stage is complete here, or was downloaded from the shared cache now."""
-    if stage.is_complete():
-        return True
-    if cache is None or cache.download(stage) is None:
-        return False
-    shutil.rmtree(stage.partial_path, ignore_errors=True)  # an interrupted attempt here is superseded, as StageRunner does
-    return True
-
-
 class LeaderStageRunner(StageRunner):
     """Rank 0's stage runner under torchrun: before a train stage it tells every rank whether it will train
     (the stage may be complete in rank 0's folder or in the shared cache, which another node's ranks may not
@@ -164,8 +154,18 @@ class LeaderStageRunner(StageRunner):
     def run(self, stage: Stage, build: Callable[[Path], dict[str, Any]], label: str | None = None,
             resumable: bool = False) -> dict[str, Any]:
         if stage.name == "train":
-            broadcast(_ready_to_skip_training(stage, self.cache))
+            broadcast(self._ready_to_skip_training(stage, label or stage.name))
         return super().run(stage, build, label=label, resumable=resumable)
+
+    def _ready_to_skip_training(self, stage: Stage, label: str) -> bool:
+        """Whether the train stage is complete here, or was downloaded from the shared cache now."""
+        if stage.is_complete():
+            return True
+        if self.cache is None or self.cache.download(stage) is None:
+            return False
+        shutil.rmtree(stage.partial_path, ignore_errors=True)  # an interrupted attempt here is superseded, as StageRunner does
+        self.log(f"[{label}] downloaded {stage.path.name} from {self.cache.describe()}")
+        return True
 
 
 class FollowerStageRunner(StageRunner):

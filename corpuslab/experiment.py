@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpuslab.artifacts import Stage, StageRunner, os_error_as_stage_error, read_json, write_json_atomic
+from corpuslab.artifacts import Stage, os_error_as_stage_error, read_json, write_json_atomic
 from corpuslab.atomic import file_set, write_text_atomic
 from corpuslab.config import ExperimentConfig, dump_config
 from corpuslab.corpus import canaries as canary_lib
@@ -104,11 +104,9 @@ class Experiment:
         # A URL output_dir (s3://...) works in a local staging folder: its stages go to the shared cache,
         # its report files are uploaded when written (corpuslab.paths, corpuslab.stage_cache).
         self.root = local_output_dir(cfg.output_dir) / cfg.experiment
-        # Under torchrun only rank 0 builds stages (and talks to the shared cache); the other ranks wait
-        # for them and join in training.
-        follower = not distributed.is_main()
-        self.stages = (distributed.FollowerStageRunner(self.root / "stages", distributed.rank_log) if follower
-                       else StageRunner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment)))
+        # Under torchrun only rank 0 builds stages (and fills the shared cache); the other ranks wait for
+        # them (on another node, possibly from the cache) and join in training.
+        self.stages = distributed.stage_runner(self.root / "stages", log, open_cache(cfg.cache.url, cfg.output_dir, cfg.experiment))
         self._executor: Any = None
 
     @property

@@ -56,6 +56,27 @@ class RayConfig:
         require(self.connect_timeout_s > 0, f"{prefix}.connect_timeout_s", self.connect_timeout_s, "a number of seconds > 0")
 
 
+# Ray 2.60 clusters started with `ray start` use token authentication as soon as a token exists
+# (~/.ray/auth_token, made by any local `ray.init`), but a process joining one sends its token only under
+# RAY_AUTH_MODE=token: without it, Ray retries for 20 s and reports a failed connection.
+TOKEN_HINT = ("a Ray cluster this process may join, but the cluster refused it: it runs with token authentication and this "
+              "process sent no token or another one; set RAY_AUTH_MODE=token in this process's environment and give it the "
+              "cluster's token (the head node's ~/.ray/auth_token copied to this machine, or RAY_AUTH_TOKEN / "
+              "RAY_AUTH_TOKEN_PATH); see https://docs.ray.io/en/latest/ray-security/token-auth.html")
+
+
+def _refused_token(err: BaseException) -> bool:
+    """Whether Ray's failure to join a cluster came from token authentication (the cause is a few levels down)."""
+    seen: BaseException | None = err
+    for _ in range(8):
+        if seen is None:
+            return False
+        if type(seen).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def host_port(address: str, key: str) -> tuple[str, int]:
     """('10.0.0.1', 6379) from `10.0.0.1:6379` or `ray://10.0.0.1:6379`."""
     rest = address.split("://", 1)[1] if "://" in address else address
@@ -143,6 +164,8 @@ class RayExecutor:
         try:
             ray.init(address=cfg.address, **common)
         except (ConnectionError, TimeoutError, RuntimeError) as err:
+            if _refused_token(err):
+                raise ConfigError(key, cfg.address, TOKEN_HINT) from None
             found = "no Ray cluster was found from this machine" if cfg.address == "auto" else f"Ray could not join it: {err}"
             raise ConfigError(key, cfg.address, f"a running Ray cluster, but {found}; {self._what_to_do()}") from None
 

@@ -80,9 +80,11 @@ class StageCache:
         except Exception as err:
             raise access_error(err, self.key, self.url, f"looking up {stage.path.name}") from None
 
-    def download(self, stage: Stage) -> dict[str, Any] | None:
+    def download(self, stage: Stage, replace: bool = True) -> dict[str, Any] | None:
         """Copy a complete cached stage into `stage.path` (through a temporary folder, moved into place whole);
-        None when the cache does not hold it complete."""
+        None when the cache does not hold it complete. `replace=False` (a torchrun rank other than 0, which may
+        share the folder with rank 0) never removes what is at `stage.path`: a complete stage placed there
+        meanwhile wins, and debris stays for rank 0 to clear."""
         if not self.has(stage):
             return None
         remote = self._remote(stage)
@@ -107,6 +109,8 @@ class StageCache:
         if short or manifest is None or manifest.get("fingerprint") != stage.fingerprint:
             shutil.rmtree(tmp, ignore_errors=True)
             return None  # a torn copy or a foreign folder under our name: build it instead
+        if not replace:
+            return _place_unless_there(tmp, stage, manifest)
         if stage.path.exists():  # debris without a manifest (the runner checked)
             shutil.rmtree(stage.path)
         os.replace(tmp, stage.path)
@@ -153,6 +157,18 @@ def _local_fs(folder: str) -> tuple[Any, str]:
     from fsspec.implementations.local import LocalFileSystem
 
     return LocalFileSystem(auto_mkdir=True), os.path.abspath(os.path.expanduser(folder))
+
+
+def _place_unless_there(tmp: Path, stage: Stage, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Move a downloaded stage into place unless a folder is there (a non-empty one makes the rename fail)."""
+    try:
+        if not stage.path.exists():
+            os.replace(tmp, stage.path)
+            return manifest
+    except OSError:
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    return _read_manifest(stage.path / MANIFEST)
 
 
 def open_cache(url: str | None, output_dir: str, experiment: str) -> StageCache | None:

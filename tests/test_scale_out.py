@@ -93,7 +93,8 @@ def test_the_slurm_example_is_valid_bash_that_starts_torchrun_per_node():
     script = Path(__file__).resolve().parent.parent / "examples" / "slurm_train.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    assert "--ntasks-per-node=1" in text and "torchrun --nnodes" in text and "-m corpuslab.cli run" in text
+    assert "--ntasks-per-node=1" in text and "torchrun --nnodes" in text and '-m corpuslab.cli "$COMMAND"' in text
+    assert "COMMAND=${COMMAND:-run}" in text  # tests/test_multinode.py runs the script itself on two "nodes"
 
 
 def test_parallel_workers_take_one_gpu_each_or_share_the_cpu(monkeypatch):

@@ -10,9 +10,14 @@ process is the same code path as N.
 The division of work (`experiment.py` reads it from here):
 - rank 0 builds every shared and per-arm stage before training (prepare, curate, pack), holds the
   experiment's lock, writes every checkpoint and manifest, evaluates and reports;
-- every other rank builds nothing: it waits for each stage's manifest (`FollowerStageRunner`), then
-  joins rank 0 in the train stage, where each rank reads its share of every global batch and DDP
-  averages the gradients (`training.trainer`).
+- every other rank builds nothing: it waits for each stage's manifest (`FollowerStageRunner`) in the
+  output folder it shares with rank 0, or, on a node with a folder of its own, downloads the stage from
+  the shared stage cache once rank 0 has uploaded it; then it joins rank 0 in the train stage (unless
+  rank 0 says the stage is done: `LeaderStageRunner`), where each rank reads its share of every global
+  batch and DDP averages the gradients (`training.trainer`).
+
+Rank-0 work goes by RANK (global), the device by LOCAL_RANK (per node): on a second node the first process
+has LOCAL_RANK 0 and RANK nproc_per_node.
 
 The process group is created lazily, when the first train stage starts, so ranks that wait hours for
 rank 0 to prepare a corpus are not inside a collective that could time out meanwhile.
@@ -21,15 +26,19 @@ rank 0 to prepare a corpus are not inside a collective that could time out meanw
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corpuslab.artifacts import Stage, StageRunner
 from corpuslab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from corpuslab.stage_cache import StageCache
 
 # Collectives wait this long for a slow rank (rank 0 evaluating an arm while the others already wait
 # in the next arm's train stage); CORPUSLAB_DIST_TIMEOUT_MINUTES overrides it.
@@ -130,24 +139,60 @@ def training_device(name: str) -> str:
     return f"cuda:{local_rank()}"
 
 
-class FollowerStageRunner(StageRunner):
-    """The stage runner of a rank other than 0: it builds nothing, it waits for rank 0's manifest. The train
-    stage is the exception: its `build` runs on every rank (it is the distributed training; only rank 0
-    writes), and its folder becomes complete only after every rank has trained."""
+def stage_runner(root: Path, log: Callable[[str], None], cache: StageCache | None) -> StageRunner:
+    """This process's stage runner: rank 0 builds (and fills the shared cache), every other rank waits."""
+    if not is_main():
+        return FollowerStageRunner(root, rank_log, cache)
+    return LeaderStageRunner(root, log, cache) if is_distributed() else StageRunner(root, log, cache)
 
-    def __init__(self, root: Path, log: Callable[[str], None]):
-        self.root, self.log = root, log  # rank 0 creates the folder
-        self.cache = None  # rank 0 alone reads and fills the shared stage cache
+
+class LeaderStageRunner(StageRunner):
+    """Rank 0's stage runner under torchrun: before a train stage it tells every rank whether it will train
+    (the stage may be complete in rank 0's folder or in the shared cache, which another node's ranks may not
+    see): all ranks take the same branch, or DDP would wait for a rank that never comes."""
 
     def run(self, stage: Stage, build: Callable[[Path], dict[str, Any]], label: str | None = None,
             resumable: bool = False) -> dict[str, Any]:
         if stage.name == "train":
-            if stage.is_complete():
-                return stage.manifest()
+            broadcast(self._ready_to_skip_training(stage, label or stage.name))
+        return super().run(stage, build, label=label, resumable=resumable)
+
+    def _ready_to_skip_training(self, stage: Stage, label: str) -> bool:
+        """Whether the train stage is complete here, or was downloaded from the shared cache now."""
+        if stage.is_complete():
+            return True
+        if self.cache is None or self.cache.download(stage) is None:
+            return False
+        shutil.rmtree(stage.partial_path, ignore_errors=True)  # an interrupted attempt here is superseded, as StageRunner does
+        self.log(f"[{label}] downloaded {stage.path.name} from {self.cache.describe()}")
+        return True
+
+
+class FollowerStageRunner(StageRunner):
+    """The stage runner of a rank other than 0: it builds nothing, it waits for rank 0's stage, in the
+    folder it shares with rank 0 or, on a node that does not share it (a node-local `output_dir`, or a URL
+    one: each node stages it locally), in the shared stage cache (`cache.url`), from which it downloads it.
+    The train stage is the exception: its `build` runs on every rank (it is the distributed training; only
+    rank 0 writes) unless rank 0 says the stage is done, and its folder becomes complete only after every
+    rank has trained."""
+
+    def __init__(self, root: Path, log: Callable[[str], None], cache: StageCache | None = None):
+        self.root, self.log = root, log
+        self.cache = cache  # read only: rank 0 alone builds stages and fills the cache
+        root.mkdir(parents=True, exist_ok=True)  # rank 0 makes it, unless this node has a folder of its own
+
+    def run(self, stage: Stage, build: Callable[[Path], dict[str, Any]], label: str | None = None,
+            resumable: bool = False) -> dict[str, Any]:
+        if stage.name == "train":
+            if broadcast(stage.is_complete()):  # rank 0's answer (this rank's own without torchrun)
+                return stage.manifest() if stage.is_complete() else {}
             build(stage.partial_path)
             return {}
         waited = False
         while not stage.is_complete():
+            if self.cache is not None and (manifest := self.cache.download(stage, replace=False)) is not None:
+                self.log(f"[{label or stage.name}] rank {rank()} downloaded {stage.path.name} from {self.cache.describe()}")
+                return manifest
             if not waited:
                 self.log(f"[{label or stage.name}] rank {rank()} waits for rank 0 to build {stage.path.name}")
                 waited = True

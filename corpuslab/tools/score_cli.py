@@ -73,10 +73,12 @@ def score(checkpoint: str, cfg, device: str, seed: int) -> dict[str, dict[str, A
 
     from corpuslab.evaluation.lm import load_any_checkpoint
     from corpuslab.evaluation.tasks import evaluate_tasks
+    from corpuslab.evaluation.tasks.data import local_copy_hint
 
     started = time.perf_counter()
     model, tokenizer, torch_device = load_any_checkpoint(checkpoint, device)
-    results = evaluate_tasks(model, tokenizer, cfg, torch_device, seed=seed)
+    with local_copy_hint("--task-file {task}=PATH"):
+        results = evaluate_tasks(model, tokenizer, cfg, torch_device, seed=seed)
     print(f"corpuslab score: {checkpoint} on {', '.join(cfg.tasks)} ({time.perf_counter() - started:.1f} s, "
           f"{torch_device})", file=sys.stderr)
     return results

@@ -64,3 +64,56 @@ def test_table_marks_lower_is_better():
     table = harness_table({"lambada_openai": {"acc": 0.5, "acc_stderr": 0.1, "perplexity": 12.0, "perplexity_stderr": 2.0, "n": 4}})
     lines = table.splitlines()
     assert "↑" in lines[2] and "↓" in lines[3] and "12.0000" in lines[3] and lines[3].lstrip("|").startswith(" ")
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """HF_HUB_OFFLINE=1 as huggingface_hub reads it at import; `datasets.load_dataset` records the offline
+    state it was called under and fails as an empty cache does."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # as when only the reachability check found it offline
+    calls: list[bool] = []
+
+    def load_dataset(*args, **kwargs):
+        calls.append(datasets.config.HF_HUB_OFFLINE)
+        raise ConnectionError("Couldn't reach 'allenai/ai2_arc' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_score_offline_reads_the_cache_once_and_names_the_task_file_option(checkpoint, capsys, hub_offline):
+    """The reviewer's `corpuslab score CKPT --tasks arc_easy:5` offline: datasets must go straight to the local
+    cache (no five retries with backoff), and the hint must name the option this command has."""
+    assert main(["score", str(checkpoint[0]), "--tasks", "arc_easy:5", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert hub_offline == [True]  # one lookup, in offline mode
+    assert "--task-file arc_easy=PATH" in err and "tasks.data_files" not in err
+
+
+def test_api_and_experiment_hints_name_their_own_keys(checkpoint, hub_offline):
+    from corpuslab.errors import InputError
+    from corpuslab.evaluation.tasks.runner import load_examples
+
+    _, _, model, tokenizer = checkpoint
+    with pytest.raises(InputError, match=r"task_files=\{'arc_easy': PATH\}"):
+        corpuslab.evaluate(model, tokenizer, {"arc_easy": 5}, device="cpu")
+    with pytest.raises(InputError, match=r"evaluation\.task_files\.arc_easy"):  # what an experiment run reads
+        load_examples("arc_easy", 5)
+    assert hub_offline == [True, True]
+
+
+def test_a_real_offline_load_fails_at_once_with_an_input_error(monkeypatch):
+    """Through the real `datasets.load_dataset` under HF_HUB_OFFLINE with an empty cache: no request is tried."""
+    from huggingface_hub import constants
+
+    from corpuslab.errors import InputError
+    from corpuslab.evaluation.tasks.base import HFSource
+    from corpuslab.evaluation.tasks.data import load_hf_docs
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputError, match="not in the local cache"):
+        load_hf_docs(HFSource("corpuslab-tests/no-such-dataset", None, "test"), "no_such_task")

@@ -1,6 +1,7 @@
 """`corpuslab score CHECKPOINT --tasks ...`: any saved model on tasks from local files, the harness table."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,60 @@ def test_a_real_offline_load_fails_at_once_with_an_input_error(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(InputError, match="not in the local cache"):
         load_hf_docs(HFSource("corpuslab-tests/no-such-dataset", None, "test"), "no_such_task")
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """A tiny two-arm experiment run to its report: the layout `corpuslab run` makes."""
+    from corpuslab.api import load_config, run
+    from tests.conftest import TINY
+
+    out = tmp_path_factory.mktemp("experiment")
+    overrides = [*TINY, f"output_dir={out}", "training.max_steps=2", "training.eval_interval=2", "curation.workers=1",
+                 "curation.decontaminate=none", "evaluation.tasks={}", "runs=[{name: kept, recipe: none}, {name: exact, recipe: exact}]"]
+    run(load_config(overrides=overrides), log=lambda _: None)
+    return out / "tiny"
+
+
+def test_score_names_one_arm_of_an_experiment(experiment, checkpoint, tmp_path, capsys):
+    """`corpuslab score outputs/default --arm exact`: one arm's final checkpoint, where `stages/train-*/final`
+    expanded to one checkpoint per arm and failed with 'unrecognized arguments'."""
+    files = checkpoint[1]
+    finals = sorted(experiment.glob("stages/train-*/final"))
+    assert len(finals) == 2
+    out = tmp_path / "exact.json"
+    assert main(["score", str(experiment), "--arm", "exact", "--tasks", "piqa", "--task-file", f"piqa={files['piqa']}",
+                 "--device", "cpu", "--output", str(out)]) == 0
+    report = json.loads((experiment / "report.json").read_text())
+    chosen = json.loads(out.read_text())["checkpoint"]
+    recorded = Path(report["arms"]["exact"]["replicates"][0]["checkpoints"]["final"])
+    assert Path(chosen) == experiment / "stages" / recorded.parent.name / "final"
+    assert chosen in map(str, finals) and chosen != report["arms"]["kept"]["replicates"][0]["checkpoints"]["final"]
+    stage = tmp_path / "stage.json"  # the arm's train stage folder names its final/ too
+    assert main(["score", str(Path(chosen).parent), "--tasks", "piqa", "--task-file", f"piqa={files['piqa']}",
+                 "--device", "cpu", "--output", str(stage)]) == 0
+    assert json.loads(stage.read_text())["results"] == json.loads(out.read_text())["results"]
+    capsys.readouterr()
+    for args, expected in ((["--arm", "nosuch"], "exact, kept"), (["--arm", "exact:7"], "seeds of 'exact': 0"), ([], "--arm")):
+        assert main(["score", str(experiment), *args, "--tasks", "piqa"]) == 2
+        assert expected in capsys.readouterr().err
+
+
+def test_readme_score_examples_name_one_checkpoint():
+    """Each `corpuslab score` command the README shows parses, and names one checkpoint (no shell glob)."""
+    import argparse
+    import shlex
+
+    from corpuslab.tools.score_cli import add_arguments
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    commands = [line.split(" #")[0].strip() for line in readme.splitlines() if line.startswith("corpuslab score ")]
+    assert commands
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_arguments(parser)
+    for command in commands:
+        words = shlex.split(command)[2:]
+        if "CHECKPOINT" in words:  # the synopsis line
+            continue
+        args = parser.parse_args(words)
+        assert not any(c in args.checkpoint for c in "*?["), command

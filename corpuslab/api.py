@@ -93,6 +93,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: dict[str, int | None] | Sequence
     """Score an in-memory causal LM on zero-shot tasks exactly as `corpuslab evaluate` does (requests built
     and scored as lm-evaluation-harness 0.4.13). `tasks`: names, or name -> number of examples (None = all)."""
     from corpuslab.evaluation.tasks import TaskConfig, evaluate_tasks
+    from corpuslab.evaluation.tasks.data import local_copy_hint
     from corpuslab.schema import from_dict
     from corpuslab.training.model import resolve_device
 
@@ -102,6 +103,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: dict[str, int | None] | Sequence
     was_training = model.training
     model.to(torch_device).eval()
     try:
-        return evaluate_tasks(model, tokenizer, cfg, torch_device, seed=seed)
+        with local_copy_hint("task_files={{'{task}': PATH}}"):
+            return evaluate_tasks(model, tokenizer, cfg, torch_device, seed=seed)
     finally:
         model.train(was_training)

@@ -46,7 +46,9 @@ class _Recorded:
 class ShardLog:
     """An executor that runs through `executor` only the tasks not recorded as done in `folder`.
 
-    `resumed` and `ran` count the tasks taken from the records and the tasks run, over every `map`."""
+    `resumed` and `ran` count the tasks taken from an earlier run's records and the tasks run, over every
+    `map`; `reused` counts tasks this run had already recorded in an earlier `map` (decontamination probes
+    val and test with the same task when both splits index nothing, for instance): read back, not resumed."""
 
     def __init__(self, executor: Any, folder: Path, log: Callable[[str], None] | None = None):
         self.executor = executor
@@ -54,6 +56,8 @@ class ShardLog:
         self.log = log
         self.resumed = 0
         self.ran = 0
+        self.reused = 0
+        self._recorded_now: set[str] = set()  # keys this instance saved: found again, they are no earlier run's
 
     def map(self, fn: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[Result]:
         items = list(items)
@@ -63,10 +67,13 @@ class ShardLog:
             if (self.folder / f"{key}.done").exists():
                 results[i] = _Recorded(key)  # read back when its turn comes: one recorded result in memory at a time
         todo = [i for i in range(len(items)) if i not in results]
-        self.resumed += len(results)
+        reused = sum(1 for i in results if keys[i] in self._recorded_now)
+        self.resumed += len(results) - reused
+        self.reused += reused
         self.ran += len(todo)
-        if results and self.log is not None:
-            self.log(f"  resumed: {len(results)} of {len(items)} {getattr(fn, '__name__', 'task')} tasks were finished by an earlier run")
+        if len(results) > reused and self.log is not None:
+            self.log(f"  resumed: {len(results) - reused} of {len(items)} {getattr(fn, '__name__', 'task')} tasks were finished by an "
+                     "earlier run")
         finished = self._run(fn, [items[i] for i in todo]) if todo else iter(())
         return self._in_order(finished, todo, keys, results, len(items), fn)
 
@@ -98,6 +105,7 @@ class ShardLog:
         with atomic_file(self.folder / f"{key}.pkl", "wb") as handle:
             pickle.dump(result, handle, protocol=5)
         write_json_atomic(self.folder / f"{key}.done", {"task": getattr(fn, "__qualname__", repr(fn)), "finished": time.time()})
+        self._recorded_now.add(key)
 
     def _load(self, key: str) -> Any:
         with open(self.folder / f"{key}.pkl", "rb") as handle:

@@ -114,3 +114,40 @@ def test_a_curate_stage_killed_mid_way_redoes_only_unfinished_shards(tmp_path, m
     assert not records[0].exists()  # removed once the stage is complete
     (decisions,) = (tmp_path / "tiny" / "stages").glob("curate-exact-*/decisions.parquet")
     assert pq.read_table(decisions).num_rows > 0
+
+
+def square(value: int) -> int:
+    return value * value
+
+
+def test_a_task_recorded_earlier_in_the_same_run_is_not_reported_as_resumed(tmp_path):
+    """Decontamination maps the same probe task for val and for test when neither split indexes anything:
+    the second map reads the first one's record back, but nothing was resumed from an earlier run."""
+    messages: list[str] = []
+    log = ShardLog(SerialExecutor(), tmp_path / "records", messages.append)
+    assert list(log.map(square, [3, 4])) == [9, 16]
+    assert list(log.map(square, [4, 5])) == [16, 25]
+    assert (log.resumed, log.reused, log.ran) == (0, 1, 3)
+    assert not [m for m in messages if "resumed" in m]
+    again = ShardLog(SerialExecutor(), tmp_path / "records", messages.append)  # a later run: those records are an earlier run's
+    assert list(again.map(square, [3, 4, 6])) == [9, 16, 36]
+    assert (again.resumed, again.reused, again.ran) == (2, 0, 1)
+    assert messages == ["  resumed: 2 of 3 square tasks were finished by an earlier run"]
+
+
+def test_a_fresh_prepare_of_awkward_local_files_logs_no_resume(tmp_path, monkeypatch):
+    """The reviewer's case: a JSONL with a malformed line, an empty file and a Latin-1 text file, prepared into
+    a new folder. Val and test come out empty, so decontamination probes both with one identical task."""
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [f'{{"body": "document {i} about topic {i % 3} with a few more words {i * 7}"}}' for i in range(12)]
+    (data / "a.jsonl").write_text("\n".join(lines[:5] + ["{not json"] + lines[5:]) + "\n", encoding="utf-8")
+    (data / "empty.jsonl").write_text("")
+    (data / "latin.txt").write_bytes(("café naïve résumé " * 20).encode("latin-1"))
+    monkeypatch.chdir(data)
+    overrides = [*TINY, f"output_dir={tmp_path / 'out'}", "dataset.source=local", "dataset.local.paths=[a.jsonl,empty.jsonl,latin.txt]",
+                 "dataset.local.text_field=body", "curation.workers=1"]
+    messages: list[str] = []
+    run(load_config(overrides=overrides), until="decontaminate", log=messages.append)
+    assert any("decontaminate" in m for m in messages)
+    assert not [m for m in messages if "resumed" in m], messages

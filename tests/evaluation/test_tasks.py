@@ -270,7 +270,7 @@ def test_unreachable_hub_says_to_use_a_local_file(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(InputError, match="data_files"):
+    with pytest.raises(InputError, match=r"evaluation\.task_files\.arc_easy"):
         load_examples("arc_easy")
 
 

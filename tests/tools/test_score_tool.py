@@ -1,6 +1,7 @@
 """`corpuslab score CHECKPOINT --tasks ...`: any saved model on tasks from local files, the harness table."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,113 @@ def test_table_marks_lower_is_better():
     table = harness_table({"lambada_openai": {"acc": 0.5, "acc_stderr": 0.1, "perplexity": 12.0, "perplexity_stderr": 2.0, "n": 4}})
     lines = table.splitlines()
     assert "↑" in lines[2] and "↓" in lines[3] and "12.0000" in lines[3] and lines[3].lstrip("|").startswith(" ")
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """HF_HUB_OFFLINE=1 as huggingface_hub reads it at import; `datasets.load_dataset` records the offline
+    state it was called under and fails as an empty cache does."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # as when only the reachability check found it offline
+    calls: list[bool] = []
+
+    def load_dataset(*args, **kwargs):
+        calls.append(datasets.config.HF_HUB_OFFLINE)
+        raise ConnectionError("Couldn't reach 'allenai/ai2_arc' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_score_offline_reads_the_cache_once_and_names_the_task_file_option(checkpoint, capsys, hub_offline):
+    """The reviewer's `corpuslab score CKPT --tasks arc_easy:5` offline: datasets must go straight to the local
+    cache (no five retries with backoff), and the hint must name the option this command has."""
+    assert main(["score", str(checkpoint[0]), "--tasks", "arc_easy:5", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert hub_offline == [True]  # one lookup, in offline mode
+    assert "--task-file arc_easy=PATH" in err and "tasks.data_files" not in err
+
+
+def test_api_and_experiment_hints_name_their_own_keys(checkpoint, hub_offline):
+    from corpuslab.errors import InputError
+    from corpuslab.evaluation.tasks.runner import load_examples
+
+    _, _, model, tokenizer = checkpoint
+    with pytest.raises(InputError, match=r"task_files=\{'arc_easy': PATH\}"):
+        corpuslab.evaluate(model, tokenizer, {"arc_easy": 5}, device="cpu")
+    with pytest.raises(InputError, match=r"evaluation\.task_files\.arc_easy"):  # what an experiment run reads
+        load_examples("arc_easy", 5)
+    assert hub_offline == [True, True]
+
+
+def test_a_real_offline_load_fails_at_once_with_an_input_error(monkeypatch):
+    """Through the real `datasets.load_dataset` under HF_HUB_OFFLINE with an empty cache: no request is tried."""
+    from huggingface_hub import constants
+
+    from corpuslab.errors import InputError
+    from corpuslab.evaluation.tasks.base import HFSource
+    from corpuslab.evaluation.tasks.data import load_hf_docs
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputError, match="not in the local cache"):
+        load_hf_docs(HFSource("corpuslab-tests/no-such-dataset", None, "test"), "no_such_task")
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """A tiny two-arm experiment run to its report: the layout `corpuslab run` makes."""
+    from corpuslab.api import load_config, run
+    from tests.conftest import TINY
+
+    out = tmp_path_factory.mktemp("experiment")
+    overrides = [*TINY, f"output_dir={out}", "training.max_steps=2", "training.eval_interval=2", "curation.workers=1",
+                 "curation.decontaminate=none", "evaluation.tasks={}", "runs=[{name: kept, recipe: none}, {name: exact, recipe: exact}]"]
+    run(load_config(overrides=overrides), log=lambda _: None)
+    return out / "tiny"
+
+
+def test_score_names_one_arm_of_an_experiment(experiment, checkpoint, tmp_path, capsys):
+    """`corpuslab score outputs/default --arm exact`: one arm's final checkpoint, where `stages/train-*/final`
+    expanded to one checkpoint per arm and failed with 'unrecognized arguments'."""
+    files = checkpoint[1]
+    finals = sorted(experiment.glob("stages/train-*/final"))
+    assert len(finals) == 2
+    out = tmp_path / "exact.json"
+    assert main(["score", str(experiment), "--arm", "exact", "--tasks", "piqa", "--task-file", f"piqa={files['piqa']}",
+                 "--device", "cpu", "--output", str(out)]) == 0
+    report = json.loads((experiment / "report.json").read_text())
+    chosen = json.loads(out.read_text())["checkpoint"]
+    recorded = Path(report["arms"]["exact"]["replicates"][0]["checkpoints"]["final"])
+    assert Path(chosen) == experiment / "stages" / recorded.parent.name / "final"
+    assert chosen in map(str, finals) and chosen != report["arms"]["kept"]["replicates"][0]["checkpoints"]["final"]
+    stage = tmp_path / "stage.json"  # the arm's train stage folder names its final/ too
+    assert main(["score", str(Path(chosen).parent), "--tasks", "piqa", "--task-file", f"piqa={files['piqa']}",
+                 "--device", "cpu", "--output", str(stage)]) == 0
+    assert json.loads(stage.read_text())["results"] == json.loads(out.read_text())["results"]
+    capsys.readouterr()
+    for args, expected in ((["--arm", "nosuch"], "exact, kept"), (["--arm", "exact:7"], "seeds of 'exact': 0"), ([], "--arm")):
+        assert main(["score", str(experiment), *args, "--tasks", "piqa"]) == 2
+        assert expected in capsys.readouterr().err
+
+
+def test_readme_score_examples_name_one_checkpoint():
+    """Each `corpuslab score` command the README shows parses, and names one checkpoint (no shell glob)."""
+    import argparse
+    import shlex
+
+    from corpuslab.tools.score_cli import add_arguments
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    commands = [line.split(" #")[0].strip() for line in readme.splitlines() if line.startswith("corpuslab score ")]
+    assert commands
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_arguments(parser)
+    for command in commands:
+        words = shlex.split(command)[2:]
+        if "CHECKPOINT" in words:  # the synopsis line
+            continue
+        args = parser.parse_args(words)
+        assert not any(c in args.checkpoint for c in "*?["), command

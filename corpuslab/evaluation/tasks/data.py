@@ -6,8 +6,11 @@ row a document with the fields of the task's Hugging Face dataset (e.g. PIQA: go
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +21,40 @@ from corpuslab.evaluation.tasks.base import HFSource
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
+# How the user gives a task a local file where the tasks are run: `{task}` is the task's name. An experiment
+# reads `evaluation.task_files`; `corpuslab score` and `corpuslab.api.evaluate` set their own (`local_copy_hint`).
+_LOCAL_COPY_HINT = contextvars.ContextVar("local_copy_hint", default="evaluation.task_files.{task}: PATH in the experiment config")
 
-def load_hf_docs(source: HFSource) -> list[dict[str, Any]]:
-    """`datasets.load_dataset(path, name, split=split)`, as the harness calls it."""
+
+@contextlib.contextmanager
+def local_copy_hint(hint: str) -> Iterator[None]:
+    """Within the block, a task that cannot be loaded from the hub names `hint` as the way to give a local file."""
+    token = _LOCAL_COPY_HINT.set(hint)
+    try:
+        yield
+    finally:
+        _LOCAL_COPY_HINT.reset(token)
+
+
+def load_hf_docs(source: HFSource, task: str = "TASK") -> list[dict[str, Any]]:
+    """`datasets.load_dataset(path, name, split=split)`, as the harness calls it. Under HF_HUB_OFFLINE=1, or
+    when the Hub was found unreachable (asked once per process, `corpuslab.hub`), only the local cache is
+    read: one failed lookup instead of huggingface_hub's five retries with backoff (~50 s) per dataset."""
     import datasets
 
+    from corpuslab.hub import offline_unless_reachable
+
+    offline = False
     try:
-        dataset = datasets.load_dataset(source.path, source.name, split=source.split)
+        with offline_unless_reachable() as offline:
+            dataset = datasets.load_dataset(source.path, source.name, split=source.split)
     except Exception as err:  # hub unreachable, gated, renamed...: say what to do instead
+        where = (f"the Hub is not reachable (or HF_HUB_OFFLINE is set) and it is not in the local cache: {err.__class__.__name__}"
+                 if offline else f"{err.__class__.__name__}: {err}")
         raise InputError(
             f"hf://{source.path}" + (f"/{source.name}" if source.name else ""),
-            f"could not load split '{source.split}' ({err.__class__.__name__}: {err}); "
-            "prefetch it or give a local copy in tasks.data_files",
+            f"could not load split '{source.split}' for task '{task}' ({where}); prefetch it on a machine with "
+            f"network access, or give a local JSON Lines or Parquet copy with {_LOCAL_COPY_HINT.get().format(task=task)}",
         ) from err
     return [dict(row) for row in dataset]
 

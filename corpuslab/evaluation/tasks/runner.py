@@ -152,11 +152,11 @@ def task_docs(
     if spec.name in _GENERATORS:
         return _GENERATORS[spec.name](categories, count or synthetic.DEFAULT_SIZE, seed)
     if spec.name == "blimp":
-        return [doc for p in BLIMP_PARADIGMS for doc in load_hf_docs(HFSource(BLIMP_HF_PATH, p, BLIMP_SPLIT))]
+        return [doc for p in BLIMP_PARADIGMS for doc in load_hf_docs(HFSource(BLIMP_HF_PATH, p, BLIMP_SPLIT), spec.name)]
     if spec.name == "mmlu":  # the harness loads each subject's config; `cais/mmlu` rows carry their subject
-        return [doc for s in MMLU_SUBJECTS for doc in load_hf_docs(HFSource(MMLU_HF_PATH, s, MMLU_SPLIT))]
+        return [doc for s in MMLU_SUBJECTS for doc in load_hf_docs(HFSource(MMLU_HF_PATH, s, MMLU_SPLIT), spec.name)]
     assert spec.hf is not None, spec.name
-    return load_hf_docs(spec.hf)
+    return load_hf_docs(spec.hf, spec.name)
 
 
 def build_examples(spec: TaskSpec, docs: Sequence[Doc], source: str) -> list[Example]:

@@ -35,6 +35,7 @@ an empty context and a context no other request shares run whole, as the harness
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -284,16 +285,18 @@ def _share_prefixes(rows: list[_Row], logits_in_prefix: bool = True) -> tuple[li
         clusters.setdefault(key, []).append(row)
     groups: list[_Group] = []
     for members in clusters.values():
-        group = _Group(members)
-        if groups:
-            last = groups[-1]
-            joined = last.joined(group)
-            length = joined.prefix_length(logits_in_prefix)
-            apart = (len(last.rows) - 1) * last.prefix_length(logits_in_prefix) + (len(group.rows) - 1) * group.prefix_length(logits_in_prefix)
-            if length >= MIN_SHARED_PREFIX and (len(joined.rows) - 1) * length > apart:
-                groups[-1] = joined
-                continue
-        groups.append(group)
+        whole = _Group(members)
+        # A context too short to share (BLiMP's empty context, the prefix token alone) gathers nothing: its rows go one by one.
+        for group in [whole] if whole.prefix_length(logits_in_prefix) >= MIN_SHARED_PREFIX else [_Group([row]) for row in members]:
+            if groups:
+                last = groups[-1]
+                joined = last.joined(group)
+                length = joined.prefix_length(logits_in_prefix)
+                apart = (len(last.rows) - 1) * last.prefix_length(logits_in_prefix) + (len(group.rows) - 1) * group.prefix_length(logits_in_prefix)
+                if length >= MIN_SHARED_PREFIX and (len(joined.rows) - 1) * length > apart:
+                    groups[-1] = joined
+                    continue
+            groups.append(group)
     shared: list[_SharedPrefix] = []
     alone: list[_Row] = []
     for group in groups:
@@ -541,6 +544,164 @@ def _score_shared_batch(scorer: _Model, groups: list[_SharedPrefix]) -> list[tup
     return _sums(outputs, entries, len(rows), scorer.head)
 
 
+WINDOW_BATCHES = 8  # a window of shared-prefix groups holds at most this many batches' requests
+
+
+def _tail(group: _SharedPrefix) -> int:
+    return max(len(row.inputs) for row in group.rows) - len(group.prefix)
+
+
+def _windows(groups: list[_SharedPrefix], batch_size: int) -> list[list[_SharedPrefix]]:
+    """Groups in windows of similar remainders (longest first), each of at most WINDOW_BATCHES x `batch_size`
+    requests (one group alone may have more) and at most as many prefix tokens as `batch_size` copies of its
+    longest prefix: the caches a window keeps take no more memory than one batch's expanded cache."""
+    windows: list[list[_SharedPrefix]] = []
+    rows = tokens = longest = 0
+    for group in sorted(groups, key=lambda g: (-_tail(g), -len(g.prefix))):
+        n, length = len(group.rows), len(group.prefix)
+        if windows and rows + n <= WINDOW_BATCHES * batch_size and tokens + length <= batch_size * max(longest, length):
+            windows[-1].append(group)
+            rows, tokens, longest = rows + n, tokens + length, max(longest, length)
+        else:
+            windows.append([group])
+            rows, tokens, longest = n, length, length
+    return windows
+
+
+def _kv_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Each layer's (keys, values) [batch, heads, length, head size] of a plain cache (transformers' DynamicCache of
+    DynamicLayers, or the legacy tuple), else None: a sliding-window or quantised cache is not rebuilt by hand."""
+    if isinstance(cache, tuple):
+        return [(layer[0], layer[1]) for layer in cache] if all(len(layer) == 2 for layer in cache) else None
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer).__name__ != "DynamicLayer" or getattr(layer, "keys", None) is None for layer in layers):
+        return None
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def _with_layers(template, layers: list[tuple[torch.Tensor, torch.Tensor]]):
+    """A cache like `template` holding `layers` (the template is left as it is)."""
+    if isinstance(template, tuple):
+        return tuple(layers)
+    cache = copy.copy(template)
+    cache.layers = []
+    for layer, (keys, values) in zip(template.layers, layers, strict=True):
+        layer = copy.copy(layer)
+        layer.keys, layer.values = keys, values
+        cache.layers.append(layer)
+    return cache
+
+
+@torch.inference_mode()
+def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) -> list[tuple[float, bool]] | None:
+    """A window of groups: prefixes run once, in batches of similar prefix length; then the requests' remainders,
+    in batches of similar remainder length, each on a cache gathered from its groups' prefix caches.
+
+    Sorting the two passes separately is what keeps padding low: a group's prefix and its requests' remainders
+    vary independently (a long HellaSwag context with short endings, a short ARC question with long answers).
+    Returns None when the model's cache cannot be rebuilt by hand (see `_kv_layers`); nothing has been scored then.
+    """
+    entries = _Entries()
+    parts: list[torch.Tensor] = []
+    n_outputs = 0
+    first_request = [0]
+    for group in groups:
+        first_request.append(first_request[-1] + len(group.rows))
+    caches: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    template = None
+    where: dict[int, tuple[int, int]] = {}  # group -> (its prefix batch, its row there)
+    by_length = sorted(range(len(groups)), key=lambda g: -len(groups[g].prefix))
+    for first in range(0, len(by_length), batch_size):
+        chunk = by_length[first : first + batch_size]
+        rows: list[int] = []
+        positions: list[int] = []
+        for j, g in enumerate(chunk):
+            group = groups[g]
+            starts = [_start(row) for row in group.rows]
+            for position in range(min(starts), len(group.prefix)):
+                for k, (row, start) in enumerate(zip(group.rows, starts, strict=True)):
+                    if position >= start:
+                        entries.add(n_outputs + len(rows), first_request[g] + k, row.continuation[position - start])
+                rows.append(j)
+                positions.append(position)
+            where[g] = (len(caches), j)
+        outputs, cache = scorer.prefix(_padded([groups[g].prefix for g in chunk]), rows, positions)
+        layers = _kv_layers(cache)
+        if layers is None:
+            return None
+        template = cache
+        caches.append(layers)
+        if outputs is not None:
+            parts.append(outputs)
+            n_outputs += len(outputs)
+
+    stacked = _stack(caches, where, len(groups), max(len(group.prefix) for group in groups))
+    requests = sorted(((g, k) for g, group in enumerate(groups) for k in range(len(group.rows))),
+                      key=lambda gk: -(len(groups[gk[0]].rows[gk[1]].inputs) - len(groups[gk[0]].prefix)))
+    for first in range(0, len(requests), batch_size):
+        chunk = requests[first : first + batch_size]
+        prefixes = [len(groups[g].prefix) for g, _ in chunk]
+        width = max(prefixes)
+        index = torch.tensor([g for g, _ in chunk], device=scorer.device)
+        layers = [(keys.narrow(2, 0, width).index_select(0, index), values.narrow(2, 0, width).index_select(0, index)) for keys, values in stacked]
+        tails = _padded([groups[g].rows[k].inputs[length:] for (g, k), length in zip(chunk, prefixes, strict=True)])
+        length = tails.shape[1]
+        starts = torch.tensor(prefixes)
+        mask = torch.cat([(torch.arange(width)[None, :] < starts[:, None]).long(), torch.ones((len(chunk), length), dtype=torch.long)], dim=1)
+        # Padding after a short remainder may run past the model's last position: clamp it (its output is unused).
+        positions_ids = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=scorer.max_length - 1)
+        rows, positions = [], []
+        for i, ((g, k), prefix) in enumerate(zip(chunk, prefixes, strict=True)):
+            row = groups[g].rows[k]
+            skip = max(0, prefix - _start(row))  # continuation tokens predicted inside the prefix
+            tokens = row.continuation[skip:]
+            entries.span(n_outputs + len(rows), first_request[g] + k, tokens)
+            begin = _start(row) + skip - prefix
+            rows += [i] * len(tokens)
+            positions += range(begin, begin + len(tokens))
+        outputs = scorer.outputs(
+            tails, rows, positions, attention_mask=mask, position_ids=positions_ids, use_cache=True,
+            **{scorer.cache_keyword: _with_layers(template, layers)},
+        )
+        parts.append(outputs)
+        n_outputs += len(outputs)
+    return _sums(torch.cat(parts), entries, first_request[-1], scorer.head)
+
+
+def _stack(caches, where: dict[int, tuple[int, int]], n_groups: int, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the keys and values [groups, heads, width, head size] of every group's prefix, gathered from the
+    prefix batches (zeros after a shorter prefix: masked out, and finite); a batch of remainders then takes its
+    rows with one indexing per tensor."""
+    out = []
+    for layer in range(len(caches[0])):
+        merged = []
+        for tensor in (0, 1):
+            sample = caches[0][layer][tensor]
+            full = sample.new_zeros((n_groups, sample.shape[1], width, sample.shape[3]))
+            for batch, cache in enumerate(caches):
+                groups = [g for g, (b, _) in where.items() if b == batch]
+                rows = [where[g][1] for g in groups]
+                source = cache[layer][tensor]
+                picked = source.index_select(0, torch.tensor(rows, device=source.device))
+                full.narrow(2, 0, source.shape[2]).index_copy_(0, torch.tensor(groups, device=source.device), picked)
+            merged.append(full)
+        out.append((merged[0], merged[1]))
+    return out
+
+
+def _score_groups(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) -> list[tuple[float, bool]]:
+    """A window's results, its requests in group order; where the cache cannot be gathered across prefix batches,
+    each batch of `_pack` runs its own prefixes and remainders (`_score_shared_batch`)."""
+    results = _score_window(scorer, groups, batch_size)
+    if results is not None:
+        return results
+    by_index: dict[int, tuple[float, bool]] = {}
+    for batch in _pack(groups, batch_size):
+        for row, result in zip([row for g in batch for row in g.rows], _score_shared_batch(scorer, batch), strict=True):
+            by_index[row.index] = result
+    return [by_index[row.index] for group in groups for row in group.rows]
+
+
 def loglikelihoods(
     model: torch.nn.Module,
     tokenizer,
@@ -573,7 +734,7 @@ def loglikelihoods(
         # out-of-memory error comes on the first batch rather than the last.
         alone.sort(key=lambda row: -len(row.inputs))
         batches: list[tuple[list[_Row], Callable[[], list[tuple[float, bool]]]]] = [
-            ([row for g in groups for row in g.rows], partial(_score_shared_batch, scorer, groups)) for groups in _pack(shared, batch_size)
+            ([row for g in groups for row in g.rows], partial(_score_groups, scorer, groups, batch_size)) for groups in _windows(shared, batch_size)
         ]
         for first in range(0, len(alone), batch_size):
             chunk = alone[first : first + batch_size]

@@ -611,8 +611,8 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
     template = None
     where: dict[int, tuple[int, int]] = {}  # group -> (its prefix batch, its row there)
     by_length = sorted(range(len(groups)), key=lambda g: -len(groups[g].prefix))
-    for first in range(0, len(by_length), batch_size):
-        chunk = by_length[first : first + batch_size]
+    for first, last in _cuts([len(groups[g].prefix) for g in by_length], batch_size):
+        chunk = by_length[first:last]
         rows: list[int] = []
         positions: list[int] = []
         for j, g in enumerate(chunk):
@@ -638,8 +638,8 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
     stacked = _stack(caches, where, len(groups), max(len(group.prefix) for group in groups))
     requests = sorted(((g, k) for g, group in enumerate(groups) for k in range(len(group.rows))),
                       key=lambda gk: -(len(groups[gk[0]].rows[gk[1]].inputs) - len(groups[gk[0]].prefix)))
-    for first in range(0, len(requests), batch_size):
-        chunk = requests[first : first + batch_size]
+    for first, last in _cuts([len(groups[g].rows[k].inputs) - len(groups[g].prefix) for g, k in requests], batch_size):
+        chunk = requests[first:last]
         prefixes = [len(groups[g].prefix) for g, _ in chunk]
         width = max(prefixes)
         index = torch.tensor([g for g, _ in chunk], device=scorer.device)
@@ -666,6 +666,27 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
         parts.append(outputs)
         n_outputs += len(outputs)
     return _sums(torch.cat(parts), entries, first_request[-1], scorer.head)
+
+
+CALL_COST_TOKENS = 64  # a forward call's fixed cost, in tokens of padding it is worth (a tiny model's, on CPU)
+
+
+def _cuts(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
+    """Cut lengths sorted longest first into batches of at most `batch_size` that minimise the tokens run (each batch
+    as wide as its first) plus CALL_COST_TOKENS per batch: fixed-size batches of sorted lengths still pad a short
+    row to a long one where the lengths fall steeply (a window's prefixes run from 5 to 100 tokens)."""
+    best = [0] + [0] * len(lengths)
+    cut = [0] * (len(lengths) + 1)
+    for end in range(1, len(lengths) + 1):
+        best[end], cut[end] = min(
+            (best[start] + (end - start) * lengths[start] + CALL_COST_TOKENS, start) for start in range(max(0, end - batch_size), end)
+        )
+    bounds = []
+    end = len(lengths)
+    while end:
+        bounds.append((cut[end], end))
+        end = cut[end]
+    return bounds[::-1]
 
 
 def _stack(caches, where: dict[int, tuple[int, int]], n_groups: int, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

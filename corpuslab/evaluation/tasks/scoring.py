@@ -22,15 +22,22 @@ logits are exactly that; else the whole model with `logits_to_keep`), and a toke
 logit minus the logsumexp of all logits (no full log-softmax is written): the numbers are the same up to
 rounding, the work on a large vocabulary is not.
 
-Requests that share a context (the choices of a multiple-choice question) run it once: the context but
-its last token makes a key/value cache, expanded over the choices, and each choice runs only its last
-context token and its continuation on it, with positions continuing the context's and the padding of
-shorter contexts masked out. Mathematically this is the whole-sequence computation; in floating point
-the sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.7e-5
-on the parity test's data (`tests/evaluation/test_tasks_harness_parity.py`, tolerance 1e-4, with every
-acc / acc_norm decision identical) and within 1e-5 of scoring each request whole and alone at any batch
-size (`tests/evaluation/test_tasks_shared_context.py`). A truncated request (context cut on the left),
-an empty context and a context no other request shares run whole, as the harness runs them.
+Requests whose inputs start alike share that start (the longest common prefix of their tokens): the choices
+of a multiple-choice question (one context), WinoGrande's partial scoring (two contexts that differ after the
+blank, one continuation), a BLiMP pair (an empty context, two sentences alike up to the words they swap).
+The prefix runs once and keeps its key/value cache; the output layer runs once at each prefix position some
+continuation is predicted from (a BLiMP sentence's first words), however many requests read it; each request
+then runs only the rest of its inputs on its group's cache, positions continuing the prefix's and the padding
+of shorter prefixes masked out. Groups are scored in windows of a few batches: the prefixes in batches of
+similar prefix length, the rests in batches of similar length, each batch gathering its rows' caches from the
+prefix batches, so the two lengths (a long HellaSwag context with short endings, a short question with long
+answers) are padded separately. Mathematically this is the whole-sequence computation; in floating point the
+sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.9e-5 on the
+parity test's data (`tests/evaluation/test_tasks_harness_parity.py`, tolerance 1e-4, with every acc /
+acc_norm decision identical) and within 1e-5 of scoring each request whole and alone at any batch size
+(`tests/evaluation/test_tasks_shared_context.py`, `test_tasks_prefix_sharing.py`). A request that shares no
+prefix of two or more tokens with its neighbours (LAMBADA, a context cut on the left) runs whole, as the
+harness runs it.
 """
 
 from __future__ import annotations
@@ -350,6 +357,7 @@ class _Model:
         self.keep_logits = "logits_to_keep" in parameters
         self.cache_keyword = _cache_keyword(parameters) if share_contexts else None
         self.base, self.head = _split_head(model, device)
+        self.gathers = True  # until a cache is found that `_kv_layers` cannot take apart
 
     def prefix(self, input_ids: torch.Tensor, rows: list[int], positions: list[int]):
         """Run `input_ids` with a key/value cache: (hidden states at (rows, positions), or None when none are
@@ -713,9 +721,10 @@ def _stack(caches, where: dict[int, tuple[int, int]], n_groups: int, width: int)
 def _score_groups(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) -> list[tuple[float, bool]]:
     """A window's results, its requests in group order; where the cache cannot be gathered across prefix batches,
     each batch of `_pack` runs its own prefixes and remainders (`_score_shared_batch`)."""
-    results = _score_window(scorer, groups, batch_size)
+    results = _score_window(scorer, groups, batch_size) if scorer.gathers else None
     if results is not None:
         return results
+    scorer.gathers = False  # found on the first window: the others go straight to the packed batches
     by_index: dict[int, tuple[float, bool]] = {}
     for batch in _pack(groups, batch_size):
         for row, result in zip([row for g in batch for row in g.rows], _score_shared_batch(scorer, batch), strict=True):
@@ -734,9 +743,9 @@ def loglikelihoods(
 ) -> list[tuple[float, bool]]:
     """(log p(continuation | context), is_greedy) for each request, in the order given.
 
-    Requests with the same context (the choices of one question) run it once and reuse its key/value
-    cache (`share_contexts`, on whenever the model's forward takes a cache); the others run whole,
-    longest first. Both give the harness's numbers up to float rounding (see the module docstring).
+    Requests whose inputs share a prefix (the choices of one question, WinoGrande's two contexts, a BLiMP
+    pair) run it once and reuse its key/value cache (`share_contexts`, on whenever the model's forward takes
+    a cache); the others run whole, longest first. Both give the harness's numbers up to float rounding (see the module docstring).
     Under torch.distributed (torchrun), the ranks split the batches and every rank returns all results.
     """
     if batch_size < 1:

@@ -562,7 +562,8 @@ def _tail(group: _SharedPrefix) -> int:
 def _windows(groups: list[_SharedPrefix], batch_size: int) -> list[list[_SharedPrefix]]:
     """Groups in windows of similar remainders (longest first), each of at most WINDOW_BATCHES x `batch_size`
     requests (one group alone may have more) and at most as many prefix tokens as `batch_size` copies of its
-    longest prefix: the caches a window keeps take no more memory than one batch's expanded cache."""
+    longest prefix: the prefix caches a window keeps (each prefix batch as wide as its longest) take about as
+    much memory as one batch's expanded cache."""
     windows: list[list[_SharedPrefix]] = []
     rows = tokens = longest = 0
     for group in sorted(groups, key=lambda g: (-_tail(g), -len(g.prefix))):
@@ -643,15 +644,13 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
             parts.append(outputs)
             n_outputs += len(outputs)
 
-    stacked = _stack(caches, where, len(groups), max(len(group.prefix) for group in groups))
     requests = sorted(((g, k) for g, group in enumerate(groups) for k in range(len(group.rows))),
                       key=lambda gk: -(len(groups[gk[0]].rows[gk[1]].inputs) - len(groups[gk[0]].prefix)))
     for first, last in _cuts([len(groups[g].rows[k].inputs) - len(groups[g].prefix) for g, k in requests], batch_size):
         chunk = requests[first:last]
         prefixes = [len(groups[g].prefix) for g, _ in chunk]
         width = max(prefixes)
-        index = torch.tensor([g for g, _ in chunk], device=scorer.device)
-        layers = [(keys.narrow(2, 0, width).index_select(0, index), values.narrow(2, 0, width).index_select(0, index)) for keys, values in stacked]
+        layers = _gather(caches, where, [g for g, _ in chunk], width)
         tails = _padded([groups[g].rows[k].inputs[length:] for (g, k), length in zip(chunk, prefixes, strict=True)])
         length = tails.shape[1]
         starts = torch.tensor(prefixes)
@@ -697,24 +696,30 @@ def _cuts(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
     return bounds[::-1]
 
 
-def _stack(caches, where: dict[int, tuple[int, int]], n_groups: int, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer, the keys and values [groups, heads, width, head size] of every group's prefix, gathered from the
-    prefix batches (zeros after a shorter prefix: masked out, and finite); a batch of remainders then takes its
-    rows with one indexing per tensor."""
+def _gather(caches, where: dict[int, tuple[int, int]], groups: list[int], width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the keys and values [len(groups), heads, width, head size] of each row's group prefix, copied from
+    the prefix batches that ran them (zeros after a shorter prefix: masked out, and finite). The prefix batches
+    stay as they ran, each as wide as its longest prefix, so a window keeps no more than its prefixes' tokens."""
+    by_batch: dict[int, tuple[list[int], list[int]]] = {}
+    for i, g in enumerate(groups):
+        batch, j = where[g]
+        mine, theirs = by_batch.setdefault(batch, ([], []))
+        mine.append(i)
+        theirs.append(j)
+    device = caches[0][0][0].device
+    indices = [(batch, torch.tensor(mine, device=device), torch.tensor(theirs, device=device)) for batch, (mine, theirs) in by_batch.items()]
     out = []
     for layer in range(len(caches[0])):
-        merged = []
+        pair = []
         for tensor in (0, 1):
             sample = caches[0][layer][tensor]
-            full = sample.new_zeros((n_groups, sample.shape[1], width, sample.shape[3]))
-            for batch, cache in enumerate(caches):
-                groups = [g for g, (b, _) in where.items() if b == batch]
-                rows = [where[g][1] for g in groups]
-                source = cache[layer][tensor]
-                picked = source.index_select(0, torch.tensor(rows, device=source.device))
-                full.narrow(2, 0, source.shape[2]).index_copy_(0, torch.tensor(groups, device=source.device), picked)
-            merged.append(full)
-        out.append((merged[0], merged[1]))
+            full = sample.new_zeros((len(groups), sample.shape[1], width, sample.shape[3]))
+            for batch, mine, theirs in indices:
+                source = caches[batch][layer][tensor]
+                keep = min(width, source.shape[2])  # a prefix batch is as wide as its longest prefix, maybe wider than these rows'
+                full.narrow(2, 0, keep).index_copy_(0, mine, source.narrow(2, 0, keep).index_select(0, theirs))
+            pair.append(full)
+        out.append((pair[0], pair[1]))
     return out
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from corpuslab.evaluation.tasks import HarnessEncoder, Request, loglikelihoods
-from corpuslab.evaluation.tasks.scoring import _pack, _row, _share_contexts
+from corpuslab.evaluation.tasks.scoring import _pack, _row, _share_prefixes
 from corpuslab.sources.synthetic import SyntheticConfig, generate
 from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from corpuslab.training.model import ModelConfig, build_model
@@ -58,15 +58,14 @@ def _requests(texts: list[str]) -> list[Request]:
 def test_requests_cover_shared_truncated_and_single_rows(lm):
     model, tokenizer, texts = lm
     rows = [_row(i, e, CONTEXT) for i, e in enumerate(HarnessEncoder(tokenizer).encode_all(_requests(texts)))]
-    shared, alone = _share_contexts(rows)
-    assert len(shared) >= 10 and any(row.context is None for row in alone) and any(row.context == (tokenizer.eos_token_id,) for row in alone)
-    assert len({len(g.context) for g in shared}) >= 8  # contexts of many lengths share a batch: padding is masked
-    longest = max(shared, key=lambda g: len(g.context))
+    shared, alone = _share_prefixes(rows)
+    assert len(shared) >= 10 and any(row.context is None for row in alone)
+    assert len({len(g.prefix) for g in shared}) >= 8  # prefixes of many lengths share a batch: padding is masked
+    longest = max(shared, key=lambda g: len(g.prefix))
     longest_tail = max(len(row.continuation) for g in shared for row in g.rows)
-    assert len(longest.context) + longest_tail > CONTEXT and len(longest.context) + 2 <= CONTEXT
+    assert len(longest.prefix) + longest_tail > CONTEXT and len(longest.prefix) + 2 <= CONTEXT
     for batch in _pack(shared, 7):
         assert sum(len(g.rows) for g in batch) <= 7 or len(batch) == 1
-        assert len({len(g.context) for g in batch}) >= 1
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,11 @@ Differences from the harness, all deliberate:
 - a sample count draws a seeded random sample (in dataset order); the harness's `--limit` takes the
   first documents. With no count (None) both score every document;
 - zero-shot only: no few-shot examples, chat templates or decontamination;
-- the output layer and log-probabilities only at continuation positions, a context shared by several
-  requests run once (its key/value cache reused for every continuation), batches formed differently
-  (the harness also reuses logits of single-token continuations): same numbers up to float rounding
-  (at most 2.7e-5 on the parity test's data; see `scoring`).
+- the output layer and log-probabilities only at continuation positions, the common prefix of requests'
+  tokens run once (a shared context, WinoGrande's two contexts before the blank, a BLiMP pair; its key/value
+  cache reused for every request), batches formed differently (the harness also reuses logits of
+  single-token continuations): same numbers up to float rounding (at most 2.9e-5 on the parity test's
+  data; see `scoring`).
 
 Use:
     results = evaluate_tasks(model, tokenizer, TaskConfig(tasks={"piqa": 500}), device, seed=0)

@@ -22,19 +22,27 @@ logits are exactly that; else the whole model with `logits_to_keep`), and a toke
 logit minus the logsumexp of all logits (no full log-softmax is written): the numbers are the same up to
 rounding, the work on a large vocabulary is not.
 
-Requests that share a context (the choices of a multiple-choice question) run it once: the context but
-its last token makes a key/value cache, expanded over the choices, and each choice runs only its last
-context token and its continuation on it, with positions continuing the context's and the padding of
-shorter contexts masked out. Mathematically this is the whole-sequence computation; in floating point
-the sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.7e-5
-on the parity test's data (`tests/evaluation/test_tasks_harness_parity.py`, tolerance 1e-4, with every
-acc / acc_norm decision identical) and within 1e-5 of scoring each request whole and alone at any batch
-size (`tests/evaluation/test_tasks_shared_context.py`). A truncated request (context cut on the left),
-an empty context and a context no other request shares run whole, as the harness runs them.
+Requests whose inputs start alike share that start (the longest common prefix of their tokens): the choices
+of a multiple-choice question (one context), WinoGrande's partial scoring (two contexts that differ after the
+blank, one continuation), a BLiMP pair (an empty context, two sentences alike up to the words they swap).
+The prefix runs once and keeps its key/value cache; the output layer runs once at each prefix position some
+continuation is predicted from (a BLiMP sentence's first words), however many requests read it; each request
+then runs only the rest of its inputs on its group's cache, positions continuing the prefix's and the padding
+of shorter prefixes masked out. Groups are scored in windows of a few batches: the prefixes in batches of
+similar prefix length, the rests in batches of similar length, each batch gathering its rows' caches from the
+prefix batches, so the two lengths (a long HellaSwag context with short endings, a short question with long
+answers) are padded separately. Mathematically this is the whole-sequence computation; in floating point the
+sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.9e-5 on the
+parity test's data (`tests/evaluation/test_tasks_harness_parity.py`, tolerance 1e-4, with every acc /
+acc_norm decision identical) and within 1e-5 of scoring each request whole and alone at any batch size
+(`tests/evaluation/test_tasks_shared_context.py`, `test_tasks_prefix_sharing.py`). A request that shares no
+prefix of two or more tokens with its neighbours (LAMBADA, a context cut on the left) runs whole, as the
+harness runs it.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +75,7 @@ class HarnessEncoder:
         self.prefix_id: int = prefix
         self._prefix_text: str = tokenizer.decode(prefix)
         self._cache: dict[tuple[str, bool | None], tuple[int, ...]] = {}
+        self._fast_checked: dict[bool, bool] = {}  # add_special_tokens -> the backend's ids are the tokenizer's
 
     def encode(self, text: str, add_special_tokens: bool | None = None) -> tuple[int, ...]:
         key = (text, add_special_tokens)
@@ -109,10 +118,26 @@ class HarnessEncoder:
                     kind = self._special_kwargs(text, flag).get("add_special_tokens")
                     by_kwargs.setdefault((flag, kind), {})[text] = None
         for (flag, kind), texts in by_kwargs.items():
-            kwargs = {} if kind is None else {"add_special_tokens": kind}
-            encoded = self.tokenizer(list(texts), **kwargs)["input_ids"]
-            for text, ids in zip(texts, encoded, strict=True):
+            for text, ids in zip(texts, self._encode_batch(list(texts), kind), strict=True):
                 self._cache[(text, flag)] = tuple(ids)
+
+    def _encode_batch(self, texts: list[str], add_special_tokens: bool | None) -> list[list[int]]:
+        """The tokenizer's ids for each text. A transformers fast tokenizer's Rust backend is called directly
+        (`encode_batch_fast`: no offsets, no per-text Python conversion into a BatchEncoding, which cost as much
+        as the encoding itself), once the first texts are checked to encode exactly as the tokenizer's own call."""
+        kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        encode = getattr(backend, "encode_batch_fast", None) or getattr(backend, "encode_batch", None)
+        if encode is None or backend.truncation is not None or backend.padding is not None:
+            return self.tokenizer(texts, **kwargs)["input_ids"]
+        flag = True if add_special_tokens is None else add_special_tokens
+        sample = texts[:4]
+        if self._fast_checked.get(flag) is None:
+            expected = self.tokenizer(sample, **kwargs)["input_ids"]
+            self._fast_checked[flag] = [e.ids for e in encode(sample, add_special_tokens=flag)] == [list(ids) for ids in expected]
+        if not self._fast_checked[flag]:
+            return self.tokenizer(texts, **kwargs)["input_ids"]
+        return [e.ids for e in encode(texts, add_special_tokens=flag)]
 
 
 def _move_trailing_space(context: str, continuation: str) -> tuple[str, str]:
@@ -174,12 +199,22 @@ def _row(index: int, encoded: EncodedRequest, max_length: int) -> _Row:
     return _Row(index, tokens[-(max_length + 1) :][:-1], encoded.continuation, encoded.context if fits else None)
 
 
-@dataclass(frozen=True)
-class _SharedContext:
-    """Requests with one context (the choices of a multiple-choice question): the context but its last
-    token runs once, and its key/value cache serves every continuation."""
+def _start(row: _Row) -> int:
+    """The input position whose output predicts the row's first continuation token."""
+    return len(row.inputs) - len(row.continuation)
 
-    context: tuple[int, ...]
+
+MIN_SHARED_PREFIX = 2  # tokens: a shorter common prefix saves less than its extra pass and cache copy cost
+
+
+@dataclass(frozen=True)
+class _SharedPrefix:
+    """Requests whose inputs start with the same tokens (the choices of a multiple-choice question, WinoGrande's
+    two contexts before the blank, a BLiMP pair before the words that differ): `prefix` runs once, its
+    key/value cache serves every request's remaining tokens, and the output layer runs once at each prefix
+    position some continuation is predicted from. Every request keeps at least one token after the prefix."""
+
+    prefix: tuple[int, ...]
     rows: tuple[_Row, ...]
 
 
@@ -198,31 +233,94 @@ def _cache_keyword(parameters: set[str]) -> str | None:
     return next((name for name in ("cache", "past_key_values") if name in parameters), None)
 
 
-def _share_contexts(rows: list[_Row]) -> tuple[list[_SharedContext], list[_Row]]:
-    """Split rows into groups that share a context worth caching (two or more requests, a context of two
-    or more tokens, none truncated) and the rest, which run whole."""
-    by_context: dict[tuple[int, ...], list[_Row]] = {}
-    alone: list[_Row] = []
+def _common_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    low, high = 0, n  # a[:low] == b[:low], a[:high] != b[:high]: bisect with slice comparisons (C, not a Python loop per token)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+class _Group:
+    """Rows gathered into one shared prefix while grouping: the common length of their inputs, the shortest
+    input and the earliest prediction position, kept as rows join."""
+
+    def __init__(self, rows: list[_Row]) -> None:
+        self.rows = rows
+        self.common = len(rows[0].inputs)
+        for row in rows[1:]:
+            self.common = min(self.common, _common_length(rows[0].inputs, row.inputs))
+        self.shortest = min(len(row.inputs) for row in rows)
+        self.first = min(_start(row) for row in rows)
+
+    def prefix_length(self, logits_in_prefix: bool) -> int:
+        """Tokens run once: every row keeps at least one after them, and a model whose output layer cannot run on
+        its own (no split head) needs no prediction inside them."""
+        if len(self.rows) < 2:
+            return 0
+        length = min(self.common, self.shortest - 1)
+        return length if logits_in_prefix else min(length, self.first)
+
+    def joined(self, other: _Group) -> _Group:
+        group = _Group.__new__(_Group)
+        group.rows = self.rows + other.rows
+        group.common = min(self.common, other.common, _common_length(self.rows[0].inputs, other.rows[0].inputs))
+        group.shortest = min(self.shortest, other.shortest)
+        group.first = min(self.first, other.first)
+        return group
+
+
+def _share_prefixes(rows: list[_Row], logits_in_prefix: bool = True) -> tuple[list[_SharedPrefix], list[_Row]]:
+    """Split rows into groups that share a prefix of their inputs and the rest, which run whole.
+
+    Rows with the same context gather first, wherever they are (the choices of a question). Then, in the order
+    given (a task's requests come document by document), a group joins the one before it when their common
+    prefix saves more tokens than the two save apart: (n - 1) x prefix for a group of n. So WinoGrande's two
+    contexts that differ after the blank, and a BLiMP pair (empty context, two sentences alike up to the
+    words they swap), share what they have in common, and a document does not join its neighbour on a
+    chance common first word.
+    """
+    clusters: dict[tuple, list[_Row]] = {}
     for row in rows:
-        if row.context is not None and len(row.context) >= 2:
-            by_context.setdefault(row.context, []).append(row)
+        key = (0, row.context) if row.context is not None else (1, row.index)  # a truncated context is its own
+        clusters.setdefault(key, []).append(row)
+    groups: list[_Group] = []
+    for members in clusters.values():
+        whole = _Group(members)
+        # A context too short to share (BLiMP's empty context, the prefix token alone) gathers nothing: its rows go one by one.
+        for group in [whole] if whole.prefix_length(logits_in_prefix) >= MIN_SHARED_PREFIX else [_Group([row]) for row in members]:
+            if groups:
+                last = groups[-1]
+                joined = last.joined(group)
+                length = joined.prefix_length(logits_in_prefix)
+                apart = (len(last.rows) - 1) * last.prefix_length(logits_in_prefix) + (len(group.rows) - 1) * group.prefix_length(logits_in_prefix)
+                if length >= MIN_SHARED_PREFIX and (len(joined.rows) - 1) * length > apart:
+                    groups[-1] = joined
+                    continue
+            groups.append(group)
+    shared: list[_SharedPrefix] = []
+    alone: list[_Row] = []
+    for group in groups:
+        length = group.prefix_length(logits_in_prefix)
+        if length >= MIN_SHARED_PREFIX:
+            shared.append(_SharedPrefix(group.rows[0].inputs[:length], tuple(group.rows)))
         else:
-            alone.append(row)
-    shared = []
-    for context, members in by_context.items():
-        if len(members) >= 2:
-            shared.append(_SharedContext(context, tuple(members)))
-        else:
-            alone += members
+            alone += group.rows
     return shared, alone
 
 
-def _pack(groups: list[_SharedContext], batch_size: int) -> list[list[_SharedContext]]:
-    """Longest continuation first (then longest context), whole groups per batch, at most `batch_size`
-    requests per batch unless one group alone has more. The continuation pass, one row per request,
-    costs more than the context pass, one row per group: its padding is the one to keep small."""
-    groups = sorted(groups, key=lambda g: (-max(len(r.continuation) for r in g.rows), -len(g.context)))
-    batches: list[list[_SharedContext]] = []
+def _pack(groups: list[_SharedPrefix], batch_size: int) -> list[list[_SharedPrefix]]:
+    """Longest remainder after the prefix first (then longest prefix), whole groups per batch, at most
+    `batch_size` requests per batch unless one group alone has more. The remainder pass, one row per request,
+    costs more than the prefix pass, one row per group: its padding is the one to keep small."""
+    groups = sorted(groups, key=lambda g: (-max(len(r.inputs) for r in g.rows) + len(g.prefix), -len(g.prefix)))
+    batches: list[list[_SharedPrefix]] = []
     size = 0
     for group in groups:
         if batches and size + len(group.rows) <= batch_size:
@@ -241,16 +339,14 @@ def _padded(sequences: list[tuple[int, ...]]) -> torch.Tensor:
     return torch.tensor([(*sequence, *(0,) * (width - len(sequence))) for sequence in sequences], dtype=torch.long)  # one tensor call
 
 
-Span = tuple[int, int, tuple[int, ...]]  # (row of the batch, position of the first prediction, continuation ids)
-
-
 class _Model:
-    """The model's forward, returning logits at the positions a batch's continuations are predicted.
+    """The model's forward, returning its outputs at the positions a batch's continuations are predicted from.
 
     When the model is a base model plus a plain output layer (checked once on a few tokens: the layer on
-    the base model's last hidden state gives the model's logits), the output layer runs on exactly those
-    positions; otherwise the whole model runs and logits are kept from the first needed position on
-    (`logits_to_keep` where the model takes it).
+    the base model's last hidden state gives the model's logits), the base model's hidden states at exactly
+    those positions are returned and `head` turns them into logits later (in `_sums`, a slice at a time);
+    otherwise the whole model runs and logits are kept from the first needed position on (`logits_to_keep`
+    where the model takes it).
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, max_length: int, share_contexts: bool) -> None:
@@ -261,35 +357,34 @@ class _Model:
         self.keep_logits = "logits_to_keep" in parameters
         self.cache_keyword = _cache_keyword(parameters) if share_contexts else None
         self.base, self.head = _split_head(model, device)
+        self.gathers = True  # until a cache is found that `_kv_layers` cannot take apart
 
-    def cache(self, input_ids: torch.Tensor):
-        """Run `input_ids` and return the key/value cache only."""
+    def prefix(self, input_ids: torch.Tensor, rows: list[int], positions: list[int]):
+        """Run `input_ids` with a key/value cache: (hidden states at (rows, positions), or None when none are
+        asked for, the cache). Only a split model is asked for positions (see `_share_prefixes`)."""
+        input_ids = input_ids.to(self.device)
         if self.base is not None:
-            out = self.base(input_ids=input_ids.to(self.device), use_cache=True)
-        else:
-            out = self.model(input_ids=input_ids.to(self.device), use_cache=True, **({"logits_to_keep": 1} if self.keep_logits else {}))
-        return getattr(out, "cache", None) or out.past_key_values
+            out = self.base(input_ids=input_ids, use_cache=True)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            if not rows:
+                return None, cache
+            index = torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device)
+            return out.last_hidden_state[index], cache
+        out = self.model(input_ids=input_ids, use_cache=True, **({"logits_to_keep": 1} if self.keep_logits else {}))
+        return None, getattr(out, "cache", None) or out.past_key_values
 
-    def logits(self, input_ids: torch.Tensor, spans: list[Span], **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits [tokens, vocab] at every span's positions, or the hidden states there when `self.head` is set,
-        the span of each token, the target of each)."""
-        rows = [row for row, _, continuation in spans for _ in continuation]
-        positions = [start + k for _, start, continuation in spans for k in range(len(continuation))]
-        segments = torch.tensor([i for i, (_, _, continuation) in enumerate(spans) for _ in continuation], device=self.device)
-        targets = torch.tensor([t for _, _, continuation in spans for t in continuation], device=self.device)
+    def outputs(self, input_ids: torch.Tensor, rows: list[int], positions: list[int], **kwargs) -> torch.Tensor:
+        """The hidden states at (rows, positions) when `self.head` is set, else the logits there."""
         input_ids = input_ids.to(self.device)
         kwargs = {key: value.to(self.device) if isinstance(value, torch.Tensor) else value for key, value in kwargs.items()}
         if self.base is not None:
             hidden = self.base(input_ids=input_ids, **kwargs).last_hidden_state  # [B, T, d]
-            # The output layer runs in `_sums`, a slice of rows at a time: its logits stay in the CPU's cache.
-            picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device)]
-            return picked, segments, targets
+            return hidden[torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device)]
         width = input_ids.shape[1]
         keep = {"logits_to_keep": width - min(positions)} if self.keep_logits else {}
         logits = self.model(input_ids=input_ids, **keep, **kwargs).logits  # [B, kept, vocab]
         offset = width - logits.shape[1]
-        index = torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device) - offset
-        return logits[index], segments, targets
+        return logits[torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device) - offset]
 
 
 def _split_head(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
@@ -315,37 +410,68 @@ def _split_head(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.
 LOGITS_PER_SLICE = 1 << 22  # logits computed and reduced at a time on CPU (16 MB in float32): they stay in cache
 
 
-def _sums(picked: torch.Tensor, segments: torch.Tensor, targets: torch.Tensor, n: int, head: torch.nn.Module | None = None) -> list[tuple[float, bool]]:
-    """Per span: the summed log-probability of its tokens and whether each is the argmax of its logits.
+class _Entries:
+    """What a batch scores: per continuation token, the output row it is predicted from (rows in order: a row
+    shared by several requests, a prefix position, appears once in the outputs and once here per request),
+    the request it counts towards (its index in the batch) and the token."""
 
-    `picked` holds the logits, or the hidden states that `head` turns into logits. Rows go through in
-    slices of LOGITS_PER_SLICE logits, each reduced in place while it is in cache: log p(t) = logit(t) -
-    logsumexp(logits), with logsumexp = m + log(sum(exp(logits - m))) and m the maximum (torch.logsumexp's
-    own computation, without its two full-size temporaries), and the token is greedy when its logit is the
-    maximum and no earlier one ties it (argmax takes the first, as the harness's does).
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.requests: list[int] = []
+        self.targets: list[int] = []
+
+    def add(self, row: int, request: int, target: int) -> None:
+        self.rows.append(row)
+        self.requests.append(request)
+        self.targets.append(target)
+
+    def span(self, first_row: int, request: int, tokens: Sequence[int]) -> None:
+        """A request's tokens predicted from consecutive output rows of its own, starting at `first_row`."""
+        self.rows += range(first_row, first_row + len(tokens))
+        self.requests += [request] * len(tokens)
+        self.targets += tokens
+
+
+def _sums(outputs: torch.Tensor, entries: _Entries, n: int, head: torch.nn.Module | None = None) -> list[tuple[float, bool]]:
+    """Per request of the batch: the summed log-probability of its tokens and whether each is the argmax of its logits.
+
+    `outputs` holds the logits, or the hidden states that `head` turns into logits, one row per distinct
+    prediction (`entries` maps each token to its row, rows in order). Rows go through in slices of
+    LOGITS_PER_SLICE logits, each reduced in place while it is in cache: log p(t) = logit(t) - logsumexp(logits),
+    with logsumexp = m + log(sum(exp(logits - m))) and m the maximum (torch.logsumexp's own computation,
+    without its two full-size temporaries), computed once per row however many requests read it; a token is
+    greedy when its logit is the maximum and no earlier one ties it (argmax takes the first, as the harness's does).
     """
-    token_lls = torch.empty(len(targets), dtype=torch.float32, device=picked.device)
-    greedy = torch.empty(len(targets), dtype=torch.bool, device=picked.device)
-    vocab = getattr(head, "out_features", None) or picked.shape[-1]
+    device = outputs.device
+    rows = torch.tensor(entries.rows, dtype=torch.long, device=device)
+    targets = torch.tensor(entries.targets, dtype=torch.long, device=device)
+    token_lls = torch.empty(len(targets), dtype=torch.float32, device=device)
+    greedy = torch.empty(len(targets), dtype=torch.bool, device=device)
+    vocab = getattr(head, "out_features", None) or outputs.shape[-1]
+    n_rows = outputs.shape[0]
     # On an accelerator the whole batch is one slice: each slice costs a host sync (`nonzero`) and launches.
-    step = max(1, LOGITS_PER_SLICE // max(1, vocab)) if picked.device.type == "cpu" else max(1, len(targets))
-    for first in range(0, len(targets), step):
-        logits = picked[first : first + step]
-        logits = (head(logits) if head is not None else logits).float()  # reduced in place below: `picked` is ours
-        target = targets[first : first + step]
+    step = max(1, LOGITS_PER_SLICE // max(1, vocab)) if device.type == "cpu" else max(1, n_rows)
+    bounds = [0, n_rows] if step >= n_rows else list(range(0, n_rows, step)) + [n_rows]
+    cuts = torch.searchsorted(rows, torch.tensor(bounds, dtype=torch.long, device=device)).tolist()
+    for (first, last), (lo, hi) in zip(zip(bounds, bounds[1:]), zip(cuts, cuts[1:])):
+        logits = outputs[first:last]
+        logits = (head(logits) if head is not None else logits).float()  # reduced in place below: `outputs` is ours
+        at = rows[lo:hi] - first
+        target = targets[lo:hi]
         best = logits.amax(dim=-1)  # without indices: `max(dim)` is several times slower on CPU
-        target_logits = logits.gather(1, target[:, None]).squeeze(1)
-        is_greedy = target_logits >= best
+        target_logits = logits[at, target]
+        is_greedy = target_logits >= best[at]
         candidates = is_greedy.nonzero().squeeze(1)
         if len(candidates):  # the target ties the maximum: greedy only when no earlier token ties it too
-            is_greedy[candidates] = logits[candidates].argmax(dim=-1) == target[candidates]
+            is_greedy[candidates] = logits[at[candidates]].argmax(dim=-1) == target[candidates]
         lse = logits.sub_(best[:, None]).exp_().sum(dim=-1).log_().add_(best)
-        token_lls[first : first + step] = target_logits - lse
-        greedy[first : first + step] = is_greedy
+        token_lls[lo:hi] = target_logits - lse[at]
+        greedy[lo:hi] = is_greedy
+    segments = torch.tensor(entries.requests, dtype=torch.long, device=device)
     # Sum in float64: a long continuation should not lose digits to float32 accumulation.
-    sums = torch.zeros(n, dtype=torch.float64, device=picked.device)
+    sums = torch.zeros(n, dtype=torch.float64, device=device)
     sums.index_add_(0, segments, token_lls.double())
-    misses = torch.zeros(n, dtype=torch.long, device=picked.device)
+    misses = torch.zeros(n, dtype=torch.long, device=device)
     misses.index_add_(0, segments, (~greedy).long())
     return list(zip(sums.tolist(), (misses == 0).tolist(), strict=True))
 
@@ -353,14 +479,20 @@ def _sums(picked: torch.Tensor, segments: torch.Tensor, targets: torch.Tensor, n
 @torch.inference_mode()
 def _score_batch(scorer: _Model, rows: list[_Row]) -> list[tuple[float, bool]]:
     """Each row's whole input in one right-padded batch, as the harness runs it."""
-    # Row i predicts its continuation at positions [len(inputs) - len(continuation), len(inputs)).
-    spans = [(i, len(row.inputs) - len(row.continuation), row.continuation) for i, row in enumerate(rows)]
-    picked, segments, targets = scorer.logits(_padded([row.inputs for row in rows]), spans, use_cache=False)
-    return _sums(picked, segments, targets, len(rows), scorer.head)
+    entries = _Entries()
+    batch_rows: list[int] = []
+    positions: list[int] = []
+    for i, row in enumerate(rows):
+        start = _start(row)
+        entries.span(len(positions), i, row.continuation)
+        batch_rows += [i] * len(row.continuation)
+        positions += range(start, start + len(row.continuation))
+    outputs = scorer.outputs(_padded([row.inputs for row in rows]), batch_rows, positions, use_cache=False)
+    return _sums(outputs, entries, len(rows), scorer.head)
 
 
 def _select(cache, owners: torch.Tensor):
-    """The cache of each continuation row: its group's row, repeated once per choice."""
+    """The cache of each remainder row: its group's row, repeated once per request."""
     if hasattr(cache, "batch_select_indices"):  # transformers' Cache classes (in place)
         cache.batch_select_indices(owners)
         return cache
@@ -368,33 +500,241 @@ def _select(cache, owners: torch.Tensor):
 
 
 @torch.inference_mode()
-def _score_shared_batch(scorer: _Model, groups: list[_SharedContext]) -> list[tuple[float, bool]]:
-    """Contexts once, continuations on their key/value cache.
+def _score_shared_batch(scorer: _Model, groups: list[_SharedPrefix]) -> list[tuple[float, bool]]:
+    """Prefixes once, the rest of each request on its group's key/value cache.
 
-    Pass 1 runs every group's context but its last token (right-padded) and keeps the cache. Pass 2 runs,
-    per request, the context's last token and the continuation but its last token, on a copy of its
-    group's cache: its logits predict every continuation token, as the whole input would. The padding
-    between a short context and the continuation is masked out, and positions continue the context's.
+    Pass 1 runs every group's prefix (right-padded) and keeps the cache, and the hidden states at the prefix
+    positions some request's continuation is predicted from (each once, whichever requests read it). Pass 2
+    runs, per request, its inputs after the prefix on a copy of its group's cache: the padding between a short
+    prefix and the remainder is masked out, and positions continue the prefix's.
     """
-    heads = [g.context[:-1] for g in groups]
-    width = max(len(h) for h in heads)
-    cache = scorer.cache(_padded(heads))
-    rows = [(g, row) for g in groups for row in g.rows]
-    owners = torch.tensor([i for i, g in enumerate(groups) for _ in g.rows], device=scorer.device)
-    tails = _padded([(g.context[-1],) + row.continuation[:-1] for g, row in rows])
+    entries = _Entries()
+    prefix_rows: list[int] = []
+    prefix_positions: list[int] = []
+    request = 0
+    for g, group in enumerate(groups):
+        starts = [_start(row) for row in group.rows]
+        for position in range(min(starts), len(group.prefix)):
+            for k, (row, start) in enumerate(zip(group.rows, starts, strict=True)):
+                if position >= start:
+                    entries.add(len(prefix_positions), request + k, row.continuation[position - start])
+            prefix_rows.append(g)
+            prefix_positions.append(position)
+        request += len(group.rows)
+    width = max(len(group.prefix) for group in groups)
+    prefix_outputs, cache = scorer.prefix(_padded([group.prefix for group in groups]), prefix_rows, prefix_positions)
+
+    rows = [(group, row) for group in groups for row in group.rows]
+    owners = torch.tensor([g for g, group in enumerate(groups) for _ in group.rows], device=scorer.device)
+    tails = _padded([row.inputs[len(group.prefix) :] for group, row in rows])
     length = tails.shape[1]
     mask = torch.zeros((len(rows), width + length), dtype=torch.long)
     mask[:, width:] = 1
-    for i, (g, _) in enumerate(rows):
-        mask[i, : len(g.context) - 1] = 1
-    starts = torch.tensor([len(g.context) - 1 for g, _ in rows])
-    # Padding after a short continuation may run past the model's last position: clamp it (its output is unused).
+    starts = torch.tensor([len(group.prefix) for group, _ in rows])
+    mask[:, :width] = torch.arange(width)[None, :] < starts[:, None]
+    # Padding after a short remainder may run past the model's last position: clamp it (its output is unused).
     positions = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=scorer.max_length - 1)
-    spans = [(i, 0, row.continuation) for i, (_, row) in enumerate(rows)]
-    picked, segments, targets = scorer.logits(
-        tails, spans, attention_mask=mask, position_ids=positions, use_cache=True, **{scorer.cache_keyword: _select(cache, owners)}
+    tail_rows: list[int] = []
+    tail_positions: list[int] = []
+    first = len(prefix_positions)
+    for i, (group, row) in enumerate(rows):
+        skip = max(0, len(group.prefix) - _start(row))  # continuation tokens predicted inside the prefix
+        tokens = row.continuation[skip:]
+        entries.span(first + len(tail_positions), i, tokens)
+        begin = _start(row) + skip - len(group.prefix)
+        tail_rows += [i] * len(tokens)
+        tail_positions += range(begin, begin + len(tokens))
+    outputs = scorer.outputs(
+        tails, tail_rows, tail_positions, attention_mask=mask, position_ids=positions, use_cache=True, **{scorer.cache_keyword: _select(cache, owners)}
     )
-    return _sums(picked, segments, targets, len(rows), scorer.head)
+    if prefix_outputs is not None:
+        outputs = torch.cat([prefix_outputs, outputs])
+    return _sums(outputs, entries, len(rows), scorer.head)
+
+
+WINDOW_BATCHES = 8  # a window of shared-prefix groups holds at most this many batches' requests
+
+
+def _tail(group: _SharedPrefix) -> int:
+    return max(len(row.inputs) for row in group.rows) - len(group.prefix)
+
+
+def _windows(groups: list[_SharedPrefix], batch_size: int) -> list[list[_SharedPrefix]]:
+    """Groups in windows of similar remainders (longest first), each of at most WINDOW_BATCHES x `batch_size`
+    requests (one group alone may have more) and at most as many prefix tokens as `batch_size` copies of its
+    longest prefix: the prefix caches a window keeps (each prefix batch as wide as its longest) take about as
+    much memory as one batch's expanded cache."""
+    windows: list[list[_SharedPrefix]] = []
+    rows = tokens = longest = 0
+    for group in sorted(groups, key=lambda g: (-_tail(g), -len(g.prefix))):
+        n, length = len(group.rows), len(group.prefix)
+        if windows and rows + n <= WINDOW_BATCHES * batch_size and tokens + length <= batch_size * max(longest, length):
+            windows[-1].append(group)
+            rows, tokens, longest = rows + n, tokens + length, max(longest, length)
+        else:
+            windows.append([group])
+            rows, tokens, longest = n, length, length
+    return windows
+
+
+def _kv_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Each layer's (keys, values) [batch, heads, length, head size] of a plain cache (transformers' DynamicCache of
+    DynamicLayers, or the legacy tuple), else None: a sliding-window or quantised cache is not rebuilt by hand."""
+    if isinstance(cache, tuple):
+        return [(layer[0], layer[1]) for layer in cache] if all(len(layer) == 2 for layer in cache) else None
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer).__name__ != "DynamicLayer" or getattr(layer, "keys", None) is None for layer in layers):
+        return None
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def _with_layers(template, layers: list[tuple[torch.Tensor, torch.Tensor]]):
+    """A cache like `template` holding `layers` (the template is left as it is)."""
+    if isinstance(template, tuple):
+        return tuple(layers)
+    cache = copy.copy(template)
+    cache.layers = []
+    for layer, (keys, values) in zip(template.layers, layers, strict=True):
+        layer = copy.copy(layer)
+        layer.keys, layer.values = keys, values
+        cache.layers.append(layer)
+    return cache
+
+
+@torch.inference_mode()
+def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) -> list[tuple[float, bool]] | None:
+    """A window of groups: prefixes run once, in batches of similar prefix length; then the requests' remainders,
+    in batches of similar remainder length, each on a cache gathered from its groups' prefix caches.
+
+    Sorting the two passes separately is what keeps padding low: a group's prefix and its requests' remainders
+    vary independently (a long HellaSwag context with short endings, a short ARC question with long answers).
+    Returns None when the model's cache cannot be rebuilt by hand (see `_kv_layers`); nothing has been scored then.
+    """
+    entries = _Entries()
+    parts: list[torch.Tensor] = []
+    n_outputs = 0
+    first_request = [0]
+    for group in groups:
+        first_request.append(first_request[-1] + len(group.rows))
+    caches: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    template = None
+    where: dict[int, tuple[int, int]] = {}  # group -> (its prefix batch, its row there)
+    by_length = sorted(range(len(groups)), key=lambda g: -len(groups[g].prefix))
+    for first, last in _cuts([len(groups[g].prefix) for g in by_length], batch_size):
+        chunk = by_length[first:last]
+        rows: list[int] = []
+        positions: list[int] = []
+        for j, g in enumerate(chunk):
+            group = groups[g]
+            starts = [_start(row) for row in group.rows]
+            for position in range(min(starts), len(group.prefix)):
+                for k, (row, start) in enumerate(zip(group.rows, starts, strict=True)):
+                    if position >= start:
+                        entries.add(n_outputs + len(rows), first_request[g] + k, row.continuation[position - start])
+                rows.append(j)
+                positions.append(position)
+            where[g] = (len(caches), j)
+        outputs, cache = scorer.prefix(_padded([groups[g].prefix for g in chunk]), rows, positions)
+        layers = _kv_layers(cache)
+        if layers is None:
+            return None
+        template = cache
+        caches.append(layers)
+        if outputs is not None:
+            parts.append(outputs)
+            n_outputs += len(outputs)
+
+    requests = sorted(((g, k) for g, group in enumerate(groups) for k in range(len(group.rows))),
+                      key=lambda gk: -(len(groups[gk[0]].rows[gk[1]].inputs) - len(groups[gk[0]].prefix)))
+    for first, last in _cuts([len(groups[g].rows[k].inputs) - len(groups[g].prefix) for g, k in requests], batch_size):
+        chunk = requests[first:last]
+        prefixes = [len(groups[g].prefix) for g, _ in chunk]
+        width = max(prefixes)
+        layers = _gather(caches, where, [g for g, _ in chunk], width)
+        tails = _padded([groups[g].rows[k].inputs[length:] for (g, k), length in zip(chunk, prefixes, strict=True)])
+        length = tails.shape[1]
+        starts = torch.tensor(prefixes)
+        mask = torch.cat([(torch.arange(width)[None, :] < starts[:, None]).long(), torch.ones((len(chunk), length), dtype=torch.long)], dim=1)
+        # Padding after a short remainder may run past the model's last position: clamp it (its output is unused).
+        positions_ids = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=scorer.max_length - 1)
+        rows, positions = [], []
+        for i, ((g, k), prefix) in enumerate(zip(chunk, prefixes, strict=True)):
+            row = groups[g].rows[k]
+            skip = max(0, prefix - _start(row))  # continuation tokens predicted inside the prefix
+            tokens = row.continuation[skip:]
+            entries.span(n_outputs + len(rows), first_request[g] + k, tokens)
+            begin = _start(row) + skip - prefix
+            rows += [i] * len(tokens)
+            positions += range(begin, begin + len(tokens))
+        outputs = scorer.outputs(
+            tails, rows, positions, attention_mask=mask, position_ids=positions_ids, use_cache=True,
+            **{scorer.cache_keyword: _with_layers(template, layers)},
+        )
+        parts.append(outputs)
+        n_outputs += len(outputs)
+    return _sums(torch.cat(parts), entries, first_request[-1], scorer.head)
+
+
+CALL_COST_TOKENS = 64  # a forward call's fixed cost, in tokens of padding it is worth (a tiny model's, on CPU)
+
+
+def _cuts(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
+    """Cut lengths sorted longest first into batches of at most `batch_size` that minimise the tokens run (each batch
+    as wide as its first) plus CALL_COST_TOKENS per batch: fixed-size batches of sorted lengths still pad a short
+    row to a long one where the lengths fall steeply (a window's prefixes run from 5 to 100 tokens)."""
+    best = [0] + [0] * len(lengths)
+    cut = [0] * (len(lengths) + 1)
+    for end in range(1, len(lengths) + 1):
+        best[end], cut[end] = min(
+            (best[start] + (end - start) * lengths[start] + CALL_COST_TOKENS, start) for start in range(max(0, end - batch_size), end)
+        )
+    bounds = []
+    end = len(lengths)
+    while end:
+        bounds.append((cut[end], end))
+        end = cut[end]
+    return bounds[::-1]
+
+
+def _gather(caches, where: dict[int, tuple[int, int]], groups: list[int], width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the keys and values [len(groups), heads, width, head size] of each row's group prefix, copied from
+    the prefix batches that ran them (zeros after a shorter prefix: masked out, and finite). The prefix batches
+    stay as they ran, each as wide as its longest prefix, so a window keeps no more than its prefixes' tokens."""
+    by_batch: dict[int, tuple[list[int], list[int]]] = {}
+    for i, g in enumerate(groups):
+        batch, j = where[g]
+        mine, theirs = by_batch.setdefault(batch, ([], []))
+        mine.append(i)
+        theirs.append(j)
+    device = caches[0][0][0].device
+    indices = [(batch, torch.tensor(mine, device=device), torch.tensor(theirs, device=device)) for batch, (mine, theirs) in by_batch.items()]
+    out = []
+    for layer in range(len(caches[0])):
+        pair = []
+        for tensor in (0, 1):
+            sample = caches[0][layer][tensor]
+            full = sample.new_zeros((len(groups), sample.shape[1], width, sample.shape[3]))
+            for batch, mine, theirs in indices:
+                source = caches[batch][layer][tensor]
+                keep = min(width, source.shape[2])  # a prefix batch is as wide as its longest prefix, maybe wider than these rows'
+                full.narrow(2, 0, keep).index_copy_(0, mine, source.narrow(2, 0, keep).index_select(0, theirs))
+            pair.append(full)
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def _score_groups(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) -> list[tuple[float, bool]]:
+    """A window's results, its requests in group order; where the cache cannot be gathered across prefix batches,
+    each batch of `_pack` runs its own prefixes and remainders (`_score_shared_batch`)."""
+    results = _score_window(scorer, groups, batch_size) if scorer.gathers else None
+    if results is not None:
+        return results
+    scorer.gathers = False  # found on the first window: the others go straight to the packed batches
+    by_index: dict[int, tuple[float, bool]] = {}
+    for batch in _pack(groups, batch_size):
+        for row, result in zip([row for g in batch for row in g.rows], _score_shared_batch(scorer, batch), strict=True):
+            by_index[row.index] = result
+    return [by_index[row.index] for group in groups for row in group.rows]
 
 
 def loglikelihoods(
@@ -408,9 +748,9 @@ def loglikelihoods(
 ) -> list[tuple[float, bool]]:
     """(log p(continuation | context), is_greedy) for each request, in the order given.
 
-    Requests with the same context (the choices of one question) run it once and reuse its key/value
-    cache (`share_contexts`, on whenever the model's forward takes a cache); the others run whole,
-    longest first. Both give the harness's numbers up to float rounding (see the module docstring).
+    Requests whose inputs share a prefix (the choices of one question, WinoGrande's two contexts, a BLiMP
+    pair) run it once and reuse its key/value cache (`share_contexts`, on whenever the model's forward takes
+    a cache); the others run whole, longest first. Both give the harness's numbers up to float rounding (see the module docstring).
     Under torch.distributed (torchrun), the ranks split the batches and every rank returns all results.
     """
     if batch_size < 1:
@@ -424,12 +764,12 @@ def loglikelihoods(
     model.eval()
     try:
         scorer = _Model(model, torch.device(device), max_length, share_contexts)
-        shared, alone = _share_contexts(rows) if scorer.cache_keyword else ([], rows)
+        shared, alone = _share_prefixes(rows, scorer.head is not None) if scorer.cache_keyword else ([], rows)
         # Longest first, as the harness: batches hold similar lengths (little padding), and an
         # out-of-memory error comes on the first batch rather than the last.
         alone.sort(key=lambda row: -len(row.inputs))
         batches: list[tuple[list[_Row], Callable[[], list[tuple[float, bool]]]]] = [
-            ([row for g in groups for row in g.rows], partial(_score_shared_batch, scorer, groups)) for groups in _pack(shared, batch_size)
+            ([row for g in groups for row in g.rows], partial(_score_groups, scorer, groups, batch_size)) for groups in _windows(shared, batch_size)
         ]
         for first in range(0, len(alone), batch_size):
             chunk = alone[first : first + batch_size]

@@ -1,0 +1,115 @@
+"""Requests that share only the start of their inputs (WinoGrande's two contexts that differ after the blank, a
+BLiMP pair of sentences alike up to the words they swap) run that prefix once and score as whole requests."""
+
+import random
+
+import pytest
+import torch
+
+from corpuslab.evaluation.tasks import HarnessEncoder, Request, loglikelihoods, scoring
+from corpuslab.evaluation.tasks.scoring import _row, _share_prefixes, _start, _windows
+from corpuslab.sources.synthetic import SyntheticConfig, generate
+from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
+from corpuslab.training.model import ModelConfig, build_model
+
+CONTEXT = 96
+TOLERANCE = 1e-5  # rounding only: the prefix's keys are reused, the rest runs in its own matmuls
+
+
+@pytest.fixture(scope="module")
+def lm():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    texts = [doc.text for doc in generate(SyntheticConfig(num_docs=60, words_per_doc=60), seed=1)]
+    tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=400, min_frequency=1), texts)
+    model = build_model(
+        ModelConfig("tiny", n_layer=2, n_head=2, n_embd=32, context=CONTEXT), len(tokenizer), seed=0, eos_id=tokenizer.eos_token_id
+    ).eval()
+    yield model, tokenizer, texts
+    torch.set_num_threads(previous)
+
+
+def _sentences(texts: list[str], n: int, seed: int) -> list[list[str]]:
+    """Sentences of 8 to 17 words drawn from the corpus's words: no two start alike by chance of the generator's templates."""
+    rng = random.Random(seed)
+    words = sorted({w for text in texts for w in text.split() if w.isalpha()})
+    return [[rng.choice(words) for _ in range(8 + i)] for i in range(n)]
+
+
+def _winogrande(texts: list[str]) -> list[Request]:
+    """Partial scoring: the sentence up to the blank with each option as the context, the rest as the continuation."""
+    requests = []
+    for i, words in enumerate(_sentences(texts, 10, seed=0)):
+        blank = 3 + i % 5
+        options = (words[blank], words[-1])
+        rest = " " + " ".join(words[blank + 1 :])
+        requests += [Request(" ".join(words[:blank] + [option]), rest) for option in options]
+    return requests
+
+
+def _blimp(texts: list[str]) -> list[Request]:
+    """Empty context; the good sentence and the bad one (two neighbouring words swapped at several depths)."""
+    requests = []
+    for i, good in enumerate(_sentences(texts, 10, seed=1)):
+        j = 2 + i % (len(good) - 3)
+        bad = good[:j] + [good[j + 1], good[j]] + good[j + 2 :]
+        requests += [Request("", " ".join(good)), Request("", " ".join(bad))]
+    return requests
+
+
+def _requests(texts: list[str]) -> list[Request]:
+    return _winogrande(texts) + _blimp(texts) + [Request(" ".join(texts[50].split()[:30]), " and the rest")]
+
+
+def test_winogrande_and_blimp_pairs_share_a_prefix_with_predictions_inside_it(lm):
+    model, tokenizer, texts = lm
+    rows = [_row(i, e, CONTEXT) for i, e in enumerate(HarnessEncoder(tokenizer).encode_all(_requests(texts)))]
+    shared, alone = _share_prefixes(rows)
+    by_first = {group.rows[0].index: group for group in shared}
+    for pair in range(10):
+        wino = by_first[2 * pair]  # each WinoGrande pair is one group: its two contexts are not identical
+        assert [row.index for row in wino.rows] == [2 * pair, 2 * pair + 1] and len(wino.prefix) >= 3
+        assert all(len(wino.prefix) <= _start(row) for row in wino.rows)  # the prefix ends before the option
+        blimp = by_first[20 + 2 * pair]
+        assert [row.index for row in blimp.rows] == [20 + 2 * pair, 21 + 2 * pair]
+        # The empty context is the prefix token: the sentences' first words are predicted inside the prefix.
+        assert all(_start(row) == 0 for row in blimp.rows) and len(blimp.prefix) >= 3
+    assert [row.index for row in alone] == [40]
+
+
+def test_a_document_does_not_join_its_neighbour_on_a_chance_common_start(lm):
+    model, tokenizer, texts = lm
+    context = " ".join(texts[0].split()[:20])
+    neighbour = " ".join(texts[0].split()[:2] + texts[1].split()[:18])
+    requests = [Request(context, " " + w) for w in ("red", "green", "blue")] + [Request(neighbour, " " + w) for w in ("one", "two")]
+    rows = [_row(i, e, CONTEXT) for i, e in enumerate(HarnessEncoder(tokenizer).encode_all(requests))]
+    shared, alone = _share_prefixes(rows)
+    assert sorted(tuple(row.index for row in g.rows) for g in shared) == [(0, 1, 2), (3, 4)] and not alone
+
+
+@pytest.fixture(scope="module")
+def whole(lm):
+    model, tokenizer, texts = lm
+    return loglikelihoods(model, tokenizer, _requests(texts), batch_size=1, share_contexts=False)
+
+
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_prefix_sharing_scores_as_whole_requests(lm, whole, batch_size):
+    model, tokenizer, texts = lm
+    got = loglikelihoods(model, tokenizer, _requests(texts), batch_size=batch_size)
+    for (expected, expected_greedy), (ll, greedy) in zip(whole, got, strict=True):
+        assert ll == pytest.approx(expected, abs=TOLERANCE) and greedy == expected_greedy
+
+
+def test_windows_gather_caches_across_prefix_batches_and_fall_back_when_they_cannot(lm, whole, monkeypatch):
+    """Batch 3: a window's prefixes run in several batches and its remainders gather caches from several of them.
+    A cache that cannot be rebuilt by hand runs each packed batch on its own cache instead, with the same numbers."""
+    model, tokenizer, texts = lm
+    rows = [_row(i, e, CONTEXT) for i, e in enumerate(HarnessEncoder(tokenizer).encode_all(_requests(texts)))]
+    assert max(len(window) for window in _windows(_share_prefixes(rows)[0], 3)) > 3
+    for patch in (False, True):
+        if patch:
+            monkeypatch.setattr(scoring, "_kv_layers", lambda cache: None)
+        got = loglikelihoods(model, tokenizer, _requests(texts), batch_size=3)
+        assert [r[0] for r in got] == pytest.approx([r[0] for r in whole], abs=TOLERANCE)
+        assert [r[1] for r in got] == [r[1] for r in whole]

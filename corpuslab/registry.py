@@ -83,13 +83,13 @@ class Registry(Generic[P]):
             raise TypeError(f"{cls.__name__}: a {self.kind} needs a non-empty `name`")
         if not dataclasses.is_dataclass(cls.Config):
             raise TypeError(f"{cls.__name__}.Config must be a dataclass")
+        existing = self._classes.get(cls.name)
+        if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
+            raise TypeError(f"{self.kind} '{cls.name}' is already registered by {existing.__module__}.{existing.__qualname__}")
         if inspect.isabstract(cls):
             # Caught at registration (import time), not at the first run that builds the plug-in.
             missing = ", ".join(sorted(cls.__abstractmethods__))
             raise TypeError(f"{cls.__name__}: a {self.kind} must implement {missing} ({self.base.__name__} declares them)")
-        existing = self._classes.get(cls.name)
-        if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
-            raise TypeError(f"{self.kind} '{cls.name}' is already registered by {existing.__module__}.{existing.__qualname__}")
         self._classes[cls.name] = cls
         return cls
 

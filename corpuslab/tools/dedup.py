@@ -25,7 +25,6 @@ import math
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpuslab.atomic import temp_path, write_json_atomic
-from corpuslab.curation.decisions import Decision, DecisionWriter
 from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError
@@ -247,7 +246,7 @@ def _exact_streamed(cfg: DedupToolConfig, source):
     if scan is None:
         return None
     started = time.perf_counter()
-    fast = dedup_fast.FastIngested([], scan.ids, scan.lengths, inputs)
+    fast = dedup_fast.FastIngested([], len(scan.ids), scan.lengths, inputs)
     ingested = fast_ingested(fast, cfg.keep)
     source_ids, target_ids = exact_links(scan.digests, ~scan.empty)
     stats = {"method": "exact", "normalize": str(cfg.normalize), "shards": len(inputs.files), "docs_in": len(scan.ids),
@@ -259,7 +258,7 @@ def _exact_streamed(cfg: DedupToolConfig, source):
 
 def fast_ingested(fast, keep: str) -> Ingested:
     priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
-    return Ingested(fast.shards, len(fast.ids), priority)
+    return Ingested(fast.shards, fast.docs, priority)
 
 
 def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, name: str) -> Ingested:
@@ -348,70 +347,30 @@ def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
 def _write_outputs_fast(out: Path, output_format: str, fast, result, compression: str = "none") -> dict[str, Any]:
     from corpuslab.tools import dedup_fast
 
-    counts, kept = _write_decisions_columns(out, fast.ids, result.decisions)
+    counts = result.write_every_row(out)
     path = out / f"deduplicated.{output_format}"
     tmp = temp_path(path)
-    dedup_fast.write_kept(fast.source, kept, tmp, compression)
+    dedup_fast.write_kept(fast.source, result.kept_mask(), tmp, compression)
     tmp.replace(path)
     return _finish_counts(out, result, counts)
 
 
-def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision]) -> tuple[dict[str, Any], np.ndarray]:
-    """The table and counts `DecisionWriter.write_all` + `close` make, built a column at a time: a Python step per
-    decision (the duplicates' clusters) rather than a `Decision` per document. Returns them and the kept mask."""
-    from dataclasses import fields
-
-    from corpuslab.curation.decisions import DECISION_SCHEMA, DECISIONS_FILE, ROWS_PER_GROUP
-
-    decided = {d.id: d for d in decisions}
-    index = {item_id: k for k, item_id in enumerate(ids)} if decided else {}
-    kept = np.ones(len(ids), dtype=bool)
-    names = [f.name for f in fields(Decision) if f.name not in ("id", "kept")]
-    columns: dict[str, list[Any]] = {name: [None] * len(ids) for name in names}
-    by_reason: Counter[str] = Counter()
-    repeated = 0
-    for decision in decided.values():
-        k = index.get(decision.id)
-        if k is None:
-            continue
-        if decision.kept == (decision.reason is not None):
-            raise ValueError(f"{decision.id}: a dropped item needs a reason and a kept one has none ({decision})")
-        kept[k] = decision.kept
-        for name in names:
-            columns[name][k] = getattr(decision, name)
-        if not decision.kept:
-            by_reason[decision.reason] += 1
-        repeated += max(0, decision.times - 1)
-    table = pa.table({"id": pa.array(ids, pa.string()), "kept": pa.array(kept), **columns}, schema=DECISION_SCHEMA)
-    path = out / DECISIONS_FILE
-    tmp = temp_path(path)
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROWS_PER_GROUP)
-    tmp.replace(path)
-    dropped = sum(by_reason.values())
-    counts = {"input": len(ids), "kept": len(ids) - dropped, "dropped": dropped, "dropped_by_reason": dict(by_reason),
-              "repeated": repeated}
-    return counts, kept
-
-
 def _finish_counts(out: Path, result, counts: dict[str, Any]) -> dict[str, Any]:
     _write_pairs(out / "pairs.parquet", result)
-    clusters = _write_clusters(out / "clusters.parquet", result.decisions)
+    clusters = _write_clusters(out / "clusters.parquet", result)
     return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
             "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
-            "verified_pairs": len(result.verified_pairs)}
+            "verified_pairs": len(result.links.near_left)}
 
 
 def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, result) -> dict[str, Any]:
-    decided = {d.id: d for d in result.decisions}
-    writer = DecisionWriter(out)
+    counts = result.write_every_row(out)
+    kept = result.kept_mask()
     docs_path = out / f"deduplicated.{output_format}"
     with _DocWriter(docs_path, output_format, cfg.text_field, cfg.id_field or "id", cfg.compression) as kept_docs:
-        for doc in read_documents(ingested.shards):
-            decision = decided.get(doc.id) or Decision(doc.id, True)
-            writer.write(decision)
-            if decision.kept:
+        for position, doc in enumerate(read_documents(ingested.shards)):
+            if kept[position]:
                 kept_docs.write(doc)
-    counts = writer.close()
     return _finish_counts(out, result, counts)
 
 
@@ -421,24 +380,36 @@ CLUSTERS_SCHEMA = pa.schema([("cluster_id", pa.string()), ("id", pa.string()), (
 
 
 def _write_pairs(path: Path, result) -> None:
-    """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order."""
-    from corpuslab.curation.dedup.clusters import EXACT
+    """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order: built in
+    Arrow from the result's arrays, no Python object per pair."""
+    from corpuslab.curation.dedup.clusters import EXACT_CODE
 
-    exact = [(d.id, d.duplicate_of, 1.0, "exact") for d in result.decisions if d.reason == EXACT]
-    near = [(a, b, s, "near") for a, b, s in result.verified_pairs]
-    rows = exact + near
-    table = pa.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, schema=PAIRS_SCHEMA)
+    exact = result.reasons == EXACT_CODE
+    ids = result.ids.arrow()
+    links = result.links
+    a = np.concatenate([result.members[exact], links.near_left])
+    b = np.concatenate([result.duplicate_of[exact], links.near_right])
+    kinds = np.concatenate([np.zeros(int(exact.sum()), np.int8), np.ones(len(links.near_left), np.int8)])
+    table = pa.table({"a": ids.take(pa.array(a, pa.int64())).cast(pa.string()),
+                      "b": ids.take(pa.array(b, pa.int64())).cast(pa.string()),
+                      "similarity": pa.array(np.concatenate([np.ones(int(exact.sum())), links.near_jaccard]), pa.float64()),
+                      "kind": pa.array(["exact", "near"], pa.string()).take(pa.array(kinds))}, schema=PAIRS_SCHEMA)
     _write_table(path, table)
 
 
-def _write_clusters(path: Path, decisions: list[Decision]) -> int:
-    sizes = Counter(d.cluster_id for d in decisions)
-    ordered = sorted(decisions, key=lambda d: (d.cluster_id, not d.kept))
-    table = pa.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
-                      "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
-                      "size": [sizes[d.cluster_id] for d in ordered]}, schema=CLUSTERS_SCHEMA)
-    _write_table(path, table)
-    return len(sizes)
+def _write_clusters(path: Path, result) -> int:
+    """Every clustered document, grouped by cluster id (in string order), the kept one first, then corpus order."""
+    from corpuslab.curation.dedup.clusters import KEPT, REASONS
+
+    ids = result.ids.arrow()
+    roots, sizes = np.unique(result.roots, return_counts=True)
+    table = pa.table({"cluster_id": ids.take(pa.array(result.roots, pa.int64())).cast(pa.string()),
+                      "id": ids.take(pa.array(result.members, pa.int64())).cast(pa.string()),
+                      "kept": pa.array(result.reasons == KEPT),
+                      "reason": pa.array(REASONS, pa.string()).take(pa.array(result.reasons, mask=result.reasons == KEPT)),
+                      "size": pa.array(sizes[np.searchsorted(roots, result.roots)], pa.int64())}, schema=CLUSTERS_SCHEMA)
+    _write_table(path, table.take(pc.sort_indices(table, [("cluster_id", "ascending"), ("kept", "descending")])))
+    return len(roots)
 
 
 def _write_table(path: Path, table: pa.Table) -> None:

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,9 @@ WORK_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 SHARD_ROWS = 20_000
 ROW_GROUP = 2048
 JSON_BLOCK = 1 << 24
+
+if TYPE_CHECKING:
+    from corpuslab.curation.dedup.scan import Ids
 
 
 @dataclass
@@ -40,7 +44,7 @@ class FastInput:
 @dataclass
 class FastIngested:
     shards: list[Path]
-    ids: list[str]
+    docs: int
     lengths: np.ndarray  # characters per document, for --keep longest
     source: FastInput
 
@@ -67,18 +71,18 @@ def ingest_fast(source: FastInput, text_field: str, work: Path) -> FastIngested 
     """Working shards (id, text) of every input, or None when a file needs the `local` source's care."""
     work.mkdir(parents=True, exist_ok=True)
     writer = _ShardWriter(work)
-    ids: list[str] = []
+    docs = 0
     lengths: list[np.ndarray] = []
     try:
         for batch_ids, texts in _input_batches(source, text_field):
             writer.write(pa.table([pa.array(batch_ids, pa.string()), texts.cast(pa.string())], schema=WORK_SCHEMA))
-            ids += batch_ids
+            docs += len(batch_ids)
             lengths.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
     except _NeedsLocalSource:
         return None
     finally:
         writer.close()
-    return FastIngested(writer.paths, ids, np.concatenate(lengths) if lengths else np.empty(0, np.int64), source)
+    return FastIngested(writer.paths, docs, np.concatenate(lengths) if lengths else np.empty(0, np.int64), source)
 
 
 class _NeedsLocalSource(Exception):
@@ -203,7 +207,7 @@ def write_kept(source: FastInput, kept: np.ndarray, out: Path, compression: str 
 class ExactScan:
     """What exact dedup needs of every document, read straight from the inputs (no working shards)."""
 
-    ids: list[str]
+    ids: Ids  # one UTF-8 buffer, not a Python string per document
     empty: np.ndarray  # bool: normalizes to nothing (never matched)
     digests: np.ndarray  # (n, 2) uint64: a 128-bit digest of the normalized text (`fast_digests`)
     lengths: np.ndarray  # characters per document, for --keep longest
@@ -214,14 +218,15 @@ def scan_exact(source: FastInput, text_field: str, norm) -> ExactScan | None:
     `exact` recipe's scan (`scan.normalized_batch`, `scan.text_digests`) without copying the text into
     working shards and reading it back. None when a file needs the `local` source's care."""
     from corpuslab.curation.dedup.normalize import normalize_utf8
+    from corpuslab.curation.dedup.scan import Ids
 
-    ids: list[str] = []
+    ids: list[Ids] = []
     empty: list[np.ndarray] = []
     digests: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     try:
         for batch_ids, texts in _input_batches(source, text_field):
-            ids += batch_ids
+            ids.append(Ids.from_strings(batch_ids))
             data, offsets = utf8_buffers(texts)
             normalized, normalized_offsets = normalize_utf8(data, offsets, norm)
             digests.append(fast_digests(normalized, normalized_offsets))
@@ -230,8 +235,8 @@ def scan_exact(source: FastInput, text_field: str, norm) -> ExactScan | None:
     except _NeedsLocalSource:
         return None
     if not ids:
-        return ExactScan([], np.empty(0, bool), np.empty((0, 2), np.uint64), np.empty(0, np.int64))
-    return ExactScan(ids, np.concatenate(empty), np.concatenate(digests), np.concatenate(lengths))
+        return ExactScan(Ids.from_strings([]), np.empty(0, bool), np.empty((0, 2), np.uint64), np.empty(0, np.int64))
+    return ExactScan(Ids.concat(ids), np.concatenate(empty), np.concatenate(digests), np.concatenate(lengths))
 
 
 def fast_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -385,13 +385,12 @@ def _write_pairs(path: Path, result) -> None:
     from corpuslab.curation.dedup.clusters import EXACT_CODE
 
     exact = result.reasons == EXACT_CODE
-    ids = result.ids.arrow()
     links = result.links
     a = np.concatenate([result.members[exact], links.near_left])
     b = np.concatenate([result.duplicate_of[exact], links.near_right])
     kinds = np.concatenate([np.zeros(int(exact.sum()), np.int8), np.ones(len(links.near_left), np.int8)])
-    table = pa.table({"a": ids.take(pa.array(a, pa.int64())).cast(pa.string()),
-                      "b": ids.take(pa.array(b, pa.int64())).cast(pa.string()),
+    names = result.ids.take(np.concatenate([a, b]))
+    table = pa.table({"a": names.slice(0, len(a)), "b": names.slice(len(a), len(b)),
                       "similarity": pa.array(np.concatenate([np.ones(int(exact.sum())), links.near_jaccard]), pa.float64()),
                       "kind": pa.array(["exact", "near"], pa.string()).take(pa.array(kinds))}, schema=PAIRS_SCHEMA)
     _write_table(path, table)
@@ -401,10 +400,9 @@ def _write_clusters(path: Path, result) -> int:
     """Every clustered document, grouped by cluster id (in string order), the kept one first, then corpus order."""
     from corpuslab.curation.dedup.clusters import KEPT, REASONS
 
-    ids = result.ids.arrow()
     roots, sizes = np.unique(result.roots, return_counts=True)
-    table = pa.table({"cluster_id": ids.take(pa.array(result.roots, pa.int64())).cast(pa.string()),
-                      "id": ids.take(pa.array(result.members, pa.int64())).cast(pa.string()),
+    names = result.ids.take(np.concatenate([result.roots, result.members]))
+    table = pa.table({"cluster_id": names.slice(0, len(result.roots)), "id": names.slice(len(result.roots)),
                       "kept": pa.array(result.reasons == KEPT),
                       "reason": pa.array(REASONS, pa.string()).take(pa.array(result.reasons, mask=result.reasons == KEPT)),
                       "size": pa.array(sizes[np.searchsorted(roots, result.roots)], pa.int64())}, schema=CLUSTERS_SCHEMA)

@@ -28,7 +28,7 @@ from numba import njit
 
 from corpuslab.atomic import write_json_atomic
 from corpuslab.curation.decisions import DECISION_SCHEMA, ROWS_PER_GROUP, Decision, DecisionTableWriter
-from corpuslab.curation.dedup.scan import Ids
+from corpuslab.curation.dedup.scan import Ids, ShardIds
 
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
@@ -47,11 +47,11 @@ class DedupResult:
     Held as arrays over the clustered documents (`members`, global indices in corpus order) rather than a
     `Decision` object per document: ~41 bytes per clustered document where the objects and their id strings
     took ~300. `decisions` and `verified_pairs` build the Python objects on demand (tests, small corpora);
-    `write` and `write_every_row` stream the table to Parquet a row group at a time, ids taken by Arrow from
-    the scan's id buffer.
+    `write` and `write_every_row` stream the table to Parquet a row group at a time, the ids of each taken by
+    Arrow from the shards (`ShardIds`) or an id buffer (`Ids`).
     """
 
-    ids: Ids  # every document's id, in corpus order
+    ids: Ids | ShardIds  # every document's id, in corpus order (`take` gives them by index)
     members: np.ndarray  # int64, sorted: documents in a cluster of two or more
     roots: np.ndarray  # int64 per member: the document its cluster keeps
     reasons: np.ndarray  # int8 per member: KEPT, EXACT_CODE or NEAR_CODE
@@ -62,22 +62,23 @@ class DedupResult:
 
     @property
     def decisions(self) -> list[Decision]:
-        ids = self.ids
+        count = len(self.members)
+        names = self.ids.take(np.concatenate([self.members, self.roots, self.duplicate_of])).to_pylist()
         return [
-            Decision(ids[doc], True, None, ids[root], None, None) if code == KEPT
-            else Decision(ids[doc], False, REASONS[code], ids[root], ids[dup], float(sim))
-            for doc, root, code, dup, sim in zip(self.members.tolist(), self.roots.tolist(), self.reasons.tolist(),
-                                                 self.duplicate_of.tolist(), self.similarity.tolist())
+            Decision(names[k], True, None, names[count + k], None, None) if code == KEPT
+            else Decision(names[k], False, REASONS[code], names[count + k], names[2 * count + k], float(sim))
+            for k, (code, sim) in enumerate(zip(self.reasons.tolist(), self.similarity.tolist()))
         ]
 
     @property
     def verified_pairs(self) -> list[tuple[str, str, float]]:
-        links, ids = self.links, self.ids
-        return [(ids[a], ids[b], float(j)) for a, b, j in zip(links.near_left.tolist(), links.near_right.tolist(),
-                                                              links.near_jaccard.tolist())]
+        links = self.links
+        names = self.ids.take(np.concatenate([links.near_left, links.near_right])).to_pylist()
+        count = len(links.near_left)
+        return [(names[k], names[count + k], float(j)) for k, j in enumerate(links.near_jaccard.tolist())]
 
     def dropped_ids(self) -> set[str]:
-        return {self.ids[doc] for doc in self.members[self.reasons != KEPT].tolist()}
+        return set(self.ids.take(self.members[self.reasons != KEPT]).to_pylist())
 
     def kept_mask(self) -> np.ndarray:
         """bool per document of the corpus: False for the dropped duplicates."""
@@ -117,22 +118,18 @@ class DedupResult:
         similarity = np.zeros(n, dtype=np.float64)
         reasons[rows], roots[rows] = self.reasons[decided], self.roots[decided]
         duplicate_of[rows], similarity[rows] = self.duplicate_of[decided], self.similarity[decided]
-        ids = self.ids.arrow()
+        names = self.ids.take(np.concatenate([docs, roots, duplicate_of]))  # one read of each shard involved
         dropped = reasons != KEPT
         return pa.table({
-            "id": _as_string(ids.take(pa.array(docs))),
+            "id": names.slice(0, n),
             "kept": pa.array(~dropped),
             "reason": pa.array(REASONS, pa.string()).take(pa.array(reasons, mask=~dropped)),
-            "cluster_id": _as_string(ids.take(pa.array(roots, mask=roots < 0))),
-            "duplicate_of": _as_string(ids.take(pa.array(duplicate_of, mask=duplicate_of < 0))),
+            "cluster_id": names.slice(n, n),
+            "duplicate_of": names.slice(2 * n, n),
             "similarity": pa.array(similarity, mask=~dropped),
             "score": pa.nulls(n, pa.float64()),
             "repeat": pa.nulls(n, pa.int32()),
         }, schema=DECISION_SCHEMA)
-
-
-def _as_string(array: pa.Array) -> pa.Array:
-    return array.cast(pa.string())
 
 
 def _no_docs() -> np.ndarray:
@@ -150,14 +147,14 @@ class Links:
     near_jaccard: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
 
 
-def build_result(ids: Ids | Sequence[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
+def build_result(ids: Ids | ShardIds | Sequence[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
     """Cluster the links, decide every member and fill in the cluster statistics.
 
     Each cluster keeps its earliest member, or with `priority` (one number per document, lower wins) the
     member of lowest priority, the earliest on ties: how `corpuslab dedup --keep longest` keeps the
     longest copy without reordering the corpus.
     """
-    ids = ids if isinstance(ids, Ids) else Ids.from_strings(ids)
+    ids = ids if isinstance(ids, (Ids, ShardIds)) else Ids.from_strings(ids)
     sources = np.concatenate([links.exact_source, links.near_left])
     targets = np.concatenate([links.exact_target, links.near_right])
     members = np.unique(np.concatenate([sources, targets])).astype(np.int64)
@@ -244,7 +241,7 @@ def _find(parent, i):
     return root
 
 
-def cluster_stats(ids: Ids, members: np.ndarray, roots: np.ndarray, reasons: np.ndarray) -> dict:
+def cluster_stats(ids: Ids | ShardIds, members: np.ndarray, roots: np.ndarray, reasons: np.ndarray) -> dict:
     """Counts by reason (in order of first appearance among the members), cluster sizes, and the largest
     clusters (ties: the earliest kept document first) with up to `MEMBERS_LISTED` member ids each."""
     dropped = reasons[reasons != KEPT]
@@ -253,14 +250,16 @@ def cluster_stats(ids: Ids, members: np.ndarray, roots: np.ndarray, reasons: np.
     cluster_roots, sizes = np.unique(roots, return_counts=True)
     size_values, size_counts = np.unique(sizes, return_counts=True)
     largest = np.lexsort((cluster_roots, -sizes))[:LARGEST_CLUSTERS]
-    listed = []
-    for k in largest.tolist():
-        root = int(cluster_roots[k])
-        in_cluster = members[roots == root][:MEMBERS_LISTED]
-        listed.append({"cluster_id": ids[root], "size": int(sizes[k]), "members": [ids[doc] for doc in in_cluster.tolist()]})
+    listed = [members[roots == cluster_roots[k]][:MEMBERS_LISTED] for k in largest.tolist()]
+    names = ids.take(np.concatenate([cluster_roots[largest], *listed]).astype(np.int64)).to_pylist()
+    clusters, position = [], len(largest)
+    for k, in_cluster in zip(largest.tolist(), listed):
+        clusters.append({"cluster_id": names[len(clusters)], "size": int(sizes[k]),
+                         "members": names[position : position + len(in_cluster)]})
+        position += len(in_cluster)
     return {
         "dropped_by_reason": by_reason,
         "clusters": len(cluster_roots),
         "cluster_size_histogram": {int(size): int(count) for size, count in zip(size_values, size_counts)},
-        "largest_clusters": listed,
+        "largest_clusters": clusters,
     }

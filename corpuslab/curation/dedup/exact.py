@@ -29,7 +29,7 @@ def find_exact_duplicates(
     its earliest copy, or the copy of lowest `priority` (see `build_result`)."""
     started = time.perf_counter()
     norm.validate()
-    scan = scan_corpus(shards, norm, None, executor)
+    scan = scan_corpus(shards, norm, None, executor, ids_in_shards=True)
     source, target = exact_links(scan.digests, ~scan.empty)
     stats = {"method": "exact", "normalize": str(norm), **corpus_stats(scan)}
     result = build_result(scan.ids, Links(exact_source=source, exact_target=target), stats, priority)

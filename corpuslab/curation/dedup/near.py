@@ -78,7 +78,7 @@ def find_near_duplicates(
     _validate(cfg, norm)
     with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
-        scan = scan_corpus(shards, norm, cfg, executor, digests=False, spill=spill, partitions=partitions)
+        scan = scan_corpus(shards, norm, cfg, executor, digests=False, spill=spill, partitions=partitions, ids_in_shards=True)
         excluded = np.zeros(len(scan), dtype=bool)
         if exclude_ids:
             excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), dtype=bool, count=len(scan))
@@ -108,7 +108,7 @@ def find_exact_and_near_duplicates(
     _validate(cfg, norm)
     with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
-        scan = scan_corpus(shards, norm, cfg, executor, digests=True, spill=spill, partitions=partitions)
+        scan = scan_corpus(shards, norm, cfg, executor, digests=True, spill=spill, partitions=partitions, ids_in_shards=True)
         source, target = exact_links(scan.digests, ~scan.empty)
         scan.digests = None  # done with: 16 bytes per document
         survivors = ~scan.empty

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from corpuslab.curation.dedup.clusters import EXACT, NEAR, DedupResult, Links, build_result
-from corpuslab.curation.dedup.exact import corpus_stats, exact_links
+from corpuslab.curation.dedup.digests import partitioned_exact_links
+from corpuslab.curation.dedup.exact import corpus_stats
 from corpuslab.curation.dedup.lsh import BandIndex, auto_partitions, partitioned_candidate_pairs
 from corpuslab.curation.dedup.minhash import (
     MinHashConfig,
@@ -109,8 +110,7 @@ def find_exact_and_near_duplicates(
     with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
         scan = scan_corpus(shards, norm, cfg, executor, digests=True, spill=spill, partitions=partitions, ids_in_shards=True)
-        source, target = exact_links(scan.digests, ~scan.empty)
-        scan.digests = None  # done with: 16 bytes per document
+        source, target = partitioned_exact_links(spill, partitions, scan.shard_starts, executor or SerialExecutor())
         survivors = ~scan.empty
         survivors[source] = False
         stats = {"method": "exact+near", "docs_excluded": 0}

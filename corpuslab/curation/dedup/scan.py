@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numba import njit
 
+from corpuslab.curation.dedup.digests import spill_digests
 from corpuslab.curation.dedup.lsh import spill_band_keys
 from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures, fmix64
 from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
@@ -214,6 +215,9 @@ def scan_shard(task: ScanTask) -> ShardScan:
     if task.spill is not None and task.minhash is not None:
         spill_band_keys(task.spill, task.shard, scan.band_keys, task.partitions)
         scan.band_keys = None
+        if task.digests:  # near dedup's exact join is partitioned too (`digests.partitioned_exact_links`)
+            spill_digests(task.spill, task.shard, scan.digests, ~scan.empty, task.partitions)
+            scan.digests = None
     return scan
 
 
@@ -265,7 +269,8 @@ def scan_corpus(
     if ids_in_shards:
         return _scan_leaving_ids(paths, tasks, executor or SerialExecutor(), started)
     scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
-    joined = ShardScan.concat([ShardScan.nothing(minhash, digests, keys=spill is None), *scans])
+    spilled = spill is not None and minhash is not None  # band keys and digests went to `spill` (`scan_shard`)
+    joined = ShardScan.concat([ShardScan.nothing(minhash, digests and not spilled, keys=not spilled), *scans])
     check_unique_ids(paths, scans, joined.ids)
     starts = np.concatenate([[0], np.cumsum([len(scan.ids) for scan in scans])]).astype(np.int64)
     del scans
@@ -288,7 +293,8 @@ def _scan_leaving_ids(paths: list[str], tasks: list[ScanTask], executor: Executo
     starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
     total, task = int(starts[-1]), tasks[0] if tasks else None
     empty = np.zeros(total, dtype=bool)
-    digests = np.empty((total, 2), dtype=np.uint64) if task and task.digests else None
+    spilled = task is not None and task.spill is not None and task.minhash is not None  # digests too (`scan_shard`)
+    digests = np.empty((total, 2), dtype=np.uint64) if task and task.digests and not spilled else None
     shingle_counts = np.empty(total, dtype=np.int32) if task and task.minhash else None
     id_hashes = np.empty(total, dtype=np.uint64)
     for shard, scan in enumerate(executor.map(scan_shard, tasks)):

@@ -29,6 +29,7 @@ from numba import njit
 from corpuslab.atomic import write_json_atomic
 from corpuslab.curation.decisions import DECISION_SCHEMA, ROWS_PER_GROUP, Decision, DecisionTableWriter
 from corpuslab.curation.dedup.scan import Ids, ShardIds
+from corpuslab.curation.dedup.textbatch import release_memory
 
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
@@ -93,6 +94,7 @@ class DedupResult:
         with DecisionTableWriter(folder) as writer:
             for first in range(0, len(self.members), ROWS_PER_GROUP):
                 writer.write_table(self._table(self.members[first : first + ROWS_PER_GROUP], slice(first, first + ROWS_PER_GROUP)))
+                release_memory()
         write_json_atomic(folder / "stats.json", self.stats)
 
     def write_every_row(self, folder: str | Path) -> dict:
@@ -103,6 +105,7 @@ class DedupResult:
                 docs = np.arange(first, min(first + ROWS_PER_GROUP, len(self.ids)), dtype=np.int64)
                 low, high = np.searchsorted(self.members, [first, first + len(docs)])
                 writer.write_table(self._table(docs, slice(low, high), self.members[low:high] - first))
+                release_memory()
         dropped = self.stats.get("dropped_by_reason", {})
         total = sum(dropped.values())
         return {"input": len(self.ids), "kept": len(self.ids) - total, "dropped": total, "dropped_by_reason": dict(dropped),

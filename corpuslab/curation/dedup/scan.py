@@ -24,7 +24,7 @@ from corpuslab.curation.dedup.digests import spill_digests
 from corpuslab.curation.dedup.lsh import spill_band_keys
 from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures, fmix64
 from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
-from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, open_shard, release_memory
+from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, open_shard, release_memory, system_allocator
 from corpuslab.errors import InputError
 from corpuslab.executor import Executor, SerialExecutor
 
@@ -125,13 +125,15 @@ class ShardIds:
         wanted, position = np.unique(docs[valid], return_inverse=True)
         shard = np.searchsorted(self.starts, wanted, side="right") - 1
         parts = [pa.array([], pa.string())]
-        for s in np.unique(shard).tolist():
-            column = pq.read_table(self.paths[s], columns=["id"]).column("id").combine_chunks().cast(pa.string())
-            parts.append(column.take(pa.array(wanted[shard == s] - self.starts[s])))
-        found = pa.concat_arrays(parts)
-        index = np.zeros(len(docs), dtype=np.int64)
-        index[valid] = position
-        return found.take(pa.array(index, mask=~valid))
+        with system_allocator():  # malloc, which `release_memory` trims, rather than mimalloc's kept pages
+            for s in np.unique(shard).tolist():
+                column = pq.read_table(self.paths[s], columns=["id"]).column("id").combine_chunks().cast(pa.string())
+                parts.append(column.take(pa.array(wanted[shard == s] - self.starts[s])))
+                del column
+            found = pa.concat_arrays(parts)
+            index = np.zeros(len(docs), dtype=np.int64)
+            index[valid] = position
+            return found.take(pa.array(index, mask=~valid))
 
     def __getitem__(self, index: int) -> str:
         return self.take(np.array([index]))[0].as_py()

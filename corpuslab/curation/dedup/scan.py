@@ -260,8 +260,8 @@ def scan_corpus(
     With `spill`, band keys go to that folder in `partitions` parts (see `lsh.partitioned_candidate_pairs`)
     and `CorpusScan.band_keys` is None. With `ids_in_shards`, the ids stay in the shards (`ShardIds`): the
     workers return a hash of each for the uniqueness check, and the per-document arrays are filled in place
-    as the shards' results arrive, so the scan holds ~21 bytes per document (empty flag, digest, shingle
-    count) plus the 8-byte id hashes until they are checked.
+    as the shards' results arrive: the scan holds a byte per document (the empty flag), 16 more for the
+    digests unless they were spilled, and the 8-byte id hashes until they are checked; no shingle counts.
     """
     started = time.perf_counter()
     paths = [str(path) for path in shards]
@@ -297,7 +297,7 @@ def _scan_leaving_ids(paths: list[str], tasks: list[ScanTask], executor: Executo
     empty = np.zeros(total, dtype=bool)
     spilled = task is not None and task.spill is not None and task.minhash is not None  # digests too (`scan_shard`)
     digests = np.empty((total, 2), dtype=np.uint64) if task and task.digests and not spilled else None
-    shingle_counts = np.empty(total, dtype=np.int32) if task and task.minhash else None
+    shingle_counts = None  # only `shingle_sets_for` (cross-dataset, ids held) sizes its buffer from them
     id_hashes = np.empty(total, dtype=np.uint64)
     for shard, scan in enumerate(executor.map(scan_shard, tasks)):
         first, end = starts[shard], starts[shard + 1]
@@ -306,8 +306,6 @@ def _scan_leaving_ids(paths: list[str], tasks: list[ScanTask], executor: Executo
         empty[first:end], id_hashes[first:end] = scan.empty, scan.id_hashes
         if digests is not None:
             digests[first:end] = scan.digests
-        if shingle_counts is not None:
-            shingle_counts[first:end] = scan.shingle_counts
         del scan
     ids = ShardIds(paths, starts)
     check_unique_id_hashes(ids, id_hashes)

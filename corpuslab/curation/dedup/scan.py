@@ -4,7 +4,10 @@ Each shard is one executor task (`scan_shard`), so the pass runs in parallel and
 shard per worker. What comes back is small: per document an id (as UTF-8 bytes in one buffer, `Ids`), a
 16-byte digest and `bands` 8-byte band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
 corpus order (shard order, then row order). With a `spill` folder the band keys do not come back at all:
-each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`).
+each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`), and with
+them its digests, partitioned for the exact join (`digests.spill_digests`). With `ids_in_shards` (the
+near and exact engines) the ids do not come back either, only a 64-bit hash of each for the uniqueness
+check: `ShardIds` reads the ids the decisions need back from the shards.
 """
 
 from __future__ import annotations

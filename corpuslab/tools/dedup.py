@@ -25,7 +25,6 @@ import math
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +32,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpuslab.atomic import temp_path, write_json_atomic
-from corpuslab.curation.decisions import Decision, DecisionWriter
 from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
+from corpuslab.curation.dedup.scan import Ids
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError
 from corpuslab.shards import ShardWriter, read_documents
@@ -266,19 +266,19 @@ def _exact_streamed(cfg: DedupToolConfig, source, out: Path):
         return None
     source.bad_input.merge(inputs.bad_input)
     started = time.perf_counter()
-    fast = dedup_fast.FastIngested([], scan.ids, scan.lengths, inputs)
+    fast = dedup_fast.FastIngested([], len(scan.ids), scan.lengths, inputs)
     ingested = fast_ingested(fast, cfg.keep)
     source_ids, target_ids = exact_links(scan.digests, ~scan.empty)
     stats = {"method": "exact", "normalize": str(cfg.normalize), "shards": len(inputs.files), "docs_in": len(scan.ids),
              "empty_docs": int(scan.empty.sum())}
-    result = build_result(scan.ids, Links(exact_source=source_ids, exact_target=target_ids), stats, ingested.priority)
+    result = build_result(_ArrowIds(scan.ids.data, scan.ids.offsets), Links(exact_source=source_ids, exact_target=target_ids), stats, ingested.priority)
     result.stats["runtime"] = {"decide_s": time.perf_counter() - started}  # the scan is part of reading
     return fast, ingested, result, (written, scan.kept) if written is not None else None
 
 
 def fast_ingested(fast, keep: str) -> Ingested:
     priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
-    return Ingested(fast.shards, len(fast.ids), priority)
+    return Ingested(fast.shards, fast.docs, priority)
 
 
 def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, name: str) -> Ingested:
@@ -372,8 +372,9 @@ def _write_outputs_fast(out: Path, output_format: str, fast, result, compression
     pass, which documents they are), checked against the decisions before the file takes its name."""
     from corpuslab.tools import dedup_fast
 
-    counts, kept = _write_decisions_columns(out, fast.ids, result.decisions)
+    counts = _write_decisions(out, result)
     path = out / f"deduplicated.{output_format}"
+    kept = result.kept_mask()
     if written is not None:
         tmp, streamed_kept = written
         if not np.array_equal(streamed_kept, kept):
@@ -386,67 +387,54 @@ def _write_outputs_fast(out: Path, output_format: str, fast, result, compression
     return _finish_counts(out, result, counts)
 
 
-def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision]) -> tuple[dict[str, Any], np.ndarray]:
-    """The table and counts `DecisionWriter.write_all` + `close` make, built a column at a time: a Python step per
-    decision (the duplicates' clusters) rather than a `Decision` per document. Returns them and the kept mask."""
-    from dataclasses import fields
-
-    from corpuslab.curation.decisions import DECISION_SCHEMA, DECISIONS_FILE, ROWS_PER_GROUP
-
-    decided = {d.id: d for d in decisions}
-    index = {item_id: k for k, item_id in enumerate(ids)} if decided else {}
-    kept = np.ones(len(ids), dtype=bool)
-    names = [f.name for f in fields(Decision) if f.name not in ("id", "kept")]
-    by_reason: Counter[str] = Counter()
-    repeated = 0
-    found = []
-    for decision in decided.values():
-        k = index.get(decision.id)
-        if k is None:
-            continue
-        if decision.kept == (decision.reason is not None):
-            raise ValueError(f"{decision.id}: a dropped item needs a reason and a kept one has none ({decision})")
-        kept[k] = decision.kept
-        found.append((k, decision))
-        if not decision.kept:
-            by_reason[decision.reason] += 1
-        repeated += max(0, decision.times - 1)
-    found.sort(key=lambda pair: pair[0])
-    columns = {"id": arrow_columns.column(ids, pa.string()), "kept": arrow_columns.bools(kept)}
-    for name in names:
-        present = [(k, value) for k, d in found if (value := getattr(d, name)) is not None]
-        rows = np.array([k for k, _ in present], dtype=np.int64)
-        columns[name] = arrow_columns.sparse(len(ids), rows, [value for _, value in present], DECISION_SCHEMA.field(name).type)
-    table = pa.Table.from_arrays([columns[name] for name in DECISION_SCHEMA.names], schema=DECISION_SCHEMA)
-    path = out / DECISIONS_FILE
-    tmp = temp_path(path)
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROWS_PER_GROUP)
-    tmp.replace(path)
-    dropped = sum(by_reason.values())
-    counts = {"input": len(ids), "kept": len(ids) - dropped, "dropped": dropped, "dropped_by_reason": dict(by_reason),
-              "repeated": repeated}
-    return counts, kept
+def _write_decisions(out: Path, result) -> dict[str, Any]:
+    """`result.write_every_row(out)` (same table, same counts) built through `arrow_columns` where the ids are in
+    memory (`Ids`): pyarrow imports pandas (~0.4 CPU-s) on the first `pa.array`, which the streamed exact run avoids."""
+    from corpuslab.curation.decisions import DECISION_SCHEMA, ROWS_PER_GROUP, DecisionTableWriter
+    from corpuslab.curation.dedup.clusters import KEPT, REASONS
+    if not isinstance(result.ids, _ArrowIds):
+        return result.write_every_row(out)
+    ids = result.ids.arrow()
+    reason_names = arrow_columns.column(list(REASONS[1:]), pa.string())
+    with DecisionTableWriter(out) as writer:
+        for first in range(0, len(ids), ROWS_PER_GROUP):
+            n = min(ROWS_PER_GROUP, len(ids) - first)
+            low, high = np.searchsorted(result.members, [first, first + n])
+            rows = result.members[low:high] - first
+            reasons = np.zeros(n, dtype=np.int8)
+            roots = np.full(n, -1, dtype=np.int64)
+            duplicate_of = np.full(n, -1, dtype=np.int64)
+            similarity = np.zeros(n, dtype=np.float64)
+            reasons[rows], roots[rows] = result.reasons[low:high], result.roots[low:high]
+            duplicate_of[rows], similarity[rows] = result.duplicate_of[low:high], result.similarity[low:high]
+            kept = reasons == KEPT
+            writer.write_table(pa.Table.from_arrays([
+                ids.slice(first, n).cast(pa.string()), arrow_columns.bools(kept),
+                arrow_columns.take(reason_names, np.where(kept, -1, reasons.astype(np.int64) - 1)),
+                arrow_columns.take(ids, roots).cast(pa.string()), arrow_columns.take(ids, duplicate_of).cast(pa.string()),
+                arrow_columns.numbers(similarity, kept), pa.nulls(n, pa.float64()), pa.nulls(n, pa.int32()),
+            ], schema=DECISION_SCHEMA))
+    dropped = result.stats.get("dropped_by_reason", {})
+    total = sum(dropped.values())
+    return {"input": len(ids), "kept": len(ids) - total, "dropped": total, "dropped_by_reason": dict(dropped), "repeated": 0}
 
 
 def _finish_counts(out: Path, result, counts: dict[str, Any]) -> dict[str, Any]:
     _write_pairs(out / "pairs.parquet", result)
-    clusters = _write_clusters(out / "clusters.parquet", result.decisions)
+    clusters = _write_clusters(out / "clusters.parquet", result)
     return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
             "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
-            "verified_pairs": len(result.verified_pairs)}
+            "verified_pairs": len(result.links.near_left)}
 
 
 def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, result) -> dict[str, Any]:
-    decided = {d.id: d for d in result.decisions}
-    writer = DecisionWriter(out)
+    counts = _write_decisions(out, result)
+    kept = result.kept_mask()
     docs_path = out / f"deduplicated.{output_format}"
     with _DocWriter(docs_path, output_format, cfg.text_field, cfg.id_field or "id", cfg.compression) as kept_docs:
-        for doc in read_documents(ingested.shards):
-            decision = decided.get(doc.id) or Decision(doc.id, True)
-            writer.write(decision)
-            if decision.kept:
+        for position, doc in enumerate(read_documents(ingested.shards)):
+            if kept[position]:
                 kept_docs.write(doc)
-    counts = writer.close()
     return _finish_counts(out, result, counts)
 
 
@@ -456,24 +444,42 @@ CLUSTERS_SCHEMA = pa.schema([("cluster_id", pa.string()), ("id", pa.string()), (
 
 
 def _write_pairs(path: Path, result) -> None:
-    """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order."""
-    from corpuslab.curation.dedup.clusters import EXACT
+    """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order: built in
+    Arrow from the result's arrays, no Python object per pair."""
+    from corpuslab.curation.dedup.clusters import EXACT_CODE
 
-    exact = [(d.id, d.duplicate_of, 1.0, "exact") for d in result.decisions if d.reason == EXACT]
-    near = [(a, b, s, "near") for a, b, s in result.verified_pairs]
-    rows = exact + near
-    table = arrow_columns.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, PAIRS_SCHEMA)
+    exact = result.reasons == EXACT_CODE
+    links = result.links
+    a = np.concatenate([result.members[exact], links.near_left])
+    b = np.concatenate([result.duplicate_of[exact], links.near_right])
+    kinds = np.concatenate([np.zeros(int(exact.sum()), np.int8), np.ones(len(links.near_left), np.int8)])
+    names = result.ids.take(np.concatenate([a, b]))
+    similarity = np.concatenate([np.ones(int(exact.sum())), links.near_jaccard]).astype(np.float64)
+    table = pa.Table.from_arrays([names.slice(0, len(a)), names.slice(len(a), len(b)), arrow_columns.numbers(similarity),
+                                  arrow_columns.take(arrow_columns.column(["exact", "near"], pa.string()), kinds.astype(np.int64))],
+                                 schema=PAIRS_SCHEMA)
     _write_table(path, table)
 
 
-def _write_clusters(path: Path, decisions: list[Decision]) -> int:
-    sizes = Counter(d.cluster_id for d in decisions)
-    ordered = sorted(decisions, key=lambda d: (d.cluster_id, not d.kept))
-    table = arrow_columns.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
-                                 "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
-                                 "size": [sizes[d.cluster_id] for d in ordered]}, CLUSTERS_SCHEMA)
-    _write_table(path, table)
-    return len(sizes)
+def _write_clusters(path: Path, result) -> int:
+    """Every clustered document, grouped by cluster id (in string order), the kept one first, then corpus order."""
+    from corpuslab.curation.dedup.clusters import KEPT, REASONS
+
+    roots, sizes = np.unique(result.roots, return_counts=True)
+    names = result.ids.take(np.concatenate([result.roots, result.members]))
+    kept = result.reasons == KEPT
+    reason = arrow_columns.take(arrow_columns.column(list(REASONS[1:]), pa.string()), np.where(kept, -1, result.reasons.astype(np.int64) - 1))
+    table = pa.Table.from_arrays([names.slice(0, len(result.roots)), names.slice(len(result.roots)), arrow_columns.bools(kept), reason,
+                                  arrow_columns.numbers(sizes[np.searchsorted(roots, result.roots)].astype(np.int64))], schema=CLUSTERS_SCHEMA)
+    _write_table(path, table.take(pc.sort_indices(table, [("cluster_id", "ascending"), ("kept", "descending")])))
+    return len(roots)
+
+
+class _ArrowIds(Ids):
+    """`Ids` taken by index through `arrow_columns` rather than `pa.array` (which imports pandas, see `_write_decisions`)."""
+
+    def take(self, docs: np.ndarray) -> pa.Array:
+        return arrow_columns.take(self.arrow(), docs).cast(pa.string())
 
 
 def _write_table(path: Path, table: pa.Table) -> None:

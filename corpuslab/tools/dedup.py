@@ -297,14 +297,28 @@ def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, 
 # --- deciding and writing -------------------------------------------------------------------------------
 
 
+# How the sources' messages name this tool's settings (`corpuslab.sources.hints`): its flags, not `dataset.*` keys.
+SETTING_NAMES = {"text_field": "--text-field", "id_field": "--id-field", "category_field": "",
+                 "encoding_hint": "pass --encoding utf-8,cp1252 to read what is not UTF-8 as Windows-1252"}
+
+
 def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     """Read, deduplicate and write `cfg.out`; returns the stats written to stats.json."""
+    from corpuslab.sources import hints
+
+    with hints.naming(SETTING_NAMES):
+        return _run_dedup(cfg, log)
+
+
+def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
     from corpuslab.executor import LocalExecutor, SerialExecutor
 
     cfg.validate()
+    check_out(cfg)
     started = time.perf_counter()
     out = Path(cfg.out)
     source, output_format = open_input(cfg)  # a missing input stops before --out is created
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
     try:
@@ -317,6 +331,7 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
             fast = _ingest_fast(cfg, source, work / "fast")
             ingested = fast_ingested(fast, cfg.keep) if fast else ingest(source.documents(), work / "docs", cfg.keep)
         read_s = time.perf_counter() - clock
+        _check_read(cfg, source, ingested)
         if streamed is None:
             executor = SerialExecutor() if cfg.processes == 1 else LocalExecutor(cfg.processes)
             with executor:
@@ -327,6 +342,12 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
         else:
             counts = _write_outputs(cfg, out, output_format, ingested, result)
         write_s = time.perf_counter() - clock
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not any(path.name != "deduplicated.parquet.tmp" and not path.name.startswith(".")
+                               for path in out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)  # made by this run and holding only its scratch: leave no empty --out
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
         temp_path(out / "deduplicated.parquet").unlink(missing_ok=True)  # a one-pass output left by an error
@@ -344,6 +365,81 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     for line in summary_lines(stats, out, output_format):
         log(line)
     return stats
+
+
+def check_out(cfg: DedupToolConfig) -> None:
+    """Refuse an --out that the inputs would read: inside a folder given as INPUT (read recursively), the folder
+    of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input."""
+    import glob
+
+    if _input_kind(cfg.inputs[0]) != "local":
+        return
+    out = Path(cfg.out).resolve()
+    for given in cfg.inputs:
+        if glob.has_magic(given):
+            parts = Path(given).parts
+            fixed = next(k for k, part in enumerate(parts) if glob.has_magic(part))
+            base, recursive = Path(*parts[:fixed]) if fixed else Path("."), "**" in given
+        else:
+            base, recursive = Path(given), Path(given).is_dir()
+            if not recursive:
+                continue
+        base = base.resolve()
+        if out == base or (recursive and base in out.parents):
+            raise ConfigError("--out", cfg.out, f"a folder outside the input {given!r} (the next run would read this run's "
+                                                "outputs as input): e.g. a sibling folder")
+
+
+def _check_read(cfg: DedupToolConfig, source, ingested: Ingested) -> None:
+    """Stop before deciding anything when the run could only write nothing useful: no document was read (every
+    input empty, or no record with --text-field / --id-field), or no document has the --keep field."""
+    from corpuslab.errors import InputError
+
+    bad = source.bad_input
+    if ingested.docs == 0:
+        for reason, flag, value in (("missing_text_field", "--text-field", cfg.text_field), ("missing_id_field", "--id-field", cfg.id_field)):
+            if bad.counts.get(reason):
+                example = bad.examples[reason][0]
+                raise ConfigError(flag, value, f"a field of the input records; no record has it, so no document was read "
+                                               f"({bad.counts[reason]} records skipped; {example['file']}:{example['line']}: "
+                                               f"{example['detail']})")
+        counts = dict(sorted(bad.counts.items()))
+        raise InputError(", ".join(cfg.inputs), "no document was read, so there is nothing to deduplicate; expected at "
+                                                f"least one non-empty document (bad input: {counts or 'none'})")
+    order, name = keep_field(cfg.keep)
+    if name is not None and ingested.missing_keep_field == ingested.docs:
+        seen = _fields_seen(source)
+        raise ConfigError("--keep", cfg.keep, f"a field some documents have; none of the {ingested.docs} documents has "
+                                              f"'{name}'" + (f" (fields seen: {seen})" if seen is not None else ""))
+
+
+def _fields_seen(source, files: int = 10) -> list[str] | None:
+    """The fields of the first record of the first few local inputs (Parquet columns, JSON Lines keys, a CSV header),
+    for messages; None where they cannot be told cheaply."""
+    import csv
+
+    from corpuslab.sources.local import LocalSource
+
+    if not isinstance(source, LocalSource):
+        return None
+    seen: dict[str, None] = {}
+    for path in source.files()[:files]:
+        name = str(path).lower()
+        try:
+            if name.endswith(".parquet"):
+                seen.update(dict.fromkeys(pq.read_schema(path).names))
+            elif name.endswith((".jsonl", ".json", ".ndjson")):
+                with open(path, encoding="utf-8", errors="replace") as stream:
+                    line = next((line for line in stream if line.strip()), None)
+                record = json.loads(line) if line else None
+                if isinstance(record, dict):
+                    seen.update(dict.fromkeys(record))
+            elif name.endswith(".csv"):
+                with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+                    seen.update(dict.fromkeys(next(csv.reader(stream), [])))
+        except (OSError, ValueError, pa.ArrowException):
+            continue
+    return list(seen) if seen else None
 
 
 def _find(cfg: DedupToolConfig, ingested: Ingested, executor):

@@ -138,6 +138,7 @@ def _input_batches(source: FastInput, text_field: str, all_columns: bool = False
                 texts = records.column(text_field)
                 if texts.null_count or not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
                     raise _NeedsLocalSource(path)
+                texts.validate(full=True)  # Arrow's JSON reader keeps invalid UTF-8: the local source replaces and counts it
                 data, offsets = utf8_buffers(texts)
                 rows = len(texts)
                 if rows and int(np.diff(offsets).max()) > source.max_doc_chars:  # bytes >= characters: may be over
@@ -157,7 +158,7 @@ def _input_batches(source: FastInput, text_field: str, all_columns: bool = False
                 first += rows
             if blank:
                 source.blank[path] = np.concatenate(blank)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, OSError) as err:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, IndexError, OSError) as err:  # a missing column: KeyError or IndexError
         raise _NeedsLocalSource(str(err)) from err
 
 

@@ -11,7 +11,9 @@ copied once into working Parquet shards, which the same engine as the `exact` an
 tokenizer, training) runs.
 
 DIR receives:
-    deduplicated.jsonl | .parquet   the kept documents, in the input's format (parquet in, parquet out)
+    deduplicated.jsonl | .parquet   the kept documents in input order, in the input's format (parquet in, parquet out):
+                                    the input records verbatim on the Arrow path (`dedup_fast`; no id column), else
+                                    id, text, category, --fields, source_file / source_line (stats.json: output_rows)
     decisions.parquet               one row per document: kept, reason, cluster_id, duplicate_of, similarity
     pairs.parquet                   every verified pair: a, b, similarity, kind (exact | near)
     clusters.parquet                every document in a cluster of two or more: cluster_id, id, kept, size
@@ -356,6 +358,8 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
         "settings": _settings(cfg),
         **counts,
         "missing_keep_field": ingested.missing_keep_field,
+        # what a row of deduplicated.* is: the input record as read (the Arrow path), or id + text + fields + source_*
+        "output_rows": "input_records" if fast else "documents",
         "bad_input": source.bad_input_summary(),
         "engine": result.stats,
         "runtime": {"read_s": read_s, **result.stats.get("runtime", {}), "write_s": write_s,

@@ -132,6 +132,7 @@ def test_decision_ids_join_the_output_rows(tmp_path, suffix):
     write(tmp_path / "in" / "sub" / f"b.{suffix}", rows[7:])
     assert run(tmp_path / "in", "--text-field", "body", "--recipe", "exact", "--out", tmp_path / "out") == 0
     decisions = pq.read_table(tmp_path / "out" / "decisions.parquet").to_pylist()
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["output_rows"] == "input_records"
     kept_ids = [d["id"] for d in decisions if d["kept"]]
     assert len(decisions) == len(rows) and len(kept_ids) == len(rows) - 3
     first = 1 if suffix == "jsonl" else 0
@@ -143,3 +144,15 @@ def test_decision_ids_join_the_output_rows(tmp_path, suffix):
         written = pq.read_table(tmp_path / "out" / "deduplicated.parquet").to_pylist()
     assert written == [by_id[i] for i in kept_ids]  # row k of the output is the k-th kept id
     assert all("id" not in r for r in written)
+
+
+def test_documents_output_carries_the_decision_ids(tmp_path):
+    """Off the Arrow path (here --keep max:n) each row has the decision's id, the text and source_file / source_line."""
+    rows = records(6)
+    write(tmp_path / "in.jsonl", rows)
+    assert run(tmp_path / "in.jsonl", "--text-field", "body", "--keep", "max:n", "--recipe", "exact", "--out", tmp_path / "out") == 0
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["output_rows"] == "documents"
+    kept_ids = [d["id"] for d in pq.read_table(tmp_path / "out" / "decisions.parquet").to_pylist() if d["kept"]]
+    written = [json.loads(line) for line in (tmp_path / "out" / "deduplicated.jsonl").read_text().splitlines()]
+    assert [w["id"] for w in written] == kept_ids and [w["source_line"] for w in written] == [int(i.split(":")[1]) for i in kept_ids]
+    assert all(w["body"] == rows[w["source_line"] - 1]["body"] and w["n"] == rows[w["source_line"] - 1]["n"] for w in written)

@@ -101,6 +101,33 @@ class DecisionWriter:
             self._rows = []
 
 
+class DecisionTableWriter:
+    """Writes a decision table already built as Arrow tables (`DECISION_SCHEMA`), a row group per table, to a
+    temporary file that replaces `decisions.parquet` only when the block ends without an error."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / DECISIONS_FILE
+        self._tmp = temp_path(self.path)
+        self._writer = pq.ParquetWriter(self._tmp, DECISION_SCHEMA, compression="zstd")
+        self._written = False
+
+    def write_table(self, table: pa.Table) -> None:
+        self._writer.write_table(table, row_group_size=ROWS_PER_GROUP)
+        self._written = True
+
+    def __enter__(self) -> DecisionTableWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if not self._written and exc_type is None:
+            self._writer.write_table(decision_table([]))  # an empty table, as `DecisionWriter` writes one
+        self._writer.close()
+        if exc_type is None:
+            self._tmp.replace(self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
 def decision_table(rows: list[Decision]) -> pa.Table:
     columns = {f.name: [getattr(r, f.name) for r in rows] for f in fields(Decision)}
     return pa.table(columns, schema=DECISION_SCHEMA)

@@ -57,6 +57,7 @@ import zstandard
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, InputError
 from corpuslab.paths import check_url, is_url, origin_of
+from corpuslab.sources import hints
 from corpuslab.sources.badinput import (
     DEFAULT_MAX_DOC_CHARS,
     BadInputLog,
@@ -305,8 +306,8 @@ def _read_files(cfg: LocalConfig, files: list[Path], log: BadInputLog) -> Iterat
                 return
     if state.yielded == 0 and state.first_wrong_schema is not None:
         path, problem = state.first_wrong_schema
-        raise InputError(path, f"no input file has the configured fields, so no document was read; check "
-                               f"text_field / id_field / category_field. This file: {problem}")
+        names = " / ".join(filter(None, (hints.name(key) for key in ("text_field", "id_field", "category_field"))))
+        raise InputError(path, f"no input file has the configured fields, so no document was read; check {names}. This file: {problem}")
 
 
 def _read_file(ctx: _FileContext, state: _RunState) -> Iterator[Document]:

@@ -17,6 +17,8 @@ import codecs
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from corpuslab.sources import hints
+
 UTF8 = "utf-8"
 # UTF-32 LE before UTF-16 LE: its mark (FF FE 00 00) starts with the UTF-16 LE mark (FF FE).
 _BYTE_ORDER_MARKS: tuple[tuple[bytes, str], ...] = (
@@ -138,6 +140,6 @@ def _repair(raw: bytes, err: UnicodeDecodeError, codec: str, line: int | None, w
     if codec == UTF8:
         where = "" if whole_file else f" at column {err.start + 1}"
         return Repair("non_utf8_replaced", line, f"invalid UTF-8 byte {bad!r}{where}; expected UTF-8 text "
-                                                 "(set the source's encoding, e.g. 'utf-8,cp1252')", chars)
+                                                 f"({hints.name('encoding_hint')})", chars)
     said = "the file's byte order mark says" if codec in _LABELS else "the configured encoding is"
     return Repair("undecodable_replaced", line, f"invalid {label} data ({err.reason}); {said} {label}", chars)

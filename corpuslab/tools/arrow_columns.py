@@ -66,6 +66,21 @@ def bools(mask: np.ndarray, validity: pa.Buffer | None = None, nulls: int = 0) -
     return pa.Array.from_buffers(pa.bool_(), len(mask), [validity, _bits(mask)], null_count=nulls)
 
 
+def numbers(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """`pa.array(values, mask=mask)` for a numpy int8/int32/int64/float64 array (True in `mask`: null)."""
+    values = np.ascontiguousarray(values)
+    kind = pa.from_numpy_dtype(values.dtype)
+    nulls = int(mask.sum()) if mask is not None else 0
+    validity = _bits(~mask) if nulls else None
+    return pa.Array.from_buffers(kind, len(values), [validity, pa.py_buffer(values)], null_count=nulls)
+
+
+def take(array: pa.Array, rows: np.ndarray) -> pa.Array:
+    """`array.take(rows)`, a negative row giving a null."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return array.take(numbers(rows, rows < 0))
+
+
 def table(columns: dict[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:
     """`pa.table(columns, schema=schema)` through `column`."""
     return pa.Table.from_arrays([column(columns[f.name], f.type) for f in schema], schema=schema)

@@ -11,7 +11,9 @@ copied once into working Parquet shards, which the same engine as the `exact` an
 tokenizer, training) runs.
 
 DIR receives:
-    deduplicated.jsonl | .parquet   the kept documents, in the input's format (parquet in, parquet out)
+    deduplicated.jsonl | .parquet   the kept documents in input order, in the input's format (parquet in, parquet out):
+                                    the input records verbatim on the Arrow path (`dedup_fast`; no id column), else
+                                    id, text, category, --fields, source_file / source_line (stats.json: output_rows)
     decisions.parquet               one row per document: kept, reason, cluster_id, duplicate_of, similarity
     pairs.parquet                   every verified pair: a, b, similarity, kind (exact | near)
     clusters.parquet                every document in a cluster of two or more: cluster_id, id, kept, size
@@ -25,7 +27,6 @@ import math
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpuslab.atomic import temp_path, write_json_atomic
-from corpuslab.curation.decisions import Decision, DecisionWriter
 from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
+from corpuslab.curation.dedup.scan import Ids
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError
 from corpuslab.shards import ShardWriter, read_documents
@@ -266,19 +268,19 @@ def _exact_streamed(cfg: DedupToolConfig, source, out: Path):
         return None
     source.bad_input.merge(inputs.bad_input)
     started = time.perf_counter()
-    fast = dedup_fast.FastIngested([], scan.ids, scan.lengths, inputs)
+    fast = dedup_fast.FastIngested([], len(scan.ids), scan.lengths, inputs)
     ingested = fast_ingested(fast, cfg.keep)
     source_ids, target_ids = exact_links(scan.digests, ~scan.empty)
     stats = {"method": "exact", "normalize": str(cfg.normalize), "shards": len(inputs.files), "docs_in": len(scan.ids),
              "empty_docs": int(scan.empty.sum())}
-    result = build_result(scan.ids, Links(exact_source=source_ids, exact_target=target_ids), stats, ingested.priority)
+    result = build_result(_ArrowIds(scan.ids.data, scan.ids.offsets), Links(exact_source=source_ids, exact_target=target_ids), stats, ingested.priority)
     result.stats["runtime"] = {"decide_s": time.perf_counter() - started}  # the scan is part of reading
     return fast, ingested, result, (written, scan.kept) if written is not None else None
 
 
 def fast_ingested(fast, keep: str) -> Ingested:
     priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
-    return Ingested(fast.shards, len(fast.ids), priority)
+    return Ingested(fast.shards, fast.docs, priority)
 
 
 def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, name: str) -> Ingested:
@@ -297,14 +299,28 @@ def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, 
 # --- deciding and writing -------------------------------------------------------------------------------
 
 
+# How the sources' messages name this tool's settings (`corpuslab.sources.hints`): its flags, not `dataset.*` keys.
+SETTING_NAMES = {"text_field": "--text-field", "id_field": "--id-field", "category_field": "",
+                 "encoding_hint": "pass --encoding utf-8,cp1252 to read what is not UTF-8 as Windows-1252"}
+
+
 def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     """Read, deduplicate and write `cfg.out`; returns the stats written to stats.json."""
+    from corpuslab.sources import hints
+
+    with hints.naming(SETTING_NAMES):
+        return _run_dedup(cfg, log)
+
+
+def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
     from corpuslab.executor import LocalExecutor, SerialExecutor
 
     cfg.validate()
+    check_out(cfg)
     started = time.perf_counter()
     out = Path(cfg.out)
     source, output_format = open_input(cfg)  # a missing input stops before --out is created
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
     try:
@@ -317,6 +333,7 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
             fast = _ingest_fast(cfg, source, work / "fast")
             ingested = fast_ingested(fast, cfg.keep) if fast else ingest(source.documents(), work / "docs", cfg.keep)
         read_s = time.perf_counter() - clock
+        _check_read(cfg, source, ingested)
         if streamed is None:
             executor = SerialExecutor() if cfg.processes == 1 else LocalExecutor(cfg.processes)
             with executor:
@@ -327,6 +344,12 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
         else:
             counts = _write_outputs(cfg, out, output_format, ingested, result)
         write_s = time.perf_counter() - clock
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not any(path.name != "deduplicated.parquet.tmp" and not path.name.startswith(".")
+                               for path in out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)  # made by this run and holding only its scratch: leave no empty --out
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
         temp_path(out / "deduplicated.parquet").unlink(missing_ok=True)  # a one-pass output left by an error
@@ -335,6 +358,8 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
         "settings": _settings(cfg),
         **counts,
         "missing_keep_field": ingested.missing_keep_field,
+        # what a row of deduplicated.* is: the input record as read (the Arrow path), or id + text + fields + source_*
+        "output_rows": "input_records" if fast else "documents",
         "bad_input": source.bad_input_summary(),
         "engine": result.stats,
         "runtime": {"read_s": read_s, **result.stats.get("runtime", {}), "write_s": write_s,
@@ -344,6 +369,81 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     for line in summary_lines(stats, out, output_format):
         log(line)
     return stats
+
+
+def check_out(cfg: DedupToolConfig) -> None:
+    """Refuse an --out that the inputs would read: inside a folder given as INPUT (read recursively), the folder
+    of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input."""
+    import glob
+
+    if _input_kind(cfg.inputs[0]) != "local":
+        return
+    out = Path(cfg.out).resolve()
+    for given in cfg.inputs:
+        if glob.has_magic(given):
+            parts = Path(given).parts
+            fixed = next(k for k, part in enumerate(parts) if glob.has_magic(part))
+            base, recursive = Path(*parts[:fixed]) if fixed else Path("."), "**" in given
+        else:
+            base, recursive = Path(given), Path(given).is_dir()
+            if not recursive:
+                continue
+        base = base.resolve()
+        if out == base or (recursive and base in out.parents):
+            raise ConfigError("--out", cfg.out, f"a folder outside the input {given!r} (the next run would read this run's "
+                                                "outputs as input): e.g. a sibling folder")
+
+
+def _check_read(cfg: DedupToolConfig, source, ingested: Ingested) -> None:
+    """Stop before deciding anything when the run could only write nothing useful: no document was read (every
+    input empty, or no record with --text-field / --id-field), or no document has the --keep field."""
+    from corpuslab.errors import InputError
+
+    bad = source.bad_input
+    if ingested.docs == 0:
+        for reason, flag, value in (("missing_text_field", "--text-field", cfg.text_field), ("missing_id_field", "--id-field", cfg.id_field)):
+            if bad.counts.get(reason):
+                example = bad.examples[reason][0]
+                raise ConfigError(flag, value, f"a field of the input records; no record has it, so no document was read "
+                                               f"({bad.counts[reason]} records skipped; {example['file']}:{example['line']}: "
+                                               f"{example['detail']})")
+        counts = dict(sorted(bad.counts.items()))
+        raise InputError(", ".join(cfg.inputs), "no document was read, so there is nothing to deduplicate; expected at "
+                                                f"least one non-empty document (bad input: {counts or 'none'})")
+    order, name = keep_field(cfg.keep)
+    if name is not None and ingested.missing_keep_field == ingested.docs:
+        seen = _fields_seen(source)
+        raise ConfigError("--keep", cfg.keep, f"a field some documents have; none of the {ingested.docs} documents has "
+                                              f"'{name}'" + (f" (fields seen: {seen})" if seen is not None else ""))
+
+
+def _fields_seen(source, files: int = 10) -> list[str] | None:
+    """The fields of the first record of the first few local inputs (Parquet columns, JSON Lines keys, a CSV header),
+    for messages; None where they cannot be told cheaply."""
+    import csv
+
+    from corpuslab.sources.local import LocalSource
+
+    if not isinstance(source, LocalSource):
+        return None
+    seen: dict[str, None] = {}
+    for path in source.files()[:files]:
+        name = str(path).lower()
+        try:
+            if name.endswith(".parquet"):
+                seen.update(dict.fromkeys(pq.read_schema(path).names))
+            elif name.endswith((".jsonl", ".json", ".ndjson")):
+                with open(path, encoding="utf-8", errors="replace") as stream:
+                    line = next((line for line in stream if line.strip()), None)
+                record = json.loads(line) if line else None
+                if isinstance(record, dict):
+                    seen.update(dict.fromkeys(record))
+            elif name.endswith(".csv"):
+                with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+                    seen.update(dict.fromkeys(next(csv.reader(stream), [])))
+        except (OSError, ValueError, pa.ArrowException):
+            continue
+    return list(seen) if seen else None
 
 
 def _find(cfg: DedupToolConfig, ingested: Ingested, executor):
@@ -372,8 +472,9 @@ def _write_outputs_fast(out: Path, output_format: str, fast, result, compression
     pass, which documents they are), checked against the decisions before the file takes its name."""
     from corpuslab.tools import dedup_fast
 
-    counts, kept = _write_decisions_columns(out, fast.ids, result.decisions)
+    counts = _write_decisions(out, result)
     path = out / f"deduplicated.{output_format}"
+    kept = result.kept_mask()
     if written is not None:
         tmp, streamed_kept = written
         if not np.array_equal(streamed_kept, kept):
@@ -386,67 +487,54 @@ def _write_outputs_fast(out: Path, output_format: str, fast, result, compression
     return _finish_counts(out, result, counts)
 
 
-def _write_decisions_columns(out: Path, ids: list[str], decisions: list[Decision]) -> tuple[dict[str, Any], np.ndarray]:
-    """The table and counts `DecisionWriter.write_all` + `close` make, built a column at a time: a Python step per
-    decision (the duplicates' clusters) rather than a `Decision` per document. Returns them and the kept mask."""
-    from dataclasses import fields
-
-    from corpuslab.curation.decisions import DECISION_SCHEMA, DECISIONS_FILE, ROWS_PER_GROUP
-
-    decided = {d.id: d for d in decisions}
-    index = {item_id: k for k, item_id in enumerate(ids)} if decided else {}
-    kept = np.ones(len(ids), dtype=bool)
-    names = [f.name for f in fields(Decision) if f.name not in ("id", "kept")]
-    by_reason: Counter[str] = Counter()
-    repeated = 0
-    found = []
-    for decision in decided.values():
-        k = index.get(decision.id)
-        if k is None:
-            continue
-        if decision.kept == (decision.reason is not None):
-            raise ValueError(f"{decision.id}: a dropped item needs a reason and a kept one has none ({decision})")
-        kept[k] = decision.kept
-        found.append((k, decision))
-        if not decision.kept:
-            by_reason[decision.reason] += 1
-        repeated += max(0, decision.times - 1)
-    found.sort(key=lambda pair: pair[0])
-    columns = {"id": arrow_columns.column(ids, pa.string()), "kept": arrow_columns.bools(kept)}
-    for name in names:
-        present = [(k, value) for k, d in found if (value := getattr(d, name)) is not None]
-        rows = np.array([k for k, _ in present], dtype=np.int64)
-        columns[name] = arrow_columns.sparse(len(ids), rows, [value for _, value in present], DECISION_SCHEMA.field(name).type)
-    table = pa.Table.from_arrays([columns[name] for name in DECISION_SCHEMA.names], schema=DECISION_SCHEMA)
-    path = out / DECISIONS_FILE
-    tmp = temp_path(path)
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROWS_PER_GROUP)
-    tmp.replace(path)
-    dropped = sum(by_reason.values())
-    counts = {"input": len(ids), "kept": len(ids) - dropped, "dropped": dropped, "dropped_by_reason": dict(by_reason),
-              "repeated": repeated}
-    return counts, kept
+def _write_decisions(out: Path, result) -> dict[str, Any]:
+    """`result.write_every_row(out)` (same table, same counts) built through `arrow_columns` where the ids are in
+    memory (`Ids`): pyarrow imports pandas (~0.4 CPU-s) on the first `pa.array`, which the streamed exact run avoids."""
+    from corpuslab.curation.decisions import DECISION_SCHEMA, ROWS_PER_GROUP, DecisionTableWriter
+    from corpuslab.curation.dedup.clusters import KEPT, REASONS
+    if not isinstance(result.ids, _ArrowIds):
+        return result.write_every_row(out)
+    ids = result.ids.arrow()
+    reason_names = arrow_columns.column(list(REASONS[1:]), pa.string())
+    with DecisionTableWriter(out) as writer:
+        for first in range(0, len(ids), ROWS_PER_GROUP):
+            n = min(ROWS_PER_GROUP, len(ids) - first)
+            low, high = np.searchsorted(result.members, [first, first + n])
+            rows = result.members[low:high] - first
+            reasons = np.zeros(n, dtype=np.int8)
+            roots = np.full(n, -1, dtype=np.int64)
+            duplicate_of = np.full(n, -1, dtype=np.int64)
+            similarity = np.zeros(n, dtype=np.float64)
+            reasons[rows], roots[rows] = result.reasons[low:high], result.roots[low:high]
+            duplicate_of[rows], similarity[rows] = result.duplicate_of[low:high], result.similarity[low:high]
+            kept = reasons == KEPT
+            writer.write_table(pa.Table.from_arrays([
+                ids.slice(first, n).cast(pa.string()), arrow_columns.bools(kept),
+                arrow_columns.take(reason_names, np.where(kept, -1, reasons.astype(np.int64) - 1)),
+                arrow_columns.take(ids, roots).cast(pa.string()), arrow_columns.take(ids, duplicate_of).cast(pa.string()),
+                arrow_columns.numbers(similarity, kept), pa.nulls(n, pa.float64()), pa.nulls(n, pa.int32()),
+            ], schema=DECISION_SCHEMA))
+    dropped = result.stats.get("dropped_by_reason", {})
+    total = sum(dropped.values())
+    return {"input": len(ids), "kept": len(ids) - total, "dropped": total, "dropped_by_reason": dict(dropped), "repeated": 0}
 
 
 def _finish_counts(out: Path, result, counts: dict[str, Any]) -> dict[str, Any]:
     _write_pairs(out / "pairs.parquet", result)
-    clusters = _write_clusters(out / "clusters.parquet", result.decisions)
+    clusters = _write_clusters(out / "clusters.parquet", result)
     return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
             "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
-            "verified_pairs": len(result.verified_pairs)}
+            "verified_pairs": len(result.links.near_left)}
 
 
 def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, result) -> dict[str, Any]:
-    decided = {d.id: d for d in result.decisions}
-    writer = DecisionWriter(out)
+    counts = _write_decisions(out, result)
+    kept = result.kept_mask()
     docs_path = out / f"deduplicated.{output_format}"
     with _DocWriter(docs_path, output_format, cfg.text_field, cfg.id_field or "id", cfg.compression) as kept_docs:
-        for doc in read_documents(ingested.shards):
-            decision = decided.get(doc.id) or Decision(doc.id, True)
-            writer.write(decision)
-            if decision.kept:
+        for position, doc in enumerate(read_documents(ingested.shards)):
+            if kept[position]:
                 kept_docs.write(doc)
-    counts = writer.close()
     return _finish_counts(out, result, counts)
 
 
@@ -456,24 +544,42 @@ CLUSTERS_SCHEMA = pa.schema([("cluster_id", pa.string()), ("id", pa.string()), (
 
 
 def _write_pairs(path: Path, result) -> None:
-    """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order."""
-    from corpuslab.curation.dedup.clusters import EXACT
+    """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order: built in
+    Arrow from the result's arrays, no Python object per pair."""
+    from corpuslab.curation.dedup.clusters import EXACT_CODE
 
-    exact = [(d.id, d.duplicate_of, 1.0, "exact") for d in result.decisions if d.reason == EXACT]
-    near = [(a, b, s, "near") for a, b, s in result.verified_pairs]
-    rows = exact + near
-    table = arrow_columns.table({name: [r[k] for r in rows] for k, name in enumerate(PAIRS_SCHEMA.names)}, PAIRS_SCHEMA)
+    exact = result.reasons == EXACT_CODE
+    links = result.links
+    a = np.concatenate([result.members[exact], links.near_left])
+    b = np.concatenate([result.duplicate_of[exact], links.near_right])
+    kinds = np.concatenate([np.zeros(int(exact.sum()), np.int8), np.ones(len(links.near_left), np.int8)])
+    names = result.ids.take(np.concatenate([a, b]))
+    similarity = np.concatenate([np.ones(int(exact.sum())), links.near_jaccard]).astype(np.float64)
+    table = pa.Table.from_arrays([names.slice(0, len(a)), names.slice(len(a), len(b)), arrow_columns.numbers(similarity),
+                                  arrow_columns.take(arrow_columns.column(["exact", "near"], pa.string()), kinds.astype(np.int64))],
+                                 schema=PAIRS_SCHEMA)
     _write_table(path, table)
 
 
-def _write_clusters(path: Path, decisions: list[Decision]) -> int:
-    sizes = Counter(d.cluster_id for d in decisions)
-    ordered = sorted(decisions, key=lambda d: (d.cluster_id, not d.kept))
-    table = arrow_columns.table({"cluster_id": [d.cluster_id for d in ordered], "id": [d.id for d in ordered],
-                                 "kept": [d.kept for d in ordered], "reason": [d.reason for d in ordered],
-                                 "size": [sizes[d.cluster_id] for d in ordered]}, CLUSTERS_SCHEMA)
-    _write_table(path, table)
-    return len(sizes)
+def _write_clusters(path: Path, result) -> int:
+    """Every clustered document, grouped by cluster id (in string order), the kept one first, then corpus order."""
+    from corpuslab.curation.dedup.clusters import KEPT, REASONS
+
+    roots, sizes = np.unique(result.roots, return_counts=True)
+    names = result.ids.take(np.concatenate([result.roots, result.members]))
+    kept = result.reasons == KEPT
+    reason = arrow_columns.take(arrow_columns.column(list(REASONS[1:]), pa.string()), np.where(kept, -1, result.reasons.astype(np.int64) - 1))
+    table = pa.Table.from_arrays([names.slice(0, len(result.roots)), names.slice(len(result.roots)), arrow_columns.bools(kept), reason,
+                                  arrow_columns.numbers(sizes[np.searchsorted(roots, result.roots)].astype(np.int64))], schema=CLUSTERS_SCHEMA)
+    _write_table(path, table.take(pc.sort_indices(table, [("cluster_id", "ascending"), ("kept", "descending")])))
+    return len(roots)
+
+
+class _ArrowIds(Ids):
+    """`Ids` taken by index through `arrow_columns` rather than `pa.array` (which imports pandas, see `_write_decisions`)."""
+
+    def take(self, docs: np.ndarray) -> pa.Array:
+        return arrow_columns.take(self.arrow(), docs).cast(pa.string())
 
 
 def _write_table(path: Path, table: pa.Table) -> None:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,9 @@ WORK_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 SHARD_ROWS = 20_000
 ROW_GROUP = 2048
 JSON_BLOCK = 1 << 24
+
+if TYPE_CHECKING:
+    from corpuslab.curation.dedup.scan import Ids
 
 
 @dataclass
@@ -51,7 +55,7 @@ class FastInput:
 @dataclass
 class FastIngested:
     shards: list[Path]
-    ids: list[str]
+    docs: int
     lengths: np.ndarray  # characters per document, for --keep longest
     source: FastInput
 
@@ -82,19 +86,19 @@ def ingest_fast(source: FastInput, text_field: str, work: Path) -> FastIngested 
     """Working shards (id, text) of every input, or None when a file needs the `local` source's care."""
     work.mkdir(parents=True, exist_ok=True)
     writer = _ShardWriter(work)
-    ids: list[str] = []
+    docs = 0
     lengths: list[np.ndarray] = []
     try:
         for batch in _input_batches(source, text_field):
             texts = batch.texts if batch.usable is None else batch.texts.filter(bools(batch.usable))
             writer.write(pa.table([pa.array(batch.ids, pa.string()), texts.cast(pa.string())], schema=WORK_SCHEMA))
-            ids += batch.ids
+            docs += len(batch.ids)
             lengths.append(arrow_lengths(texts))
     except _NeedsLocalSource:
         return None
     finally:
         writer.close()
-    return FastIngested(writer.paths, ids, np.concatenate(lengths) if lengths else np.empty(0, np.int64), source)
+    return FastIngested(writer.paths, docs, np.concatenate(lengths) if lengths else np.empty(0, np.int64), source)
 
 
 class _NeedsLocalSource(Exception):
@@ -134,6 +138,7 @@ def _input_batches(source: FastInput, text_field: str, all_columns: bool = False
                 texts = records.column(text_field)
                 if texts.null_count or not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
                     raise _NeedsLocalSource(path)
+                texts.validate(full=True)  # Arrow's JSON reader keeps invalid UTF-8: the local source replaces and counts it
                 data, offsets = utf8_buffers(texts)
                 rows = len(texts)
                 if rows and int(np.diff(offsets).max()) > source.max_doc_chars:  # bytes >= characters: may be over
@@ -153,7 +158,7 @@ def _input_batches(source: FastInput, text_field: str, all_columns: bool = False
                 first += rows
             if blank:
                 source.blank[path] = np.concatenate(blank)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, OSError) as err:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, IndexError, OSError) as err:  # a missing column: KeyError or IndexError
         raise _NeedsLocalSource(str(err)) from err
 
 
@@ -318,7 +323,7 @@ class _KeptParquet:
 class ExactScan:
     """What exact dedup needs of every document, read straight from the inputs (no working shards)."""
 
-    ids: list[str]
+    ids: Ids  # one UTF-8 buffer, not a Python string per document
     empty: np.ndarray  # bool: normalizes to nothing (never matched)
     digests: np.ndarray  # (n, 2) uint64: a 128-bit digest of the normalized text (`fast_digests`)
     lengths: np.ndarray | None  # characters per document, for --keep longest (None unless asked)
@@ -336,8 +341,9 @@ def scan_exact(source: FastInput, text_field: str, norm, lengths: bool = False, 
     is read, so the inputs are not decoded a second time to write the kept rows. The digests seen so far are
     a set (~100 bytes per distinct document)."""
     from corpuslab.curation.dedup.normalize import normalize_utf8
+    from corpuslab.curation.dedup.scan import Ids
 
-    ids: list[str] = []
+    ids: list[Ids] = []
     empty: list[np.ndarray] = []
     digests: list[np.ndarray] = []
     sizes: list[np.ndarray] = []
@@ -346,7 +352,7 @@ def scan_exact(source: FastInput, text_field: str, norm, lengths: bool = False, 
     writer = _KeptParquet(source, out, compression) if out is not None else None
     try:
         for batch in _input_batches(source, text_field, all_columns=writer is not None):
-            ids += batch.ids
+            ids.append(Ids.from_strings(batch.ids))
             normalized, normalized_offsets = normalize_utf8(batch.data, batch.offsets, norm)
             batch_digests = fast_digests(normalized, normalized_offsets)
             batch_empty = np.diff(normalized_offsets) == 0
@@ -372,9 +378,9 @@ def scan_exact(source: FastInput, text_field: str, norm, lengths: bool = False, 
         if writer is not None:
             writer.__exit__()
     if not ids:
-        return ExactScan([], np.empty(0, bool), np.empty((0, 2), np.uint64), np.empty(0, np.int64) if lengths else None,
+        return ExactScan(Ids.from_strings([]), np.empty(0, bool), np.empty((0, 2), np.uint64), np.empty(0, np.int64) if lengths else None,
                          np.empty(0, bool) if writer is not None else None)
-    return ExactScan(ids, np.concatenate(empty), np.concatenate(digests), np.concatenate(sizes) if lengths else None,
+    return ExactScan(Ids.concat(ids), np.concatenate(empty), np.concatenate(digests), np.concatenate(sizes) if lengths else None,
                      np.concatenate(kept) if writer is not None else None)
 
 

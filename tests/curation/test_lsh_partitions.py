@@ -105,3 +105,25 @@ def test_band_keys_wait_in_the_given_folder_and_are_removed(duplicated_corpus, t
     assert result.decisions and len(seen) == len(duplicated_corpus)
     assert all(str(folder).startswith(str(tmp_path)) for folder in seen)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 8])
+def test_partitioned_exact_links_equal_the_unpartitioned_join(tmp_path, partitions):
+    from corpuslab.curation.dedup.digests import partitioned_exact_links, spill_digests
+    from corpuslab.curation.dedup.exact import exact_links
+
+    rng = np.random.default_rng(partitions)
+    digests = rng.integers(0, 2**64 - 1, size=(500, 2), dtype=np.uint64)
+    for _ in range(120):  # copies, some of copies
+        digests[rng.integers(0, 500)] = digests[rng.integers(0, 500)]
+    digests[rng.choice(500, 5, replace=False), 0] = digests[3, 0]  # equal high words, different texts
+    active = rng.random(500) > 0.1
+    starts = np.array([0, 130, 131, 420, 500])
+    for shard in range(4):
+        rows = slice(starts[shard], starts[shard + 1])
+        spill_digests(tmp_path, shard, digests[rows], active[rows], partitions)
+    source, target = partitioned_exact_links(tmp_path, partitions, starts, SerialExecutor())
+    expected_source, expected_target = exact_links(digests, active)
+    order = np.argsort(expected_source)
+    assert len(source) > 50
+    assert np.array_equal(source, expected_source[order]) and np.array_equal(target, expected_target[order])

@@ -266,3 +266,30 @@ def test_parquet_files_with_other_columns_get_nulls(tmp_path, monkeypatch, one_p
     assert stats["dropped"] == 1 and kept.column_names == ["text", "n", "score"]
     assert kept.to_pylist() == [{"text": "a b", "n": 1, "score": None}, {"text": "c", "n": 2, "score": None},
                                 {"text": "d", "n": 4, "score": 0.25}, {"text": "e", "n": 5, "score": 1.0}]
+
+
+@pytest.mark.parametrize("keep", ["earliest", "longest"])
+def test_tool_decision_table_is_write_every_rows(tmp_path, monkeypatch, keep):
+    """The streamed run writes `DedupResult.write_every_row`'s table through arrow_columns (no pandas); both agree,
+    counts included, with several row groups."""
+    from corpuslab.curation import decisions
+    from corpuslab.tools import dedup
+
+    monkeypatch.setattr(decisions, "ROWS_PER_GROUP", 16)
+    texts = _texts()
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    seen = {}
+    original = dedup._write_decisions
+
+    def spy(out, result):
+        seen["result"], seen["counts"] = result, original(out, result)
+        return seen["counts"]
+
+    monkeypatch.setattr(dedup, "_write_decisions", spy)
+    stats, _ = _run([source], tmp_path / "out", keep=keep)
+    assert isinstance(seen["result"].ids, dedup._ArrowIds) and stats["dropped"] >= 4
+    (tmp_path / "engine").mkdir()
+    assert seen["result"].write_every_row(tmp_path / "engine") == seen["counts"]
+    ours, theirs = (pq.read_table(tmp_path / name / "decisions.parquet") for name in ("out", "engine"))
+    assert ours.equals(theirs) and ours.num_rows == len(texts)

@@ -18,16 +18,18 @@ reason and `duplicate_of` (decisions as in `curation/decisions.py`, `similarity`
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from numba import njit
 
 from corpuslab.atomic import write_json_atomic
-from corpuslab.curation.decisions import Decision, DecisionWriter
+from corpuslab.curation.decisions import DECISION_SCHEMA, ROWS_PER_GROUP, Decision, DecisionTableWriter
+from corpuslab.curation.dedup.scan import Ids, ShardIds
+from corpuslab.curation.dedup.textbatch import release_memory
 
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
@@ -35,26 +37,103 @@ LARGEST_CLUSTERS = 10
 MEMBERS_LISTED = 100  # member ids listed per large cluster in stats.json
 
 
+KEPT, EXACT_CODE, NEAR_CODE = 0, 1, 2  # `DedupResult.reasons`
+REASONS = (None, EXACT, NEAR)
+
+
 @dataclass
 class DedupResult:
-    """Decisions for every document in a cluster (all others are kept), plus run statistics."""
+    """Decisions for every document in a cluster (all others are kept), plus run statistics.
 
-    decisions: list[Decision]
+    Held as arrays over the clustered documents (`members`, global indices in corpus order) rather than a
+    `Decision` object per document: ~41 bytes per clustered document where the objects and their id strings
+    took ~300. `decisions` and `verified_pairs` build the Python objects on demand (tests, small corpora);
+    `write` and `write_every_row` stream the table to Parquet a row group at a time, the ids of each taken by
+    Arrow from the shards (`ShardIds`) or an id buffer (`Ids`).
+    """
+
+    ids: Ids | ShardIds  # every document's id, in corpus order (`take` gives them by index)
+    members: np.ndarray  # int64, sorted: documents in a cluster of two or more
+    roots: np.ndarray  # int64 per member: the document its cluster keeps
+    reasons: np.ndarray  # int8 per member: KEPT, EXACT_CODE or NEAR_CODE
+    duplicate_of: np.ndarray  # int64 per member: the document it duplicates (-1 when kept)
+    similarity: np.ndarray  # float64 per member: to `duplicate_of` (unused when kept)
+    links: Links
     stats: dict
-    verified_pairs: list[tuple[str, str, float]] = field(default_factory=list)
+
+    @property
+    def decisions(self) -> list[Decision]:
+        count = len(self.members)
+        names = self.ids.take(np.concatenate([self.members, self.roots, self.duplicate_of])).to_pylist()
+        return [
+            Decision(names[k], True, None, names[count + k], None, None) if code == KEPT
+            else Decision(names[k], False, REASONS[code], names[count + k], names[2 * count + k], float(sim))
+            for k, (code, sim) in enumerate(zip(self.reasons.tolist(), self.similarity.tolist()))
+        ]
+
+    @property
+    def verified_pairs(self) -> list[tuple[str, str, float]]:
+        links = self.links
+        names = self.ids.take(np.concatenate([links.near_left, links.near_right])).to_pylist()
+        count = len(links.near_left)
+        return [(names[k], names[count + k], float(j)) for k, j in enumerate(links.near_jaccard.tolist())]
 
     def dropped_ids(self) -> set[str]:
-        return {d.id for d in self.decisions if not d.kept}
+        return set(self.ids.take(self.members[self.reasons != KEPT]).to_pylist())
+
+    def kept_mask(self) -> np.ndarray:
+        """bool per document of the corpus: False for the dropped duplicates."""
+        kept = np.ones(len(self.ids), dtype=bool)
+        kept[self.members[self.reasons != KEPT]] = False
+        return kept
 
     def write(self, folder: str | Path) -> None:
         """decisions.parquet (a row per clustered document) and stats.json."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        writer = DecisionWriter(folder)
-        for decision in self.decisions:
-            writer.write(decision)
-        writer.close()
+        with DecisionTableWriter(folder) as writer:
+            for first in range(0, len(self.members), ROWS_PER_GROUP):
+                writer.write_table(self._table(self.members[first : first + ROWS_PER_GROUP], slice(first, first + ROWS_PER_GROUP)))
+                release_memory()
         write_json_atomic(folder / "stats.json", self.stats)
+
+    def write_every_row(self, folder: str | Path) -> dict:
+        """decisions.parquet with a row per document of the corpus (the unclustered ones kept), and the
+        counts `DecisionWriter.close` returns."""
+        with DecisionTableWriter(Path(folder)) as writer:
+            for first in range(0, len(self.ids), ROWS_PER_GROUP):
+                docs = np.arange(first, min(first + ROWS_PER_GROUP, len(self.ids)), dtype=np.int64)
+                low, high = np.searchsorted(self.members, [first, first + len(docs)])
+                writer.write_table(self._table(docs, slice(low, high), self.members[low:high] - first))
+                release_memory()
+        dropped = self.stats.get("dropped_by_reason", {})
+        total = sum(dropped.values())
+        return {"input": len(self.ids), "kept": len(self.ids) - total, "dropped": total, "dropped_by_reason": dict(dropped),
+                "repeated": 0}
+
+    def _table(self, docs: np.ndarray, decided: slice, rows: np.ndarray | None = None) -> pa.Table:
+        """Decision rows of the documents `docs`; the members `decided` fill rows `rows` (default: all, in order)."""
+        n = len(docs)
+        rows = np.arange(n) if rows is None else rows
+        reasons = np.zeros(n, dtype=np.int8)
+        roots = np.full(n, -1, dtype=np.int64)
+        duplicate_of = np.full(n, -1, dtype=np.int64)
+        similarity = np.zeros(n, dtype=np.float64)
+        reasons[rows], roots[rows] = self.reasons[decided], self.roots[decided]
+        duplicate_of[rows], similarity[rows] = self.duplicate_of[decided], self.similarity[decided]
+        names = self.ids.take(np.concatenate([docs, roots, duplicate_of]))  # one read of each shard involved
+        dropped = reasons != KEPT
+        return pa.table({
+            "id": names.slice(0, n),
+            "kept": pa.array(~dropped),
+            "reason": pa.array(REASONS, pa.string()).take(pa.array(reasons, mask=~dropped)),
+            "cluster_id": names.slice(n, n),
+            "duplicate_of": names.slice(2 * n, n),
+            "similarity": pa.array(similarity, mask=~dropped),
+            "score": pa.nulls(n, pa.float64()),
+            "repeat": pa.nulls(n, pa.int32()),
+        }, schema=DECISION_SCHEMA)
+
 
 def _no_docs() -> np.ndarray:
     return np.empty(0, dtype=np.int64)
@@ -71,50 +150,45 @@ class Links:
     near_jaccard: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
 
 
-def build_result(ids: Sequence[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
+def build_result(ids: Ids | ShardIds | Sequence[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
     """Cluster the links, decide every member and fill in the cluster statistics.
 
     Each cluster keeps its earliest member, or with `priority` (one number per document, lower wins) the
     member of lowest priority, the earliest on ties: how `corpuslab dedup --keep longest` keeps the
     longest copy without reordering the corpus.
     """
+    ids = ids if isinstance(ids, (Ids, ShardIds)) else Ids.from_strings(ids)
     sources = np.concatenate([links.exact_source, links.near_left])
     targets = np.concatenate([links.exact_target, links.near_right])
-    members = np.unique(np.concatenate([sources, targets]))
+    members = np.unique(np.concatenate([sources, targets])).astype(np.int64)
     roots = members[
         _component_roots(len(members), np.searchsorted(members, sources), np.searchsorted(members, targets))
     ]
+    del sources, targets
     if priority is not None:
         roots = _preferred_roots(members, roots, np.asarray(priority, dtype=np.float64))
-    neighbour, similarity = _earliest_neighbours(members, links)
-    exact_of = dict(zip(links.exact_source.tolist(), links.exact_target.tolist()))
-    decisions = [
-        _decide(ids, int(doc), int(root), exact_of, neighbour, similarity, position)
-        for position, (doc, root) in enumerate(zip(members, roots))
-    ]
-    stats = {**stats, **cluster_stats(ids, members, roots, decisions)}
-    pairs = [
-        (ids[a], ids[b], float(j)) for a, b, j in zip(links.near_left, links.near_right, links.near_jaccard)
-    ]
-    return DedupResult(decisions=decisions, stats=stats, verified_pairs=pairs)
+    reasons, duplicate_of, similarity = _decide(members, roots, links)
+    stats = {**stats, **cluster_stats(ids, members, roots, reasons)}
+    return DedupResult(ids, members, roots, reasons, duplicate_of, similarity, links, stats)
 
 
-def _decide(
-    ids: Sequence[str],
-    doc: int,
-    root: int,
-    exact_of: dict[int, int],
-    neighbour: np.ndarray,
-    similarity: np.ndarray,
-    position: int,
-) -> Decision:
-    if doc == root:
-        return Decision(ids[doc], True, None, ids[root], None, None)
-    if exact_of.get(doc, doc) == exact_of.get(root, root):  # an exact copy of the kept document
-        return Decision(ids[doc], False, EXACT, ids[root], ids[root], 1.0)
-    if doc in exact_of:
-        return Decision(ids[doc], False, EXACT, ids[root], ids[exact_of[doc]], 1.0)
-    return Decision(ids[doc], False, NEAR, ids[root], ids[neighbour[position]], float(similarity[position]))
+def _decide(members: np.ndarray, roots: np.ndarray, links: Links) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reason, duplicate_of, similarity) of every member. A cluster's kept document is kept; an exact copy
+    of it (or a copy of the text it is an exact copy of) points at it; another exact copy at its earliest
+    copy; every other member at its earliest verified near neighbour, with their Jaccard."""
+    neighbour, near_similarity = _earliest_neighbours(members, links)
+    exact_position = np.searchsorted(members, links.exact_source)
+    is_exact_copy = np.zeros(len(members), dtype=bool)
+    is_exact_copy[exact_position] = True
+    text_of = members.copy()  # the earliest document with the member's text
+    text_of[exact_position] = links.exact_target
+    kept = members == roots
+    same_text_as_root = text_of == text_of[np.searchsorted(members, roots)]
+    exact = ~kept & (same_text_as_root | is_exact_copy)
+    reasons = np.where(kept, KEPT, np.where(exact, EXACT_CODE, NEAR_CODE)).astype(np.int8)
+    duplicate_of = np.where(kept, -1, np.where(same_text_as_root, roots, np.where(is_exact_copy, text_of, neighbour)))
+    similarity = np.where(exact, 1.0, np.where(kept, 0.0, near_similarity))
+    return reasons, duplicate_of.astype(np.int64), similarity
 
 
 def _preferred_roots(members: np.ndarray, roots: np.ndarray, priority: np.ndarray) -> np.ndarray:
@@ -170,19 +244,25 @@ def _find(parent, i):
     return root
 
 
-def cluster_stats(ids: Sequence[str], members: np.ndarray, roots: np.ndarray, decisions: list[Decision]) -> dict:
-    sizes = Counter(roots.tolist())
-    histogram = Counter(sizes.values())
-    largest = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:LARGEST_CLUSTERS]
-    listed = {root: [] for root, _ in largest}
-    for doc, root in zip(members.tolist(), roots.tolist()):
-        if root in listed and len(listed[root]) < MEMBERS_LISTED:
-            listed[root].append(ids[doc])
+def cluster_stats(ids: Ids | ShardIds, members: np.ndarray, roots: np.ndarray, reasons: np.ndarray) -> dict:
+    """Counts by reason (in order of first appearance among the members), cluster sizes, and the largest
+    clusters (ties: the earliest kept document first) with up to `MEMBERS_LISTED` member ids each."""
+    dropped = reasons[reasons != KEPT]
+    codes, first, counts = np.unique(dropped, return_index=True, return_counts=True)
+    by_reason = {REASONS[int(codes[k])]: int(counts[k]) for k in np.argsort(first)}
+    cluster_roots, sizes = np.unique(roots, return_counts=True)
+    size_values, size_counts = np.unique(sizes, return_counts=True)
+    largest = np.lexsort((cluster_roots, -sizes))[:LARGEST_CLUSTERS]
+    listed = [members[roots == cluster_roots[k]][:MEMBERS_LISTED] for k in largest.tolist()]
+    names = ids.take(np.concatenate([cluster_roots[largest], *listed]).astype(np.int64)).to_pylist()
+    clusters, position = [], len(largest)
+    for k, in_cluster in zip(largest.tolist(), listed):
+        clusters.append({"cluster_id": names[len(clusters)], "size": int(sizes[k]),
+                         "members": names[position : position + len(in_cluster)]})
+        position += len(in_cluster)
     return {
-        "dropped_by_reason": dict(Counter(d.reason for d in decisions if not d.kept)),
-        "clusters": len(sizes),
-        "cluster_size_histogram": {int(size): count for size, count in sorted(histogram.items())},
-        "largest_clusters": [
-            {"cluster_id": ids[root], "size": size, "members": listed[root]} for root, size in largest
-        ],
+        "dropped_by_reason": by_reason,
+        "clusters": len(cluster_roots),
+        "cluster_size_histogram": {int(size): int(count) for size, count in zip(size_values, size_counts)},
+        "largest_clusters": clusters,
     }

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from corpuslab.curation.dedup.clusters import DedupResult, Links, build_result
+from corpuslab.curation.dedup.digests import equal_digest_links
 from corpuslab.curation.dedup.normalize import NormalizeConfig
 from corpuslab.curation.dedup.scan import CorpusScan, scan_corpus
 from corpuslab.executor import Executor
@@ -29,7 +30,7 @@ def find_exact_duplicates(
     its earliest copy, or the copy of lowest `priority` (see `build_result`)."""
     started = time.perf_counter()
     norm.validate()
-    scan = scan_corpus(shards, norm, None, executor)
+    scan = scan_corpus(shards, norm, None, executor, ids_in_shards=True)
     source, target = exact_links(scan.digests, ~scan.empty)
     stats = {"method": "exact", "normalize": str(norm), **corpus_stats(scan)}
     result = build_result(scan.ids, Links(exact_source=source, exact_target=target), stats, priority)
@@ -40,14 +41,7 @@ def find_exact_duplicates(
 def exact_links(digests: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(later copies, their earliest copy) among the active documents, as global indices."""
     docs = np.flatnonzero(active)
-    high, low = digests[docs, 0], digests[docs, 1]
-    order = np.lexsort((docs, low, high))  # equal digests end up adjacent, earliest first
-    high, low, docs = high[order], low[order], docs[order]
-    starts_group = np.ones(len(docs), dtype=bool)
-    starts_group[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
-    first = docs[np.flatnonzero(starts_group)[np.cumsum(starts_group) - 1]]
-    copies = ~starts_group
-    return docs[copies].astype(np.int64), first[copies].astype(np.int64)
+    return equal_digest_links(digests[docs, 0], digests[docs, 1], docs)
 
 
 def corpus_stats(scan: CorpusScan) -> dict:

@@ -4,8 +4,10 @@
     ids; band keys spilled          (parallel, per partition    true Jaccard of shingle sets >= threshold
     to disk by key partition        of band keys) -> pairs      ->  clusters of verified pairs (clusters.py)
 
-Neither the band keys nor the shingle sets are ever held whole by one process: the parent holds per
-document an id, a digest, a shingle count and an `active` byte, plus the candidate pairs.
+Neither the band keys, the exact-text digests (`digests.py`) nor the shingle sets are ever held whole by
+one process: the parent holds per document an `active` byte (and, during the scan, a 64-bit hash of its
+id), plus the candidate pairs and arrays over the clustered documents; ids are read back from the shards
+for those alone (`scan.ShardIds`).
 
 LSH only proposes: every candidate pair is verified by the exact Jaccard of the two documents' shingle
 sets, recomputed from the text of the candidate documents alone in a second pass, so a cluster never
@@ -27,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from corpuslab.curation.dedup.clusters import EXACT, NEAR, DedupResult, Links, build_result
-from corpuslab.curation.dedup.exact import corpus_stats, exact_links
+from corpuslab.curation.dedup.digests import partitioned_exact_links
+from corpuslab.curation.dedup.exact import corpus_stats
 from corpuslab.curation.dedup.lsh import BandIndex, auto_partitions, partitioned_candidate_pairs
 from corpuslab.curation.dedup.minhash import (
     MinHashConfig,
@@ -78,7 +81,7 @@ def find_near_duplicates(
     _validate(cfg, norm)
     with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
-        scan = scan_corpus(shards, norm, cfg, executor, digests=False, spill=spill, partitions=partitions)
+        scan = scan_corpus(shards, norm, cfg, executor, digests=False, spill=spill, partitions=partitions, ids_in_shards=True)
         excluded = np.zeros(len(scan), dtype=bool)
         if exclude_ids:
             excluded = np.fromiter((doc_id in exclude_ids for doc_id in scan.ids), dtype=bool, count=len(scan))
@@ -108,9 +111,8 @@ def find_exact_and_near_duplicates(
     _validate(cfg, norm)
     with tempfile.TemporaryDirectory(prefix="corpuslab-lsh-", dir=spill_dir) as spill:
         partitions = partitions or _auto_partitions(shards, cfg)
-        scan = scan_corpus(shards, norm, cfg, executor, digests=True, spill=spill, partitions=partitions)
-        source, target = exact_links(scan.digests, ~scan.empty)
-        scan.digests = None  # done with: 16 bytes per document
+        scan = scan_corpus(shards, norm, cfg, executor, digests=True, spill=spill, partitions=partitions, ids_in_shards=True)
+        source, target = partitioned_exact_links(spill, partitions, scan.shard_starts, executor or SerialExecutor())
         survivors = ~scan.empty
         survivors[source] = False
         stats = {"method": "exact+near", "docs_excluded": 0}

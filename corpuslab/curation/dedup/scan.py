@@ -4,7 +4,10 @@ Each shard is one executor task (`scan_shard`), so the pass runs in parallel and
 shard per worker. What comes back is small: per document an id (as UTF-8 bytes in one buffer, `Ids`), a
 16-byte digest and `bands` 8-byte band keys (~150 bytes at the defaults), never the text. `scan_corpus` stitches the shards together in
 corpus order (shard order, then row order). With a `spill` folder the band keys do not come back at all:
-each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`).
+each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`), and with
+them its digests, partitioned for the exact join (`digests.spill_digests`). With `ids_in_shards` (the
+near and exact engines) the ids do not come back either, only a 64-bit hash of each for the uniqueness
+check: `ShardIds` reads the ids the decisions need back from the shards.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from numba import njit
 
+from corpuslab.curation.dedup.digests import spill_digests
 from corpuslab.curation.dedup.lsh import spill_band_keys
 from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures, fmix64
 from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
-from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, release_memory
+from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, open_shard, release_memory, system_allocator
 from corpuslab.errors import InputError
 from corpuslab.executor import Executor, SerialExecutor
 
@@ -37,6 +43,7 @@ class ScanTask:
     spill: str | None = None  # a folder: write the band keys there (as shard `shard`) instead of returning them
     shard: int = 0
     partitions: int = 1
+    hash_ids: bool = False  # return a 64-bit hash of each id instead of the id
 
 
 @dataclass
@@ -73,6 +80,16 @@ class Ids:
         for k in range(len(bounds) - 1):
             yield text[bounds[k] : bounds[k + 1]].decode("utf-8")
 
+    def arrow(self) -> pa.LargeStringArray:
+        """The ids as an Arrow array over the same buffers (no copy): for taking ids by index in Arrow."""
+        data = self.data if len(self.data) else np.zeros(1, np.uint8)
+        return pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(np.ascontiguousarray(self.offsets)), pa.py_buffer(data))
+
+    def take(self, docs: np.ndarray) -> pa.Array:
+        """Ids of the documents `docs` as an Arrow string array; a negative index gives a null."""
+        docs = np.asarray(docs, dtype=np.int64)
+        return self.arrow().take(pa.array(docs, mask=docs < 0)).cast(pa.string())
+
     def hashes_distinct(self) -> bool:
         """True when no two ids share a 64-bit hash (so no id repeats): 16 bytes per id, where a Python set
         or an Arrow hash table of the strings costs ~0.4 KB. False calls for an exact check."""
@@ -93,35 +110,76 @@ def _id_hashes(data, offsets):
 
 
 @dataclass
+class ShardIds:
+    """The ids of a scanned corpus left in its shards and read back (the `id` column) only where asked for:
+    the decisions name the clustered documents alone, so nothing is held per document."""
+
+    paths: list[str]
+    starts: np.ndarray  # int64, len(paths) + 1: global index of each shard's row 0
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def take(self, docs: np.ndarray) -> pa.Array:
+        """Ids of the documents `docs` as an Arrow string array; a negative index gives a null. Each shard
+        holding any of them is read once."""
+        docs = np.asarray(docs, dtype=np.int64)
+        valid = docs >= 0
+        wanted, position = np.unique(docs[valid], return_inverse=True)
+        shard = np.searchsorted(self.starts, wanted, side="right") - 1
+        parts = [pa.array([], pa.string())]
+        with system_allocator():  # malloc, which `release_memory` trims, rather than mimalloc's kept pages
+            for s in np.unique(shard).tolist():
+                column = pq.read_table(self.paths[s], columns=["id"]).column("id").combine_chunks().cast(pa.string())
+                parts.append(column.take(pa.array(wanted[shard == s] - self.starts[s])))
+                del column
+            found = pa.concat_arrays(parts)
+            index = np.zeros(len(docs), dtype=np.int64)
+            index[valid] = position
+            return found.take(pa.array(index, mask=~valid))
+
+    def __getitem__(self, index: int) -> str:
+        return self.take(np.array([index]))[0].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        for path in self.paths:
+            yield from pq.read_table(path, columns=["id"]).column("id").to_pylist()
+
+
+@dataclass
 class ShardScan:
     """Per-document results of a scan, in row order (of one batch, one shard or the corpus)."""
 
-    ids: Ids
+    ids: Ids | None  # None where the ids are hashed (`id_hashes`)
     empty: np.ndarray  # bool: normalized text has no tokens (no bytes, for digest-only scans)
     digests: np.ndarray | None  # (n, 2) uint64: 128-bit blake2b of the normalized text
     band_keys: np.ndarray | None  # (n, bands) uint64
     shingle_counts: np.ndarray | None  # int32: bounds the size of a document's shingle set
+    id_hashes: np.ndarray | None = None  # uint64 (`_id_hashes`) in place of the ids, for the uniqueness check
 
     @classmethod
-    def nothing(cls, minhash: MinHashConfig | None, digests: bool, keys: bool = True) -> ShardScan:
-        """Zero documents, with the right array shapes to concatenate onto (no band keys unless `keys`)."""
+    def nothing(cls, minhash: MinHashConfig | None, digests: bool, keys: bool = True, hash_ids: bool = False) -> ShardScan:
+        """Zero documents, with the right array shapes to concatenate onto (no band keys unless `keys`; id
+        hashes instead of ids with `hash_ids`)."""
         bands = minhash.bands_rows()[0] if minhash else 0
         return cls(
-            Ids.from_strings([]),
+            None if hash_ids else Ids.from_strings([]),
             np.empty(0, bool),
             np.empty((0, 2), np.uint64) if digests else None,
             np.empty((0, bands), np.uint64) if minhash and keys else None,
             np.empty(0, np.int32) if minhash else None,
+            np.empty(0, np.uint64) if hash_ids else None,
         )
 
     @classmethod
     def concat(cls, parts: list[ShardScan]) -> ShardScan:
         """Parts in order; parts[0] decides which arrays exist (see `nothing`)."""
         arrays = {}
-        for name in ("empty", "digests", "band_keys", "shingle_counts"):
+        for name in ("empty", "digests", "band_keys", "shingle_counts", "id_hashes"):
             present = getattr(parts[0], name) is not None
             arrays[name] = np.concatenate([getattr(part, name) for part in parts]) if present else None
-        return cls(Ids.concat([part.ids for part in parts]), **arrays)
+        ids = None if parts[0].ids is None else Ids.concat([part.ids for part in parts])
+        return cls(ids, **arrays)
 
 
 @dataclass
@@ -130,7 +188,7 @@ class CorpusScan:
 
     paths: list[str]
     shard_starts: np.ndarray  # int64, len(paths) + 1
-    ids: Ids
+    ids: Ids | ShardIds
     empty: np.ndarray
     digests: np.ndarray | None
     band_keys: np.ndarray | None
@@ -156,23 +214,28 @@ def normalized_batch(
 
 def scan_shard(task: ScanTask) -> ShardScan:
     """Executor task: digests and/or band keys of every document of one shard."""
-    parts = [ShardScan.nothing(task.minhash, task.digests)]
+    parts = [ShardScan.nothing(task.minhash, task.digests, hash_ids=task.hash_ids)]
     parts += [_scan_batch(batch, task) for batch in iter_batches(task.path)]
     scan = ShardScan.concat(parts)
     if task.spill is not None and task.minhash is not None:
         spill_band_keys(task.spill, task.shard, scan.band_keys, task.partitions)
         scan.band_keys = None
+        if task.digests:  # near dedup's exact join is partitioned too (`digests.partitioned_exact_links`)
+            spill_digests(task.spill, task.shard, scan.digests, ~scan.empty, task.partitions)
+            scan.digests = None
     return scan
 
 
 def _scan_batch(batch: TextBatch, task: ScanTask) -> ShardScan:
     data, offsets = normalized_batch(batch, task.norm, task.minhash, task.digests)
     digests = text_digests(data, offsets) if task.digests else None
+    ids = Ids.from_strings(batch.ids)
+    ids, id_hashes = (None, _id_hashes(ids.data, ids.offsets)) if task.hash_ids else (ids, None)
     if task.minhash is None:
-        return ShardScan(Ids.from_strings(batch.ids), np.diff(offsets) == 0, digests, None, None)
+        return ShardScan(ids, np.diff(offsets) == 0, digests, None, None, id_hashes)
     signature_matrix, shingle_counts = batch_signatures(data, offsets, task.minhash)
     keys = band_keys(signature_matrix, *task.minhash.bands_rows())
-    return ShardScan(Ids.from_strings(batch.ids), shingle_counts == 0, digests, keys, shingle_counts.astype(np.int32))
+    return ShardScan(ids, shingle_counts == 0, digests, keys, shingle_counts.astype(np.int32), id_hashes)
 
 
 def text_digests(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -193,19 +256,26 @@ def scan_corpus(
     digests: bool = True,
     spill: str | Path | None = None,
     partitions: int = 1,
+    ids_in_shards: bool = False,
 ) -> CorpusScan:
     """Scan every shard through `executor` and join the results in corpus order.
 
     With `spill`, band keys go to that folder in `partitions` parts (see `lsh.partitioned_candidate_pairs`)
-    and `CorpusScan.band_keys` is None.
+    and `CorpusScan.band_keys` is None. With `ids_in_shards`, the ids stay in the shards (`ShardIds`): the
+    workers return a hash of each for the uniqueness check, and the per-document arrays are filled in place
+    as the shards' results arrive: the scan holds a byte per document (the empty flag), 16 more for the
+    digests unless they were spilled, and the 8-byte id hashes until they are checked; no shingle counts.
     """
     started = time.perf_counter()
     paths = [str(path) for path in shards]
     warm_kernels(minhash is not None)
     spill = None if spill is None else str(spill)
-    tasks = [ScanTask(path, norm, minhash, digests, spill, shard, partitions) for shard, path in enumerate(paths)]
+    tasks = [ScanTask(path, norm, minhash, digests, spill, shard, partitions, ids_in_shards) for shard, path in enumerate(paths)]
+    if ids_in_shards:
+        return _scan_leaving_ids(paths, tasks, executor or SerialExecutor(), started)
     scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
-    joined = ShardScan.concat([ShardScan.nothing(minhash, digests, keys=spill is None), *scans])
+    spilled = spill is not None and minhash is not None  # band keys and digests went to `spill` (`scan_shard`)
+    joined = ShardScan.concat([ShardScan.nothing(minhash, digests and not spilled, keys=not spilled), *scans])
     check_unique_ids(paths, scans, joined.ids)
     starts = np.concatenate([[0], np.cumsum([len(scan.ids) for scan in scans])]).astype(np.int64)
     del scans
@@ -220,6 +290,46 @@ def scan_corpus(
         joined.shingle_counts,
         time.perf_counter() - started,
     )
+
+
+def _scan_leaving_ids(paths: list[str], tasks: list[ScanTask], executor: Executor, started: float) -> CorpusScan:
+    """`scan_corpus` with the ids left in the shards, into arrays sized from the shards' row counts."""
+    rows = [open_shard(path).metadata.num_rows for path in paths]
+    starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+    total, task = int(starts[-1]), tasks[0] if tasks else None
+    empty = np.zeros(total, dtype=bool)
+    spilled = task is not None and task.spill is not None and task.minhash is not None  # digests too (`scan_shard`)
+    digests = np.empty((total, 2), dtype=np.uint64) if task and task.digests and not spilled else None
+    shingle_counts = None  # only `shingle_sets_for` (cross-dataset, ids held) sizes its buffer from them
+    id_hashes = np.empty(total, dtype=np.uint64)
+    for shard, scan in enumerate(executor.map(scan_shard, tasks)):
+        first, end = starts[shard], starts[shard + 1]
+        if len(scan.empty) != end - first:
+            raise InputError(paths[shard], f"has {len(scan.empty)} rows where its metadata said {end - first}: changed while it was read?")
+        empty[first:end], id_hashes[first:end] = scan.empty, scan.id_hashes
+        if digests is not None:
+            digests[first:end] = scan.digests
+        del scan
+    ids = ShardIds(paths, starts)
+    check_unique_id_hashes(ids, id_hashes)
+    return CorpusScan(paths, starts, ids, empty, digests, None, shingle_counts, time.perf_counter() - started)
+
+
+def check_unique_id_hashes(ids: ShardIds, id_hashes: np.ndarray) -> None:
+    """`check_unique_ids` from 64-bit hashes of the ids: only the ids whose hashes repeat are read back and
+    compared, in corpus order, so the error names the first repeated id and both shards as before."""
+    ordered = np.sort(id_hashes)
+    if not np.any(ordered[1:] == ordered[:-1]):
+        return
+    repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    suspects = np.flatnonzero(np.isin(id_hashes, repeated_hashes))
+    seen: dict[str, str] = {}
+    for doc, doc_id in zip(suspects.tolist(), ids.take(suspects).to_pylist()):
+        path = ids.paths[int(np.searchsorted(ids.starts, doc, side="right") - 1)]
+        if doc_id in seen:
+            raise InputError(path, f"id {doc_id!r} is not unique (also in {seen[doc_id]})")
+        seen[doc_id] = path
 
 
 def check_unique_ids(paths: list[str], scans: list[ShardScan], joined: Ids) -> None:

@@ -14,6 +14,11 @@ reason and `duplicate_of` (decisions as in `curation/decisions.py`, `similarity`
   verified value >= threshold. That neighbour may itself be dropped (C above points to B) and may even
   come later in the corpus (if B's only verified neighbour were C); `cluster_id` -- the id of the
   document the cluster keeps -- names the survivor.
+
+That is for Jaccard, which is symmetric. Containment (|A & B| / |A|, A the smaller set) is directed -- A is
+copied inside B, B is a copy of nothing -- so its pairs are not clustered by union-find:
+`containment_decisions` decides documents largest shingle set first and drops one only into a document
+already kept, so there `duplicate_of` is always a kept document and the cluster is the one it points at.
 """
 
 from __future__ import annotations

@@ -56,6 +56,12 @@ class Similarity:
     LSH finds pairs by their Jaccard, so for containment the banding (`MinHashConfig.threshold`, or its
     bands and rows) must be set low enough to propose them: a short text inside one k times longer has
     Jaccard <= 1/k however much of it was copied.
+
+    Containment pairs are directed, so they are decided as `clusters.containment_decisions` says: the
+    larger document first, a document dropped only if it lies (>= threshold) inside one already kept, and
+    `duplicate_of` always a kept document. The keep policy (`priority`) then only breaks ties between
+    equal shingle-set sizes and picks which of several exact copies is kept; otherwise the containing
+    document is kept.
     """
 
     measure: str = "jaccard"
@@ -102,10 +108,11 @@ def find_exact_and_near_duplicates(
 ) -> DedupResult:
     """The "near" recipe: exact duplicates first, then near duplicates among the survivors, one scan.
 
-    Exact copies and verified near pairs form clusters together, so each cluster keeps its earliest
-    document (or its lowest `priority`, see `build_result`); copies are dropped as exact_duplicate, the rest
-    as near_duplicate. `similarity` verifies candidates by another measure or threshold than the banding's
-    `cfg.threshold` (containment, see `Similarity`). `partitions` and `spill_dir` as in `find_near_duplicates`.
+    With Jaccard, exact copies and verified near pairs form clusters together, so each cluster keeps its
+    earliest document (or its lowest `priority`, see `build_result`); copies are dropped as exact_duplicate,
+    the rest as near_duplicate. `similarity` verifies candidates by another measure or threshold than the
+    banding's `cfg.threshold`; with containment the larger document is kept and `priority` only breaks
+    ties (see `Similarity`). `partitions` and `spill_dir` as in `find_near_duplicates`.
     """
     started = time.perf_counter()
     _validate(cfg, norm)

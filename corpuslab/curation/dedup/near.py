@@ -265,7 +265,7 @@ def verify_pairs(
     with_sizes: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """True Jaccard (or containment) of every candidate pair (global indices); `with_sizes` adds an (n, 2)
-    int64 array of the two documents' shingle-set sizes (which side of a containment pair is the smaller).
+    int32 array of the two documents' shingle-set sizes (which side of a containment pair is the smaller).
 
     The candidate documents' shingle sets (~8 bytes per shingle) would add up to a sizeable share of
     the corpus, so they go to a temporary folder shard by shard as the workers return them, and the
@@ -274,7 +274,7 @@ def verify_pairs(
     """
     if len(pairs) == 0:
         empty = np.empty(0, dtype=np.float64)
-        return (empty, np.empty((0, 2), dtype=np.int64)) if with_sizes else empty
+        return (empty, np.empty((0, 2), dtype=np.int32)) if with_sizes else empty
     docs = np.unique(pairs)  # sorted, so each shard's candidates are contiguous
     doc_shard, row = scan.locate(docs)
     with tempfile.TemporaryDirectory(prefix="corpuslab-verify-") as spill:
@@ -286,7 +286,7 @@ def verify_pairs(
             release_memory()  # the received copy, before the next shard's arrives
         if not with_sizes:
             return _verify_blocks(Path(spill), docs, doc_shard, pairs, containment)
-        sizes = np.empty(pairs.shape, dtype=np.int64)
+        sizes = np.empty(pairs.shape, dtype=np.int32)  # shingle counts fit; half the bytes per candidate
         return _verify_blocks(Path(spill), docs, doc_shard, pairs, containment, sizes), sizes
 
 

@@ -214,10 +214,7 @@ def containment_decisions(
     the one it points at. Members: the documents in such a cluster of two or more (a kept document none
     points at is not one, even if it has a verified pair with a dropped one).
     """
-    sources = np.concatenate([links.exact_source, links.near_left, links.near_right])
-    targets = np.concatenate([links.exact_target, links.near_left, links.near_right])
-    members = np.unique(np.concatenate([sources, targets])).astype(np.int64)
-    del sources, targets
+    members = np.unique(np.concatenate([links.exact_source, links.exact_target, links.near_left, links.near_right])).astype(np.int64)
     n = len(members)
     text_of = np.arange(n)  # position of the earliest copy of the member's text
     text_of[np.searchsorted(members, links.exact_source)] = np.searchsorted(members, links.exact_target)

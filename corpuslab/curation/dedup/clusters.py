@@ -14,6 +14,11 @@ reason and `duplicate_of` (decisions as in `curation/decisions.py`, `similarity`
   verified value >= threshold. That neighbour may itself be dropped (C above points to B) and may even
   come later in the corpus (if B's only verified neighbour were C); `cluster_id` -- the id of the
   document the cluster keeps -- names the survivor.
+
+That is for Jaccard, which is symmetric. Containment (|A & B| / |A|, A the smaller set) is directed -- A is
+copied inside B, B is a copy of nothing -- so its pairs are not clustered by union-find:
+`containment_decisions` decides documents largest shingle set first and drops one only into a document
+already kept, so there `duplicate_of` is always a kept document and the cluster is the one it points at.
 """
 
 from __future__ import annotations
@@ -148,16 +153,30 @@ class Links:
     near_left: np.ndarray = field(default_factory=_no_docs)  # int64: verified pairs, left < right
     near_right: np.ndarray = field(default_factory=_no_docs)
     near_jaccard: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
+    # containment only: shingle-set sizes of near_left and near_right (which side is contained in which)
+    near_left_size: np.ndarray = field(default_factory=_no_docs)
+    near_right_size: np.ndarray = field(default_factory=_no_docs)
 
 
-def build_result(ids: Ids | ShardIds | Sequence[str], links: Links, stats: dict, priority: np.ndarray | None = None) -> DedupResult:
+def build_result(
+    ids: Ids | ShardIds | Sequence[str],
+    links: Links,
+    stats: dict,
+    priority: np.ndarray | None = None,
+    containment: bool = False,
+) -> DedupResult:
     """Cluster the links, decide every member and fill in the cluster statistics.
 
     Each cluster keeps its earliest member, or with `priority` (one number per document, lower wins) the
     member of lowest priority, the earliest on ties: how `corpuslab dedup --keep longest` keeps the
-    longest copy without reordering the corpus.
+    longest copy without reordering the corpus. With `containment` the near links are directed and decided
+    by `containment_decisions` instead (the links must carry their shingle-set sizes).
     """
     ids = ids if isinstance(ids, (Ids, ShardIds)) else Ids.from_strings(ids)
+    if containment:
+        members, roots, reasons, duplicate_of, similarity = containment_decisions(links, priority)
+        stats = {**stats, **cluster_stats(ids, members, roots, reasons)}
+        return DedupResult(ids, members, roots, reasons, duplicate_of, similarity, links, stats)
     sources = np.concatenate([links.exact_source, links.near_left])
     targets = np.concatenate([links.exact_target, links.near_right])
     members = np.unique(np.concatenate([sources, targets])).astype(np.int64)
@@ -170,6 +189,81 @@ def build_result(ids: Ids | ShardIds | Sequence[str], links: Links, stats: dict,
     reasons, duplicate_of, similarity = _decide(members, roots, links)
     stats = {**stats, **cluster_stats(ids, members, roots, reasons)}
     return DedupResult(ids, members, roots, reasons, duplicate_of, similarity, links, stats)
+
+
+def containment_decisions(
+    links: Links, priority: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(members, roots, reasons, duplicate_of, similarity) when the near links are verified containments.
+
+    Containment is directed: a verified pair says the smaller shingle set lies (>= threshold) inside the
+    larger, not that the larger is a copy of anything, so the links are not clustered by union-find.
+    Documents with the same normalized text (the exact links) form one *text*, represented by its preferred
+    copy (lowest `priority`, the earliest on ties: the --keep policy). Texts are then decided largest
+    shingle set first (ties: the preferred copy's priority, then corpus order), so a container is decided
+    before what it contains. A text is dropped iff it has a verified pair with a text already KEPT -- by
+    the order, the larger side (or the earlier on equal sizes) -- and then every copy of it is a
+    near_duplicate of that kept text's preferred copy (the highest containment; ties: the lowest index),
+    `similarity` = the containment. A kept text keeps its preferred copy; its other copies are
+    exact_duplicate of it. So `duplicate_of` always names a kept document, there are no loops, and a
+    document is dropped only if it is an exact copy of a kept one or contained (>= threshold) in one.
+
+    --keep therefore only breaks ties among texts of equal size and picks which exact copy is kept;
+    otherwise the containing document is kept, whatever the policy. A cluster (`roots`, cluster_id) is a
+    kept document with everything pointing at it; a document contained in two kept documents belongs to
+    the one it points at. Members: the documents in such a cluster of two or more (a kept document none
+    points at is not one, even if it has a verified pair with a dropped one).
+    """
+    members = np.unique(np.concatenate([links.exact_source, links.exact_target, links.near_left, links.near_right])).astype(np.int64)
+    n = len(members)
+    text_of = np.arange(n)  # position of the earliest copy of the member's text
+    text_of[np.searchsorted(members, links.exact_source)] = np.searchsorted(members, links.exact_target)
+    rank = np.zeros(n) if priority is None else np.asarray(priority, dtype=np.float64)[members]
+    order = np.lexsort((members, rank, text_of))
+    first = np.ones(n, dtype=bool)
+    first[1:] = text_of[order][1:] != text_of[order][:-1]
+    preferred = order[first]  # per text (in order of its earliest copy): position of the copy kept
+    text = np.searchsorted(text_of[order][first], text_of)  # per member: its text
+    left = text[np.searchsorted(members, links.near_left)]
+    right = text[np.searchsorted(members, links.near_right)]
+    size = np.zeros(len(preferred), dtype=np.int64)
+    size[left], size[right] = links.near_left_size, links.near_right_size
+    decided = np.lexsort((members[preferred], rank[preferred], -size))  # texts, largest first
+    position = np.empty(len(preferred), dtype=np.int64)
+    position[decided] = np.arange(len(preferred))
+    later = np.where(position[left] > position[right], left, right)
+    earlier = np.where(position[left] > position[right], right, left)
+    by_later = np.argsort(position[later], kind="stable")
+    target, best = _contained_in_kept(later[by_later], earlier[by_later], links.near_jaccard[by_later],
+                                      members[preferred], len(preferred))
+    mine = target[text]  # per member: the text it is contained in (-1: its text is kept)
+    kept = (mine < 0) & (preferred[text] == np.arange(n))
+    root_text = np.where(mine < 0, text, mine)
+    roots = members[preferred[root_text]]
+    reasons = np.where(kept, KEPT, np.where(mine < 0, EXACT_CODE, NEAR_CODE)).astype(np.int8)
+    duplicate_of = np.where(kept, -1, roots).astype(np.int64)
+    similarity = np.where(kept, 0.0, np.where(mine < 0, 1.0, best[text]))
+    in_cluster = np.bincount(root_text, minlength=len(preferred)) > 1
+    keep = in_cluster[root_text]
+    return members[keep], roots[keep], reasons[keep], duplicate_of[keep], similarity[keep]
+
+
+@njit(cache=True, nogil=True)
+def _contained_in_kept(later, earlier, similarity, preferred, texts):
+    """Per text: the kept text it is dropped into (-1: kept) and their containment. The pairs come as
+    (later, earlier) in the order of decision of `later`, so every pair of a text precedes the pairs in
+    which it is the earlier side: whether it is kept is settled before anything asks."""
+    target = np.full(texts, -1, dtype=np.int64)
+    best = np.zeros(texts, dtype=np.float64)
+    for k in range(len(later)):
+        a, b, s = later[k], earlier[k], similarity[k]
+        if a == b or target[b] >= 0:  # the same text, or the container was itself dropped
+            continue
+        t = target[a]
+        if t < 0 or s > best[a] or (s == best[a] and preferred[b] < preferred[t]):
+            target[a] = b
+            best[a] = s
+    return target, best
 
 
 def _decide(members: np.ndarray, roots: np.ndarray, links: Links) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

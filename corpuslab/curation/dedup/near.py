@@ -56,6 +56,12 @@ class Similarity:
     LSH finds pairs by their Jaccard, so for containment the banding (`MinHashConfig.threshold`, or its
     bands and rows) must be set low enough to propose them: a short text inside one k times longer has
     Jaccard <= 1/k however much of it was copied.
+
+    Containment pairs are directed, so they are decided as `clusters.containment_decisions` says: the
+    larger document first, a document dropped only if it lies (>= threshold) inside one already kept, and
+    `duplicate_of` always a kept document. The keep policy (`priority`) then only breaks ties between
+    equal shingle-set sizes and picks which of several exact copies is kept; otherwise the containing
+    document is kept.
     """
 
     measure: str = "jaccard"
@@ -102,10 +108,11 @@ def find_exact_and_near_duplicates(
 ) -> DedupResult:
     """The "near" recipe: exact duplicates first, then near duplicates among the survivors, one scan.
 
-    Exact copies and verified near pairs form clusters together, so each cluster keeps its earliest
-    document (or its lowest `priority`, see `build_result`); copies are dropped as exact_duplicate, the rest
-    as near_duplicate. `similarity` verifies candidates by another measure or threshold than the banding's
-    `cfg.threshold` (containment, see `Similarity`). `partitions` and `spill_dir` as in `find_near_duplicates`.
+    With Jaccard, exact copies and verified near pairs form clusters together, so each cluster keeps its
+    earliest document (or its lowest `priority`, see `build_result`); copies are dropped as exact_duplicate,
+    the rest as near_duplicate. `similarity` verifies candidates by another measure or threshold than the
+    banding's `cfg.threshold`; with containment the larger document is kept and `priority` only breaks
+    ties (see `Similarity`). `partitions` and `spill_dir` as in `find_near_duplicates`.
     """
     started = time.perf_counter()
     _validate(cfg, norm)
@@ -152,18 +159,24 @@ def _cluster_near(
     clock = time.perf_counter()
     pairs = partitioned_candidate_pairs(*join, scan.shard_starts, active, executor or SerialExecutor())
     candidates_s = time.perf_counter() - clock
-    jaccards = verify_pairs(scan, pairs, norm, cfg, executor, similarity.measure == "containment")
+    containment = similarity.measure == "containment"
+    if containment:
+        jaccards, sizes = verify_pairs(scan, pairs, norm, cfg, executor, containment, with_sizes=True)
+    else:
+        jaccards = verify_pairs(scan, pairs, norm, cfg, executor)
     verified = jaccards >= similarity.threshold
     links.near_left, links.near_right, links.near_jaccard = (
         pairs[verified, 0],
         pairs[verified, 1],
         jaccards[verified],
     )
+    if containment:
+        links.near_left_size, links.near_right_size = sizes[verified, 0], sizes[verified, 1]
     verify_s = time.perf_counter() - clock - candidates_s
     stats = {**stats, **_near_stats(scan, cfg, norm, len(pairs), int(verified.sum()))}
     if similarity.measure != "jaccard" or similarity.threshold != cfg.threshold:
         stats.update(similarity=similarity.measure, threshold=similarity.threshold, candidate_threshold=cfg.threshold)
-    result = build_result(scan.ids, links, stats, priority)
+    result = build_result(scan.ids, links, stats, priority, containment=containment)
     result.stats["runtime"] = {
         "scan_s": scan.seconds,
         "candidates_s": candidates_s,
@@ -249,8 +262,10 @@ def verify_pairs(
     cfg: MinHashConfig,
     executor: Executor | None,
     containment: bool = False,
-) -> np.ndarray:
-    """True Jaccard (or containment) of every candidate pair (global indices).
+    with_sizes: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """True Jaccard (or containment) of every candidate pair (global indices); `with_sizes` adds an (n, 2)
+    int32 array of the two documents' shingle-set sizes (which side of a containment pair is the smaller).
 
     The candidate documents' shingle sets (~8 bytes per shingle) would add up to a sizeable share of
     the corpus, so they go to a temporary folder shard by shard as the workers return them, and the
@@ -258,7 +273,8 @@ def verify_pairs(
     holds the pairs and at most two shards' sets.
     """
     if len(pairs) == 0:
-        return np.empty(0, dtype=np.float64)
+        empty = np.empty(0, dtype=np.float64)
+        return (empty, np.empty((0, 2), dtype=np.int32)) if with_sizes else empty
     docs = np.unique(pairs)  # sorted, so each shard's candidates are contiguous
     doc_shard, row = scan.locate(docs)
     with tempfile.TemporaryDirectory(prefix="corpuslab-verify-") as spill:
@@ -268,13 +284,18 @@ def verify_pairs(
             _save_sets(Path(spill), shard, sets)
             del sets
             release_memory()  # the received copy, before the next shard's arrives
-        return _verify_blocks(Path(spill), docs, doc_shard, pairs, containment)
+        if not with_sizes:
+            return _verify_blocks(Path(spill), docs, doc_shard, pairs, containment)
+        sizes = np.empty(pairs.shape, dtype=np.int32)  # shingle counts fit; half the bytes per candidate
+        return _verify_blocks(Path(spill), docs, doc_shard, pairs, containment, sizes), sizes
 
 
 def _verify_blocks(
-    spill: Path, docs: np.ndarray, doc_shard: np.ndarray, pairs: np.ndarray, containment: bool = False
+    spill: Path, docs: np.ndarray, doc_shard: np.ndarray, pairs: np.ndarray, containment: bool = False,
+    sizes: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Jaccard of the pairs, one (left shard, right shard) block at a time from the spilled sets."""
+    """Jaccard of the pairs, one (left shard, right shard) block at a time from the spilled sets; `sizes`
+    (n, 2), when given, receives the two sets' sizes."""
     left, right = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
     shard_first_doc = {int(s): int(i) for s, i in zip(*np.unique(doc_shard, return_index=True))}
     left_shard, right_shard = doc_shard[left], doc_shard[right]
@@ -294,6 +315,9 @@ def _verify_blocks(
             right[block] - shard_first_doc[b],
             containment,
         )
+        if sizes is not None:
+            sizes[block, 0] = np.diff(offsets_a)[left[block] - shard_first_doc[a]]
+            sizes[block, 1] = np.diff(offsets_b)[right[block] - shard_first_doc[b]]
     return jaccards
 
 

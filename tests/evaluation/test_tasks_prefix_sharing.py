@@ -113,3 +113,31 @@ def test_windows_gather_caches_across_prefix_batches_and_fall_back_when_they_can
         got = loglikelihoods(model, tokenizer, _requests(texts), batch_size=3)
         assert [r[0] for r in got] == pytest.approx([r[0] for r in whole], abs=TOLERANCE)
         assert [r[1] for r in got] == [r[1] for r in whole]
+
+
+def test_requests_run_whole_are_cut_where_their_lengths_fall(lm, monkeypatch):
+    """Requests that share no prefix (LAMBADA passages, then short sentences) are batched longest first, cut where the
+    lengths fall: the short ones are not padded to a long passage's width, and score as they do alone."""
+    model, tokenizer, texts = lm
+    long = [Request(" ".join(texts[i].split()[:50]), " " + texts[i].split()[50]) for i in range(3)]
+    firsts = {}
+    for word in sorted({w for text in texts for w in text.split() if w.isalpha() and len(w) > 2}):
+        firsts.setdefault(word[:2], word)  # no two short contexts start with the same token
+    rng = random.Random(2)
+    short = [Request(" ".join([first] + rng.sample(sorted(firsts.values()), 3)), " " + first) for first in sorted(firsts.values())[:20]]
+    requests = long + short
+    rows = [_row(i, e, CONTEXT) for i, e in enumerate(HarnessEncoder(tokenizer).encode_all(requests))]
+    shared, alone = _share_prefixes(rows)
+    assert not shared and len(alone) == len(requests)
+    run = []
+    padded = scoring._padded
+    monkeypatch.setattr(scoring, "_padded", lambda sequences: run.append(tuple(padded(sequences).shape)) or padded(sequences))
+    got = loglikelihoods(model, tokenizer, requests, batch_size=32)  # the model's input batches, [rows, width]
+    monkeypatch.undo()
+    widths = sorted(len(row.inputs) for row in alone)
+    assert run[0] == (len(long), widths[-1]) and sum(rows for rows, _ in run) == len(requests)  # the passages alone first
+    assert all(width <= widths[len(short) - 1] for _, width in run[1:])  # then the short ones, as wide as the longest of them
+    assert sum(rows * width for rows, width in run) < len(requests) * widths[-1] // 2  # one batch of 32 would run all at 96
+    expected = loglikelihoods(model, tokenizer, requests, batch_size=1)
+    assert [r[0] for r in got] == pytest.approx([r[0] for r in expected], abs=TOLERANCE)
+    assert [r[1] for r in got] == [r[1] for r in expected]

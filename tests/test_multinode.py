@@ -6,7 +6,7 @@
   LOCAL_RANK 0) builds nothing and waits for them, in a shared output_dir or, when each node has its own,
   through the shared stage cache;
 - a Ray cluster of two nodes (`ray start --head` and `ray start --address`: two raylets, one CPU each) runs a
-  curation whose shard tasks land on both nodes and whose decision tables equal the local executor's.
+  curation whose shard tasks run on the cluster's nodes and whose decision tables equal the local executor's.
 
 Each launcher that cannot start here (a port taken, a rendezvous that never forms) skips with the reason.
 The launches are slow (~55-65 s each on 2 busy cores): `pytest -m slow`, as `.ci/run` does.
@@ -400,12 +400,14 @@ def test_a_two_node_ray_cluster_gives_the_local_executors_decision_tables(tmp_pa
     assert {"scan_shard", "encode_shard"} <= set(submitted)
     assert str(shared / "spill") in map(str, spills)  # near dedup's band keys went to the shared folder
     assert not list((shared / "spill").iterdir())  # and were cleaned up
-    # Two nodes in the cluster, and shard tasks ran on both.
+    # Two nodes in the cluster, and the shard tasks ran on its nodes. Which nodes is Ray's choice: its default
+    # policy packs short tasks on the node it submits from until that node is busy, so one CI run put every task
+    # on one node; "both" is not asserted.
     ray.init(address=ray_nodes.address, include_dashboard=False, log_to_driver=False)
     alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     ray.shutdown()
     used = {p.name.split("-")[0] for p in ran_on.iterdir()}
-    assert len(alive) == 2 and used == alive, (alive, used)
+    assert len(alive) == 2 and used and used <= alive, (alive, used)
     tables = sorted(p.relative_to(local) for pattern in ("curate-*/decisions.parquet", "decontaminate-*/removed.parquet")
                     for p in local.glob(pattern))
     assert len(tables) == 3

@@ -4,29 +4,21 @@ BLiMP pair of sentences alike up to the words they swap) run that prefix once an
 import random
 
 import pytest
-import torch
 
 from corpuslab.evaluation.tasks import HarnessEncoder, Request, loglikelihoods, scoring
 from corpuslab.evaluation.tasks.scoring import _row, _share_prefixes, _start, _windows
-from corpuslab.sources.synthetic import SyntheticConfig, generate
-from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
-from corpuslab.training.model import ModelConfig, build_model
+from tests.evaluation.test_tasks_shared_context import one_thread_module, tiny_lm  # noqa: F401 (one_thread_module: a fixture)
 
 CONTEXT = 96
 TOLERANCE = 1e-5  # rounding only: the prefix's keys are reused, the rest runs in its own matmuls
 
 
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
+
 @pytest.fixture(scope="module")
 def lm():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    texts = [doc.text for doc in generate(SyntheticConfig(num_docs=60, words_per_doc=60), seed=1)]
-    tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=400, min_frequency=1), texts)
-    model = build_model(
-        ModelConfig("tiny", n_layer=2, n_head=2, n_embd=32, context=CONTEXT), len(tokenizer), seed=0, eos_id=tokenizer.eos_token_id
-    ).eval()
-    yield model, tokenizer, texts
-    torch.set_num_threads(previous)
+    return tiny_lm(corpus_seed=1)
 
 
 def _sentences(texts: list[str], n: int, seed: int) -> list[list[str]]:

@@ -25,14 +25,19 @@ def one_thread_module():
     torch.set_num_threads(previous)
 
 
-@pytest.fixture(scope="module")
-def lm(one_thread_module):
-    texts = [doc.text for doc in generate(SyntheticConfig(num_docs=60, words_per_doc=60), seed=0)]
+def tiny_lm(corpus_seed: int):
+    """A random 2-layer, 32-wide model with a BPE tokenizer trained on 60 synthetic documents: (model, tokenizer, texts)."""
+    texts = [doc.text for doc in generate(SyntheticConfig(num_docs=60, words_per_doc=60), seed=corpus_seed)]
     tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=400, min_frequency=1), texts)
     model = build_model(
         ModelConfig("tiny", n_layer=2, n_head=2, n_embd=32, context=CONTEXT), len(tokenizer), seed=0, eos_id=tokenizer.eos_token_id
     ).eval()
     return model, tokenizer, texts
+
+
+@pytest.fixture(scope="module")
+def lm(one_thread_module):
+    return tiny_lm(corpus_seed=0)
 
 
 def _requests(texts: list[str]) -> list[Request]:

@@ -81,8 +81,11 @@ def test_a_document_does_not_join_its_neighbour_on_a_chance_common_start(lm):
 
 @pytest.fixture(scope="module")
 def whole(lm):
+    """Each request whole and alone through the model's own forward (no GPT-2 runner)."""
     model, tokenizer, texts = lm
-    return loglikelihoods(model, tokenizer, _requests(texts), batch_size=1, share_contexts=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scoring, "_runner", lambda base, device: None)
+        return loglikelihoods(model, tokenizer, _requests(texts), batch_size=1, share_contexts=False)
 
 
 @pytest.mark.parametrize("batch_size", [1, 64])
@@ -95,10 +98,12 @@ def test_prefix_sharing_scores_as_whole_requests(lm, whole, batch_size):
 
 def test_windows_gather_caches_across_prefix_batches_and_fall_back_when_they_cannot(lm, whole, monkeypatch):
     """Batch 3: a window's prefixes run in several batches and its remainders gather caches from several of them.
-    A cache that cannot be rebuilt by hand runs each packed batch on its own cache instead, with the same numbers."""
+    A cache that cannot be rebuilt by hand runs each packed batch on its own cache instead, with the same numbers.
+    (The model's own forward: a GPT-2 stack otherwise runs packed rows through the runner, with no cache.)"""
     model, tokenizer, texts = lm
     rows = [_row(i, e, CONTEXT) for i, e in enumerate(HarnessEncoder(tokenizer).encode_all(_requests(texts)))]
     assert max(len(window) for window in _windows(_share_prefixes(rows)[0], 3)) > 3
+    monkeypatch.setattr(scoring, "_runner", lambda base, device: None)
     for patch in (False, True):
         if patch:
             monkeypatch.setattr(scoring, "_kv_layers", lambda cache: None)

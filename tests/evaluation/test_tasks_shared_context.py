@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from corpuslab.evaluation.tasks import HarnessEncoder, Request, loglikelihoods
+from corpuslab.evaluation.tasks import HarnessEncoder, Request, loglikelihoods, scoring
 from corpuslab.evaluation.tasks.scoring import _pack, _row, _share_prefixes
 from corpuslab.sources.synthetic import SyntheticConfig, generate
 from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
@@ -75,9 +75,12 @@ def test_requests_cover_shared_truncated_and_single_rows(lm):
 
 @pytest.fixture(scope="module")
 def whole(lm):
-    """Every request run whole and alone: the harness's computation, no padding at all."""
+    """Every request run whole and alone through the model's own forward (no GPT-2 runner): the harness's computation,
+    no padding at all."""
     model, tokenizer, texts = lm
-    return loglikelihoods(model, tokenizer, _requests(texts), batch_size=1, share_contexts=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scoring, "_runner", lambda base, device: None)
+        return loglikelihoods(model, tokenizer, _requests(texts), batch_size=1, share_contexts=False)
 
 
 @pytest.mark.parametrize("batch_size", [1, 5, 64])

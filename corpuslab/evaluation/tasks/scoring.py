@@ -52,6 +52,7 @@ import torch
 
 from corpuslab.errors import ConfigError, StageError
 from corpuslab.evaluation.tasks.base import Request
+from corpuslab.evaluation.tasks.gpt2_runner import GPT2Runner, packed_mask
 
 DEFAULT_MAX_LENGTH = 2048  # the harness's fallback when neither model nor tokenizer says
 TOKENIZER_INFINITY = 1000000000000000019884624838656  # transformers' "no limit" model_max_length
@@ -358,6 +359,16 @@ class _Model:
         self.cache_keyword = _cache_keyword(parameters) if share_contexts else None
         self.base, self.head = _split_head(model, device)
         self.gathers = True  # until a cache is found that `_kv_layers` cannot take apart
+        # A GPT-2 stack runs through `GPT2Runner` (last block at read positions only, one key/value buffer per layer).
+        self.runner = _runner(self.base, device) if self.base is not None else None
+
+    def whole(self, input_ids: torch.Tensor, rows: list[int], positions: list[int]) -> torch.Tensor:
+        """Outputs at (rows, positions) of right-padded inputs run whole, without a cache."""
+        if self.runner is None:
+            return self.outputs(input_ids, rows, positions, use_cache=False)
+        input_ids = input_ids.to(self.device)
+        where = torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device)
+        return self.runner.run(input_ids, torch.arange(input_ids.shape[1], device=self.device)[None, :], *where)
 
     def prefix(self, input_ids: torch.Tensor, rows: list[int], positions: list[int]):
         """Run `input_ids` with a key/value cache: (hidden states at (rows, positions), or None when none are
@@ -385,6 +396,11 @@ class _Model:
         logits = self.model(input_ids=input_ids, **keep, **kwargs).logits  # [B, kept, vocab]
         offset = width - logits.shape[1]
         return logits[torch.tensor(rows, device=self.device), torch.tensor(positions, device=self.device) - offset]
+
+
+def _runner(base: torch.nn.Module, device: torch.device) -> GPT2Runner | None:
+    """The GPT-2 runner for `base`, or None (another architecture, or one it does not reproduce): the model's own forward."""
+    return GPT2Runner.of(base, device)
 
 
 def _split_head(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
@@ -487,7 +503,7 @@ def _score_batch(scorer: _Model, rows: list[_Row]) -> list[tuple[float, bool]]:
         entries.span(len(positions), i, row.continuation)
         batch_rows += [i] * len(row.continuation)
         positions += range(start, start + len(row.continuation))
-    outputs = scorer.outputs(_padded([row.inputs for row in rows]), batch_rows, positions, use_cache=False)
+    outputs = scorer.whole(_padded([row.inputs for row in rows]), batch_rows, positions)
     return _sums(outputs, entries, len(rows), scorer.head)
 
 
@@ -646,7 +662,11 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
 
     requests = sorted(((g, k) for g, group in enumerate(groups) for k in range(len(group.rows))),
                       key=lambda gk: -(len(groups[gk[0]].rows[gk[1]].inputs) - len(groups[gk[0]].prefix)))
-    for first, last in _cuts([len(groups[g].rows[k].inputs) - len(groups[g].prefix) for g, k in requests], batch_size):
+    rests = [len(groups[g].rows[k].inputs) - len(groups[g].prefix) for g, k in requests]
+    longest_prefix = max(len(group.prefix) for group in groups)
+    # Rests are short (a choice after its cached question): a batch takes more than `batch_size` of them while it holds
+    # no more tokens, prefix width included, than `batch_size` rows of the window's longest prefix + rest would.
+    for first, last in _cuts(rests, batch_size, budget=batch_size * (longest_prefix + rests[0]), extra=longest_prefix):
         chunk = requests[first:last]
         prefixes = [len(groups[g].prefix) for g, _ in chunk]
         width = max(prefixes)
@@ -654,7 +674,6 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
         tails = _padded([groups[g].rows[k].inputs[length:] for (g, k), length in zip(chunk, prefixes, strict=True)])
         length = tails.shape[1]
         starts = torch.tensor(prefixes)
-        mask = torch.cat([(torch.arange(width)[None, :] < starts[:, None]).long(), torch.ones((len(chunk), length), dtype=torch.long)], dim=1)
         # Padding after a short remainder may run past the model's last position: clamp it (its output is unused).
         positions_ids = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=scorer.max_length - 1)
         rows, positions = [], []
@@ -666,6 +685,7 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
             begin = _start(row) + skip - prefix
             rows += [i] * len(tokens)
             positions += range(begin, begin + len(tokens))
+        mask = torch.cat([(torch.arange(width)[None, :] < starts[:, None]).long(), torch.ones((len(chunk), length), dtype=torch.long)], dim=1)
         outputs = scorer.outputs(
             tails, rows, positions, attention_mask=mask, position_ids=positions_ids, use_cache=True,
             **{scorer.cache_keyword: _with_layers(template, layers)},
@@ -680,17 +700,21 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
 CALL_COST_TOKENS = 64
 
 
-def _cuts(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
-    """Cut lengths sorted longest first into batches of at most `batch_size` that minimise the tokens run (each batch
-    as wide as its first) plus CALL_COST_TOKENS per batch: fixed-size batches of sorted lengths still pad a short
-    row to a long one where the lengths fall steeply (a window's prefixes run from 5 to 100 tokens; LAMBADA's
-    passages of ~90 tokens sorted before BLiMP's sentences of ~14, in the requests that run whole)."""
+def _cuts(lengths: list[int], batch_size: int, budget: int = 0, extra: int = 0) -> list[tuple[int, int]]:
+    """Cut lengths sorted longest first into batches that minimise the tokens run (each batch as wide as its first)
+    plus CALL_COST_TOKENS per batch: fixed-size batches of sorted lengths still pad a short row to a long one where
+    the lengths fall steeply (a window's prefixes run from 5 to 100 tokens; LAMBADA's passages of ~90 tokens sorted
+    before BLiMP's sentences of ~14, in the requests that run whole). A batch holds at most `batch_size` rows, or
+    more while rows x (its width + `extra`) stays within `budget` tokens."""
     best = [0] + [0] * len(lengths)
     cut = [0] * (len(lengths) + 1)
     for end in range(1, len(lengths) + 1):
-        best[end], cut[end] = min(
-            (best[start] + (end - start) * lengths[start] + CALL_COST_TOKENS, start) for start in range(max(0, end - batch_size), end)
-        )
+        options = []
+        for start in range(end - 1, -1, -1):  # wider batches as start moves back: stop at the first too large
+            if end - start > batch_size and (end - start) * (lengths[start] + extra) > budget:
+                break
+            options.append((best[start] + (end - start) * lengths[start] + CALL_COST_TOKENS, start))
+        best[end], cut[end] = min(options)
     bounds = []
     end = len(lengths)
     while end:
@@ -729,9 +753,97 @@ def _gather(caches, where: dict[int, tuple[int, int]], groups: list[int], width:
     return out
 
 
+@dataclass(frozen=True)
+class _Packed:
+    """One input row of a packed batch: a group's prefix, then the rests of some of its requests one after the other
+    (`requests`, their indices in the window, and `offsets`, where each rest starts in the row)."""
+
+    group: int
+    tokens: tuple[int, ...]
+    requests: tuple[int, ...]
+    offsets: tuple[int, ...]
+
+
+def _packed_rows(groups: list[_SharedPrefix], first_request: list[int], limit: int) -> list[_Packed]:
+    """Each group as one row, prefix + its requests' rests, or several rows (each with the prefix) where that would
+    exceed `limit` tokens: the attention mask is [rows, tokens, tokens]."""
+    packed = []
+    for g, group in enumerate(groups):
+        p = len(group.prefix)
+        tokens, requests, offsets = list(group.prefix), [], []
+        for k, row in enumerate(group.rows):
+            rest = row.inputs[p:]
+            if requests and len(tokens) + len(rest) > limit:
+                packed.append(_Packed(g, tuple(tokens), tuple(requests), tuple(offsets)))
+                tokens, requests, offsets = list(group.prefix), [], []
+            requests.append(first_request[g] + k)
+            offsets.append(len(tokens))
+            tokens += rest
+        packed.append(_Packed(g, tuple(tokens), tuple(requests), tuple(offsets)))
+    return packed
+
+
+@torch.inference_mode()
+def _score_packed(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) -> list[tuple[float, bool]]:
+    """A window of groups in one pass per batch, no key/value cache: each group's prefix, then each request's rest, in
+    one row, under a mask that lets a rest see the prefix and itself (causally) but not the other rests, and positions
+    that continue the prefix in every rest. So each shared prefix runs once, nothing is copied, and a batch's rows are
+    as long as a group's tokens (a question and its four answers), not one request's. Rows are sorted by length and
+    cut as the requests run whole are (`_cuts`), a batch holding at most the tokens of `batch_size` of the window's
+    longest requests."""
+    first_request = [0]
+    for group in groups:
+        first_request.append(first_request[-1] + len(group.rows))
+    longest = max(len(row.inputs) for group in groups for row in group.rows)
+    packed = sorted(_packed_rows(groups, first_request, 2 * scorer.max_length), key=lambda r: -len(r.tokens))
+    entries = _Entries()
+    parts: list[torch.Tensor] = []
+    n_outputs = 0
+    device = scorer.device
+    for first, last in _cuts([len(r.tokens) for r in packed], 1, budget=batch_size * longest):
+        chunk = packed[first:last]
+        width = len(chunk[0].tokens)
+        segments = torch.full((len(chunk), width), -1, dtype=torch.long)
+        positions = torch.full((len(chunk), width), scorer.max_length - 1, dtype=torch.long)
+        rows: list[int] = []
+        cols: list[int] = []
+        for i, packed_row in enumerate(chunk):
+            group = groups[packed_row.group]
+            p = len(group.prefix)
+            segments[i, :p] = 0
+            positions[i, :p] = torch.arange(p)
+            ends = (*packed_row.offsets[1:], len(packed_row.tokens))
+            members = [(request, group.rows[request - first_request[packed_row.group]]) for request in packed_row.requests]
+            starts = [_start(row) for _, row in members]
+            for position in range(min(starts), p):  # continuation tokens predicted inside the prefix (a BLiMP pair's first words)
+                for (request, row), start in zip(members, starts, strict=True):
+                    if position >= start:
+                        entries.add(n_outputs + len(rows), request, row.continuation[position - start])
+                rows.append(i)
+                cols.append(position)
+            for s, ((request, row), start, offset, end) in enumerate(zip(members, starts, packed_row.offsets, ends, strict=True)):
+                segments[i, offset:end] = s + 1
+                positions[i, offset:end] = torch.arange(p, p + end - offset)
+                skip = max(0, p - start)
+                tokens = row.continuation[skip:]
+                entries.span(n_outputs + len(rows), request, tokens)
+                begin = offset + start + skip - p
+                rows += [i] * len(tokens)
+                cols += range(begin, begin + len(tokens))
+        outputs = scorer.runner.run(
+            _padded([r.tokens for r in chunk]).to(device), positions.to(device), torch.tensor(rows, device=device), torch.tensor(cols, device=device),
+            mask=packed_mask(segments.to(device)),
+        )
+        parts.append(outputs)
+        n_outputs += len(outputs)
+    return _sums(torch.cat(parts), entries, first_request[-1], scorer.head)
+
+
 def _score_groups(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) -> list[tuple[float, bool]]:
     """A window's results, its requests in group order; where the cache cannot be gathered across prefix batches,
     each batch of `_pack` runs its own prefixes and remainders (`_score_shared_batch`)."""
+    if scorer.runner is not None:
+        return _score_packed(scorer, groups, batch_size)
     results = _score_window(scorer, groups, batch_size) if scorer.gathers else None
     if results is not None:
         return results

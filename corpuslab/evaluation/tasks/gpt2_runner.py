@@ -97,6 +97,8 @@ class GPT2Runner:
         batch, length = input_ids.shape
         heads, size = self.heads, self.width // self.heads
         hidden = self.wte(input_ids) + self.wpe(position_ids)
+        if mask is not None:  # additive, converted once rather than by every layer's attention
+            mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=hidden.device).masked_fill_(~mask, float("-inf"))
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             attn = block.attn

@@ -803,15 +803,15 @@ def _score_packed(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
     for first, last in _cuts([len(r.tokens) for r in packed], 1, budget=batch_size * longest):
         chunk = packed[first:last]
         width = len(chunk[0].tokens)
-        segments = torch.full((len(chunk), width), -1, dtype=torch.long)
-        positions = torch.full((len(chunk), width), scorer.max_length - 1, dtype=torch.long)
+        segments: list[int] = []  # [len(chunk) x width], built as lists: one tensor call, not a few per request
+        positions: list[int] = []
         rows: list[int] = []
         cols: list[int] = []
         for i, packed_row in enumerate(chunk):
             group = groups[packed_row.group]
             p = len(group.prefix)
-            segments[i, :p] = 0
-            positions[i, :p] = torch.arange(p)
+            segments += [0] * p
+            positions += range(p)
             ends = (*packed_row.offsets[1:], len(packed_row.tokens))
             members = [(request, group.rows[request - first_request[packed_row.group]]) for request in packed_row.requests]
             starts = [_start(row) for _, row in members]
@@ -822,17 +822,23 @@ def _score_packed(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
                 rows.append(i)
                 cols.append(position)
             for s, ((request, row), start, offset, end) in enumerate(zip(members, starts, packed_row.offsets, ends, strict=True)):
-                segments[i, offset:end] = s + 1
-                positions[i, offset:end] = torch.arange(p, p + end - offset)
+                segments += [s + 1] * (end - offset)
+                positions += range(p, p + end - offset)
                 skip = max(0, p - start)
                 tokens = row.continuation[skip:]
                 entries.span(n_outputs + len(rows), request, tokens)
                 begin = offset + start + skip - p
                 rows += [i] * len(tokens)
                 cols += range(begin, begin + len(tokens))
+            padding = width - len(packed_row.tokens)
+            segments += [-1] * padding
+            positions += [scorer.max_length - 1] * padding
         outputs = scorer.runner.run(
-            _padded([r.tokens for r in chunk]).to(device), positions.to(device), torch.tensor(rows, device=device), torch.tensor(cols, device=device),
-            mask=packed_mask(segments.to(device)),
+            _padded([r.tokens for r in chunk]).to(device),
+            torch.tensor(positions, device=device).view(len(chunk), width),
+            torch.tensor(rows, device=device),
+            torch.tensor(cols, device=device),
+            mask=packed_mask(torch.tensor(segments, device=device).view(len(chunk), width)),
         )
         parts.append(outputs)
         n_outputs += len(outputs)

@@ -25,14 +25,20 @@ rounding, the work on a large vocabulary is not.
 Requests whose inputs start alike share that start (the longest common prefix of their tokens): the choices
 of a multiple-choice question (one context), WinoGrande's partial scoring (two contexts that differ after the
 blank, one continuation), a BLiMP pair (an empty context, two sentences alike up to the words they swap).
-The prefix runs once and keeps its key/value cache; the output layer runs once at each prefix position some
-continuation is predicted from (a BLiMP sentence's first words), however many requests read it; each request
-then runs only the rest of its inputs on its group's cache, positions continuing the prefix's and the padding
-of shorter prefixes masked out. Groups are scored in windows of a few batches: the prefixes in batches of
-similar prefix length, the rests in batches of similar length, each batch gathering its rows' caches from the
-prefix batches, so the two lengths (a long HellaSwag context with short endings, a short question with long
-answers) are padded separately. Mathematically this is the whole-sequence computation; in floating point the
-sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.9e-5 on the
+The prefix runs once; the output layer runs once at each prefix position some continuation is predicted from (a
+BLiMP sentence's first words), however many requests read it. A GPT-2 stack (corpuslab's models, Hugging Face
+GPT-2 checkpoints; `gpt2_runner.py`) runs each group as one packed row, the prefix then every request's rest, under
+a mask that lets a rest see the prefix and itself but not the other rests, positions continuing the prefix in each
+rest: no key/value cache, nothing gathered or concatenated; rows sorted by length and cut into batches of at most
+the tokens of `batch_size` of the window's longest requests (so a call holds as many short answers as fit, not
+`batch_size` rows); its last block runs past attention only at the positions read. Another model keeps the prefix's
+key/value cache and runs each request's rest on its group's cache, positions continuing the prefix's and the padding
+of shorter prefixes masked out: groups are scored in windows of a few batches, the prefixes in batches of similar
+prefix length, the rests in batches of similar length (more than `batch_size` rows while they hold no more tokens
+than `batch_size` of the window's longest prefix + rest), each batch gathering its rows' caches from the prefix
+batches, so the two lengths (a long HellaSwag context with short endings, a short question with long answers) are
+padded separately. Requests run whole are batched `batch_size` at most, as the harness's. Mathematically this is
+the whole-sequence computation; in floating point the sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.9e-5 on the
 parity test's data (`tests/evaluation/test_tasks_harness_parity.py`, tolerance 1e-4, with every acc /
 acc_norm decision identical) and within 1e-5 of scoring each request whole and alone at any batch size
 (`tests/evaluation/test_tasks_shared_context.py`, `test_tasks_prefix_sharing.py`). A request that shares no
@@ -873,8 +879,10 @@ def loglikelihoods(
     """(log p(continuation | context), is_greedy) for each request, in the order given.
 
     Requests whose inputs share a prefix (the choices of one question, WinoGrande's two contexts, a BLiMP
-    pair) run it once and reuse its key/value cache (`share_contexts`, on whenever the model's forward takes
-    a cache); the others run whole, longest first. Both give the harness's numbers up to float rounding (see the module docstring).
+    pair) run it once (`share_contexts`: packed rows for a GPT-2 stack, else a reused key/value cache when the
+    model's forward takes one); the others run whole, longest first. `batch_size` is the harness's: requests per
+    forward call for requests run whole; calls of shared prefixes hold at most the tokens of `batch_size` of their
+    window's longest requests, so more (shorter) requests where they fit. Both give the harness's numbers up to float rounding (see the module docstring).
     Under torch.distributed (torchrun), the ranks split the batches and every rank returns all results.
     """
     if batch_size < 1:

@@ -38,10 +38,11 @@ prefix length, the rests in batches of similar length (more than `batch_size` ro
 than `batch_size` of the window's longest prefix + rest), each batch gathering its rows' caches from the prefix
 batches, so the two lengths (a long HellaSwag context with short endings, a short question with long answers) are
 padded separately. Requests run whole are batched `batch_size` at most, as the harness's. Mathematically this is
-the whole-sequence computation; in floating point the sums run in another order, so log-likelihoods differ from the harness's by rounding: at most 2.9e-5 on the
-parity test's data (`tests/evaluation/test_tasks_harness_parity.py`, tolerance 1e-4, with every acc /
-acc_norm decision identical) and within 1e-5 of scoring each request whole and alone at any batch size
-(`tests/evaluation/test_tasks_shared_context.py`, `test_tasks_prefix_sharing.py`). A request that shares no
+the whole-sequence computation; in floating point the sums run in another order, so log-likelihoods differ from
+the harness's by rounding: at most 2.9e-5 on the parity test's data (`tests/evaluation/test_tasks_harness_parity.py`,
+tolerance 1e-4, with every acc / acc_norm decision identical) and within 1e-5 of scoring each request whole and
+alone through the model's own forward at any batch size (`tests/evaluation/test_tasks_shared_context.py`,
+`test_tasks_prefix_sharing.py`, `test_tasks_gpt2_runner.py`). A request that shares no
 prefix of two or more tokens with its neighbours (LAMBADA, a context cut on the left) runs whole, as the
 harness runs it.
 """
@@ -365,7 +366,7 @@ class _Model:
         self.cache_keyword = _cache_keyword(parameters) if share_contexts else None
         self.base, self.head = _split_head(model, device)
         self.gathers = True  # until a cache is found that `_kv_layers` cannot take apart
-        # A GPT-2 stack runs through `GPT2Runner` (last block at read positions only, one key/value buffer per layer).
+        # A GPT-2 stack runs through `GPT2Runner`: shared prefixes as packed rows (no cache), its last block at read positions only.
         self.runner = _runner(self.base, device) if self.base is not None else None
 
     def whole(self, input_ids: torch.Tensor, rows: list[int], positions: list[int]) -> torch.Tensor:
@@ -680,6 +681,7 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
         tails = _padded([groups[g].rows[k].inputs[length:] for (g, k), length in zip(chunk, prefixes, strict=True)])
         length = tails.shape[1]
         starts = torch.tensor(prefixes)
+        mask = torch.cat([(torch.arange(width)[None, :] < starts[:, None]).long(), torch.ones((len(chunk), length), dtype=torch.long)], dim=1)
         # Padding after a short remainder may run past the model's last position: clamp it (its output is unused).
         positions_ids = (starts[:, None] + torch.arange(length)[None, :]).clamp_(max=scorer.max_length - 1)
         rows, positions = [], []
@@ -691,7 +693,6 @@ def _score_window(scorer: _Model, groups: list[_SharedPrefix], batch_size: int) 
             begin = _start(row) + skip - prefix
             rows += [i] * len(tokens)
             positions += range(begin, begin + len(tokens))
-        mask = torch.cat([(torch.arange(width)[None, :] < starts[:, None]).long(), torch.ones((len(chunk), length), dtype=torch.long)], dim=1)
         outputs = scorer.outputs(
             tails, rows, positions, attention_mask=mask, position_ids=positions_ids, use_cache=True,
             **{scorer.cache_keyword: _with_layers(template, layers)},
@@ -882,7 +883,8 @@ def loglikelihoods(
     pair) run it once (`share_contexts`: packed rows for a GPT-2 stack, else a reused key/value cache when the
     model's forward takes one); the others run whole, longest first. `batch_size` is the harness's: requests per
     forward call for requests run whole; calls of shared prefixes hold at most the tokens of `batch_size` of their
-    window's longest requests, so more (shorter) requests where they fit. Both give the harness's numbers up to float rounding (see the module docstring).
+    window's longest requests, so more (shorter) requests where they fit. All give the harness's numbers up to float
+    rounding (see the module docstring).
     Under torch.distributed (torchrun), the ranks split the batches and every rank returns all results.
     """
     if batch_size < 1:

@@ -87,16 +87,26 @@ def process_group(device: str) -> Iterator[str]:
                 dist.destroy_process_group()
 
 
-def spawn(processes: int, target: Callable[..., int], args: tuple[Any, ...]) -> int:
+def spawn(processes: int, target: Callable[..., int], args: tuple[Any, ...], preload: tuple[str, ...] = ()) -> int:
     """Run `target(*args)` in `processes` new local ranks, each with the environment torchrun would give it, a
     gloo group and cores // processes torch threads; the first failing rank's exit status (0 when all return 0).
 
-    The standard library's spawn context, not torch.multiprocessing: this process never imports torch (two
-    seconds before the first rank starts). A rank that fails ends the others, which would wait for it forever."""
+    On Linux the ranks are forked from this process once it has imported `preload` (torch, transformers, the
+    model code): each rank would otherwise spend its first seconds importing them again, as many CPU-seconds
+    per rank as a small scoring run takes. Nothing has run a torch operation or started its thread pool
+    before the fork (as with DataLoader workers, forked after the same imports). Elsewhere (macOS, Windows,
+    where fork is unsafe or absent) each rank is a fresh interpreter. A rank that fails ends the others,
+    which would wait for it in a collective forever."""
+    import importlib
     import multiprocessing
+    import sys
     from multiprocessing.connection import wait
 
-    context = multiprocessing.get_context("spawn")
+    fork = sys.platform.startswith("linux")
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    if fork:
+        for module in preload:
+            importlib.import_module(module)
     threads = max(1, usable_cores() // processes)
     port = _free_port()
     ranks = [context.Process(target=_rank_main, args=(rank, processes, port, threads, target, args), name=f"rank {rank}")
@@ -134,7 +144,11 @@ def _rank_main(local_rank: int, world: int, port: int, threads: int, target: Cal
     # CPU ranks: gloo even where CUDA is visible (distributed.init would pick NCCL); it then finds the group joined.
     minutes = float(os.environ.get("CORPUSLAB_DIST_TIMEOUT_MINUTES", distributed.DEFAULT_TIMEOUT_MINUTES))
     dist.init_process_group("gloo", timeout=timedelta(minutes=minutes))
-    code = target(*args)
+    try:
+        code = target(*args)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
     if code:

@@ -18,6 +18,9 @@ import argparse
 import sys
 from typing import Any
 
+# What every rank would import before scoring: imported once, before the ranks are forked (`ranks.spawn`).
+RANK_IMPORTS = ("torch", "torch.distributed", "transformers", "corpuslab.evaluation.lm", "corpuslab.training.model",
+                "corpuslab.evaluation.tasks.runner", "corpuslab.evaluation.tasks.scoring", "corpuslab.cli")
 LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
 
 
@@ -107,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = from_dict(TaskConfig, {"tasks": tasks, "data_files": data_files, "batch_size": args.batch_size}, "score")
     cfg.validate("score")
     if processes > 1:
-        return ranks.spawn(processes, _local_rank, (args, tasks, cfg))
+        return ranks.spawn(processes, _local_rank, (args, tasks, cfg), preload=RANK_IMPORTS)
     return run(args, tasks, cfg)
 
 

@@ -57,11 +57,11 @@ def one_process(checkpoint, tmp_path_factory):
     return printed.getvalue(), json.loads(out.read_text())
 
 
-def _run(command: list[str], tmp_path: Path) -> tuple[str, str]:
+def _run(command: list[str], tmp_path: Path, returncode: int = 0) -> tuple[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == returncode, done.stderr[-3000:]
     return done.stdout, done.stderr
 
 
@@ -79,8 +79,8 @@ def _one_table(stdout: str, single_table: str) -> None:
     assert table == [line for line in single_table.splitlines() if line.startswith("|")]
 
 
-# Each launch imports torch and transformers in every rank: 22-25 s on the shared 2-core machine (load 2.8).
-@pytest.mark.slow
+# 11 s (--processes: ranks forked after the imports), 16 s (torchrun: each rank imports torch and transformers)
+# and 11 s (the failing ranks) on the shared 2-core machine at load 3.6.
 def test_processes_two_give_the_results_of_one_process(checkpoint, one_process, tmp_path):
     _, args = checkpoint
     out = tmp_path / "ranked.json"
@@ -90,7 +90,6 @@ def test_processes_two_give_the_results_of_one_process(checkpoint, one_process, 
     assert stderr.count("corpuslab score:") == 1 and "2 ranks" in stderr
 
 
-@pytest.mark.slow
 def test_torchrun_launch_gives_the_results_of_one_process(checkpoint, one_process, tmp_path):
     _, args = checkpoint
     out = tmp_path / "torchrun.json"
@@ -99,6 +98,13 @@ def test_torchrun_launch_gives_the_results_of_one_process(checkpoint, one_proces
     _one_table(stdout, one_process[0])
     _same_results(json.loads(out.read_text()), one_process[1])
     assert stderr.count("corpuslab score:") == 1 and "2 ranks" in stderr
+
+
+def test_an_error_in_the_ranks_is_printed_once_with_the_cli_exit_status(checkpoint, tmp_path):
+    root, args = checkpoint
+    missing = [str(root / "no-such-model") if a == str(root / "model") else a for a in args]
+    stdout, stderr = _run([sys.executable, "-m", "corpuslab.cli", *missing, "--processes", "2"], tmp_path, returncode=2)
+    assert stdout == "" and stderr.count("corpuslab: error:") == 1 and "no-such-model" in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("extra, expected", [(["--processes", "0"], "from 1 to"), (["--processes", "-3"], "from 1 to"),

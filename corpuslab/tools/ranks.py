@@ -21,6 +21,9 @@ from corpuslab.errors import ConfigError
 from corpuslab.training import distributed
 
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+# When a rank fails, how long the others may take to end on their own (with their own status) before they are
+# terminated; the highest status is returned (a rank's own error, 2 for a user error, over a peer's 1).
+FAILURE_GRACE_SECONDS = 2.0
 
 
 def launched_by_torchrun() -> bool:
@@ -89,7 +92,7 @@ def process_group(device: str) -> Iterator[str]:
 
 def spawn(processes: int, target: Callable[..., int], args: tuple[Any, ...], preload: tuple[str, ...] = ()) -> int:
     """Run `target(*args)` in `processes` new local ranks, each with the environment torchrun would give it, a
-    gloo group and cores // processes torch threads; the first failing rank's exit status (0 when all return 0).
+    gloo group and cores // processes torch threads; the highest exit status of the failed ranks (0 when all return 0).
 
     On Linux the ranks are forked from this process once it has imported `preload` (torch, transformers, the
     model code): each rank would otherwise spend its first seconds importing them again, as many CPU-seconds
@@ -114,19 +117,28 @@ def spawn(processes: int, target: Callable[..., int], args: tuple[Any, ...], pre
     for process in ranks:
         process.start()
     running = {process.sentinel: process for process in ranks}
+    failed: list[int] = []
     try:
-        while running:
+        while running and not failed:
             for sentinel in wait(list(running)):
-                process = running.pop(sentinel)
-                process.join()
-                if process.exitcode:
-                    return process.exitcode if process.exitcode > 0 else 1
-        return 0
+                failed += _ended(running.pop(sentinel))
+        if failed:  # the others fail in turn (their peer left a collective): a moment to exit with their own status
+            for sentinel in wait(list(running), timeout=FAILURE_GRACE_SECONDS):
+                failed += _ended(running.pop(sentinel))
+        return max(failed, default=0)
     finally:
         for process in running.values():
             process.terminate()
         for process in running.values():
             process.join()
+
+
+def _ended(process) -> list[int]:
+    """[the exit status] of a rank that failed (1 when a signal ended it), [] when it returned 0."""
+    process.join()
+    if not process.exitcode:
+        return []
+    return [process.exitcode if process.exitcode > 0 else 1]
 
 
 def _rank_main(local_rank: int, world: int, port: int, threads: int, target: Callable[..., int], args: tuple[Any, ...]) -> None:

@@ -134,3 +134,47 @@ def test_processes_one_scores_in_this_process(checkpoint, one_process, tmp_path,
     out = tmp_path / "one.json"
     assert main([*checkpoint[1], "--processes", "1", "--output", str(out)]) == 0
     _same_results(json.loads(out.read_text()), one_process[1])
+
+
+def _report_rank(folder: str) -> int:
+    """A rank's view: its environment, its torch threads, the group it joined, and an all-gather through it."""
+    import torch
+    import torch.distributed as dist
+
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, int(os.environ["RANK"]))
+    Path(folder, f"rank{os.environ['RANK']}.json").write_text(json.dumps({
+        "world": os.environ["WORLD_SIZE"], "local": os.environ["LOCAL_RANK"], "threads": torch.get_num_threads(),
+        "backend": dist.get_backend(), "gathered": gathered}))
+    return 0
+
+
+def _second_rank_fails(folder: str) -> int:
+    """Rank 1 fails at once; rank 0 waits for it in a collective that never completes."""
+    import torch.distributed as dist
+
+    if os.environ["RANK"] == "1":
+        return 3
+    dist.barrier()
+    Path(folder, "rank0-passed").write_text("")
+    return 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked ranks: Linux; elsewhere each rank is a new interpreter")
+def test_spawned_ranks_get_torchruns_environment_a_gloo_group_and_a_share_of_the_cores(tmp_path, monkeypatch):
+    from corpuslab.tools import ranks
+
+    monkeypatch.setattr(ranks, "usable_cores", lambda: 4)
+    assert ranks.spawn(2, _report_rank, (str(tmp_path),)) == 0
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [(s["world"], s["local"], s["threads"], s["backend"]) for s in seen] == [("2", "0", 2, "gloo"), ("2", "1", 2, "gloo")]
+    assert all(s["gathered"] == [0, 1] for s in seen)
+    assert "RANK" not in os.environ  # the parent is not a rank
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked ranks: Linux")
+def test_a_failing_rank_ends_the_others_and_gives_its_exit_status(tmp_path):
+    from corpuslab.tools import ranks
+
+    assert ranks.spawn(2, _second_rank_fails, (str(tmp_path),)) == 3
+    assert not (tmp_path / "rank0-passed").exists()

@@ -20,6 +20,13 @@ Two ratios, each scorer in a fresh process, same checkpoint, same requests, one 
   on its own task YAMLs pointed at the same files (as `tests/evaluation/test_tasks_harness_parity.py`
   runs it), each a whole process: start-up, loading, building requests, scoring, metrics and their
   bootstrap standard errors (100,000 resamples in both).
+Then the same two on all of the machine's cores, per second (what a user waits) and per CPU-second (the sum
+over ranks / threads), `--processes` (default: the cores this process may use) against the harness with
+its default torch threads (all cores, as a user gets it; it has no data-parallel mode on one device):
+- loop: `loglikelihoods` in N fresh processes of one thread each, joined in a gloo group (each scores every
+  N-th batch, all get every result; timed between barriers, wall of the slowest rank, CPU summed), against
+  `HFLM.loglikelihood` in one process with N threads;
+- end to end: `corpuslab score --processes N` against the harness's `evaluate` with N threads.
 The loop workers also return every log-likelihood: the largest difference and the number of multiple-
 choice decisions (acc, acc_norm) that differ are printed, and every request that differs by more than
 1e-4 is scored again by the harness on its own (batch size 1), to tell which side the difference is on.
@@ -135,13 +142,15 @@ def _requests(files: dict[str, str]):
     return [r for name in files for e in load_examples(name, data_file=files[name]) for r in e.requests]
 
 
-def loop_worker(scorer: str, folder: Path, files: dict[str, str], batch_size: int, repeats: int) -> dict:
-    """Time one scorer's loop in this (fresh) process; return its figures and log-likelihoods."""
+def loop_worker(scorer: str, folder: Path, files: dict[str, str], batch_size: int, repeats: int, one_thread: bool = True) -> dict:
+    """Time one scorer's loop in this (fresh) process; return its figures and log-likelihoods. Without
+    `one_thread`, torch keeps its default thread count (the machine's cores)."""
     import logging
 
     import torch
 
-    torch.set_num_threads(1)
+    if one_thread:
+        torch.set_num_threads(1)
     logging.disable(logging.WARNING)  # the harness logs every truncated request
     requests = _requests(files)
     if scorer == "corpuslab":
@@ -170,7 +179,45 @@ def loop_worker(scorer: str, folder: Path, files: dict[str, str], batch_size: in
         wall, cpu = time.perf_counter(), time.process_time()
         results = run(requests)
         best_wall, best_cpu = min(best_wall, time.perf_counter() - wall), min(best_cpu, time.process_time() - cpu)
-    return {"wall": best_wall, "cpu": best_cpu, "requests": len(requests), "results": [list(map(float, r)) for r in results]}
+    return {"wall": best_wall, "cpu": best_cpu, "requests": len(requests), "threads": torch.get_num_threads(),
+            "results": [list(map(float, r)) for r in results]}
+
+
+def rank_worker(folder: Path, files: dict[str, str], batch_size: int, repeats: int) -> dict | None:
+    """One rank of corpuslab's data-parallel loop (RANK, WORLD_SIZE, MASTER_* set by `_ranks`), one thread:
+    each timed call runs between barriers; the wall of the slowest rank and the CPU of all, best of `repeats`.
+    Rank 0 returns the figures and the log-likelihoods, the others None."""
+    import logging
+
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from corpuslab.evaluation.tasks import loglikelihoods
+    from corpuslab.training import distributed
+
+    torch.set_num_threads(1)
+    logging.disable(logging.WARNING)
+    distributed.init()
+    requests = _requests(files)
+    model = AutoModelForCausalLM.from_pretrained(folder / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder / "model")
+    loglikelihoods(model, tokenizer, requests[:64], batch_size, "cpu")  # warm-up
+    best_wall = best_cpu = float("inf")
+    for _ in range(repeats):
+        dist.barrier()
+        wall, cpu = time.perf_counter(), time.process_time()
+        results = loglikelihoods(model, tokenizer, requests, batch_size, "cpu")
+        dist.barrier()
+        figures = [None] * dist.get_world_size()
+        dist.all_gather_object(figures, (time.perf_counter() - wall, time.process_time() - cpu))
+        best_wall, best_cpu = min(best_wall, max(w for w, _ in figures)), min(best_cpu, sum(c for _, c in figures))
+    world = dist.get_world_size()
+    dist.destroy_process_group()
+    if not distributed.is_main():
+        return None
+    return {"wall": best_wall, "cpu": best_cpu, "requests": len(requests), "ranks": world,
+            "results": [list(map(float, r)) for r in results]}
 
 
 def harness_alone(folder: Path, files: dict[str, str], indices: list[int]) -> list[list[float]]:
@@ -217,9 +264,13 @@ def harness_end_to_end(folder: Path, files: dict[str, str], batch_size: int) -> 
 # ---------------------------------------------------------------------------------------------- parent
 
 
-def _fresh(command: list[str]) -> tuple[float, float, str]:
-    """Run `command` in a new process with one thread: (wall s, CPU s of it and its children, stdout)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+def _fresh(command: list[str], one_thread: bool = True) -> tuple[float, float, str]:
+    """Run `command` in a new process, with one thread or torch's default (all cores): (wall s, CPU s of it and
+    its children, stdout)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    if one_thread:
+        env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -229,6 +280,21 @@ def _fresh(command: list[str]) -> tuple[float, float, str]:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     return wall, cpu, done.stdout
+
+
+def _ranks(command: list[str], processes: int) -> dict:
+    """Run `command` as `processes` fresh ranks of one thread (the environment torchrun gives); rank 0's JSON line."""
+    from corpuslab.tools.ranks import _free_port
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes)}
+    ranks = [subprocess.Popen(command, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in range(processes)]
+    outputs = [rank.communicate() for rank in ranks]
+    for rank, (_, err) in zip(ranks, outputs):
+        if rank.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{err[-3000:]}")
+    return json.loads(outputs[0][0].splitlines()[-1])
 
 
 def _decisions(requests_per_example: list[int], lls: list[float], lengths: list[int]) -> list[tuple[int, int]]:
@@ -265,7 +331,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-end-to-end", action="store_true")
-    parser.add_argument("--worker", choices=["corpuslab", "harness", "harness-e2e", "harness-alone"], help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, help="ranks of the all-cores comparison (default: the cores this process may use)")
+    parser.add_argument("--skip-parallel", action="store_true", help="only the one-thread comparison")
+    parser.add_argument("--worker", choices=["corpuslab", "harness", "harness-threads", "corpuslab-rank", "harness-e2e", "harness-alone"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--indices", default="", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,10 +345,15 @@ def main() -> None:
             harness_end_to_end(folder, files, args.batch_size)
         elif args.worker == "harness-alone":
             print(json.dumps(harness_alone(folder, files, [int(i) for i in args.indices.split(",")])))
+        elif args.worker == "corpuslab-rank":
+            print(json.dumps(rank_worker(folder, files, args.batch_size, args.repeats)))
+        elif args.worker == "harness-threads":
+            print(json.dumps(loop_worker("harness", folder, files, args.batch_size, args.repeats, one_thread=False)))
         else:
             print(json.dumps(loop_worker(args.worker, folder, files, args.batch_size, args.repeats)))
         return
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         files = {name: path for name, path in prepare(folder, args.docs, args.preset, args.vocab_size).items() if name in args.tasks.split(",")}
@@ -293,14 +367,18 @@ def main() -> None:
                      "--device", "cpu", "--batch-size", str(args.batch_size), *task_files]
             end_to_end["corpuslab"] = _fresh(score)[:2]
             end_to_end["harness"] = _fresh([*me, "--worker", "harness-e2e"])[:2]
+        parallel = {} if args.skip_parallel else run_parallel(args, me, folder, files)
         worst, greedy, acc, acc_norm = compare(files, loop["corpuslab"]["results"], loop["harness"]["results"])
+        if parallel:
+            parallel["worst"] = compare(files, parallel["loop"]["corpuslab"]["results"], parallel["loop"]["harness"]["results"])
         ours_all, theirs_all = loop["corpuslab"]["results"], loop["harness"]["results"]
         differing = [i for i, (a, b) in enumerate(zip(ours_all, theirs_all)) if abs(a[0] - b[0]) > 1e-4]
         alone = json.loads(_fresh([*me, "--worker", "harness-alone", "--indices", ",".join(map(str, differing))])[2].splitlines()[-1]) if differing else []
 
     n = loop["corpuslab"]["requests"]
     print(f"{args.docs} documents per task ({', '.join(files)}; real text from shared/data), {n} requests; "
-          f"preset {args.preset}, vocab {args.vocab_size}, batch {args.batch_size}, 1 thread, each scorer in a fresh process")
+          f"preset {args.preset}, vocab {args.vocab_size}, batch {args.batch_size}, 1 thread, each scorer in a fresh process; "
+          f"load average at the start {load_before:.2f}, now {os.getloadavg()[0]:.2f}")
     print(f"scoring loop (best of {args.repeats}):")
     for name, figures in loop.items():
         print(f"  {name:<10} {n / figures['cpu']:8.1f} requests per CPU-s  ({figures['cpu']:.2f} CPU-s, {figures['wall']:.2f} s wall)")
@@ -316,6 +394,46 @@ def main() -> None:
             print(f"  {name:<10} {cpu:7.2f} CPU-s, {wall:7.2f} s wall")
         (w_ours, c_ours), (w_theirs, c_theirs) = end_to_end["corpuslab"], end_to_end["harness"]
         print(f"  end-to-end ratio (corpuslab / harness): {c_theirs / c_ours:.2f}x per CPU-s, {w_theirs / w_ours:.2f}x wall")
+    if parallel:
+        print_parallel(parallel, n)
+
+
+def run_parallel(args: argparse.Namespace, me: list[str], folder: Path, files: dict[str, str]) -> dict:
+    """The all-cores comparison: corpuslab in `--processes` one-thread ranks, the harness with its default threads."""
+    from corpuslab.tools.ranks import usable_cores
+
+    processes = args.processes or usable_cores()
+    loop = {"corpuslab": _ranks([*me, "--worker", "corpuslab-rank"], processes),
+            "harness": json.loads(_fresh([*me, "--worker", "harness-threads"], one_thread=False)[2].splitlines()[-1])}
+    out = {"processes": processes, "loop": loop, "end_to_end": {}}
+    if not args.skip_end_to_end:
+        task_files = [f"--task-file={name}={path}" for name, path in files.items()]
+        score = [sys.executable, "-m", "corpuslab.cli", "score", str(folder / "model"), "--tasks", ",".join(files),
+                 "--device", "cpu", "--batch-size", str(args.batch_size), "--processes", str(processes), *task_files]
+        out["end_to_end"]["corpuslab"] = _fresh(score, one_thread=False)[:2]
+        out["end_to_end"]["harness"] = _fresh([*me, "--worker", "harness-e2e"], one_thread=False)[:2]
+    return out
+
+
+def print_parallel(parallel: dict, n: int) -> None:
+    loop, processes = parallel["loop"], parallel["processes"]
+    threads = loop["harness"]["threads"]
+    print(f"all cores ({processes} corpuslab ranks of 1 thread in a gloo group; the harness with its default {threads} torch threads), "
+          f"load average {os.getloadavg()[0]:.2f}:")
+    print("  scoring loop (best of the repeats; per CPU-s = requests / CPU-s summed over ranks or threads):")
+    for name, figures in loop.items():
+        print(f"    {name:<10} {n / figures['wall']:8.1f} requests per s  {n / figures['cpu']:8.1f} per CPU-s  "
+              f"({figures['wall']:.2f} s wall, {figures['cpu']:.2f} CPU-s)")
+    ours, theirs = loop["corpuslab"], loop["harness"]
+    print(f"    loop ratio (corpuslab / harness): {theirs['wall'] / ours['wall']:.2f}x per second, {theirs['cpu'] / ours['cpu']:.2f}x per CPU-s")
+    worst, greedy, acc, acc_norm = parallel["worst"]
+    print(f"    max |loglikelihood difference| {worst:.2g}; differing greedy flags {greedy}, acc decisions {acc}, acc_norm decisions {acc_norm}")
+    if parallel["end_to_end"]:
+        print(f"  end to end (corpuslab score --processes {processes}; the harness's evaluate with {threads} threads):")
+        for name, (wall, cpu) in parallel["end_to_end"].items():
+            print(f"    {name:<10} {n / wall:8.1f} requests per s  {n / cpu:8.1f} per CPU-s  ({wall:.2f} s wall, {cpu:.2f} CPU-s)")
+        (w_ours, c_ours), (w_theirs, c_theirs) = parallel["end_to_end"]["corpuslab"], parallel["end_to_end"]["harness"]
+        print(f"    end-to-end ratio (corpuslab / harness): {w_theirs / w_ours:.2f}x per second, {c_theirs / c_ours:.2f}x per CPU-s")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ folder (its `final/`), an experiment's output folder with `--arm NAME[:SEED]` (t
 from its report.json), or a Hugging Face model name; tasks are built and scored exactly as `corpuslab evaluate` scores them (lm-evaluation-harness
 0.4.13), from the hub or from local files (`--task-file piqa=piqa.jsonl`). Prints the harness's table and,
 with `--output FILE`, writes the results as JSON.
+
+Data-parallel: under `torchrun --nproc_per_node N -m corpuslab.cli score ...` every rank joins the group
+torchrun describes (gloo on CPU, NCCL on CUDA with cuda:LOCAL_RANK) and scores every N-th batch of requests;
+`--processes N` starts N such ranks on this machine's CPU cores without a launcher (`tools/ranks.py`). Every
+rank gets every log-likelihood, so the results are those of one process; rank 0 alone prints and writes them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import argparse
 import sys
 from typing import Any
 
+# What every rank would import before scoring: imported once, before the ranks are forked (`ranks.spawn`).
+RANK_IMPORTS = ("torch", "torch.distributed", "transformers", "corpuslab.evaluation.lm", "corpuslab.training.model",
+                "corpuslab.evaluation.tasks.runner", "corpuslab.evaluation.tasks.scoring", "corpuslab.cli")
 LOWER_IS_BETTER = ("perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
 
 
@@ -32,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled documents (default 0)")
     parser.add_argument("--output", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--processes", type=int, metavar="N",
+                        help="score data-parallel in N local CPU ranks (gloo), each on cores/N torch threads; the same "
+                             "results as one process. On GPUs launch with torchrun --nproc_per_node N instead")
 
 
 def parse_tasks(spec: str, files: list[str]) -> tuple[dict[str, int | None], dict[str, str]]:
@@ -91,16 +102,30 @@ def resolve_checkpoint(checkpoint: str, arm: str | None) -> str:
 def main(args: argparse.Namespace) -> int:
     from corpuslab.evaluation.tasks import TaskConfig
     from corpuslab.schema import from_dict
+    from corpuslab.tools import ranks
 
     tasks, data_files = parse_tasks(args.tasks, args.task_file)
+    processes = ranks.check_processes(getattr(args, "processes", None), args.device)
     args.checkpoint = resolve_checkpoint(args.checkpoint, args.arm)
     cfg = from_dict(TaskConfig, {"tasks": tasks, "data_files": data_files, "batch_size": args.batch_size}, "score")
     cfg.validate("score")
+    if processes > 1:
+        return ranks.spawn(processes, _local_rank, (args, tasks, cfg), preload=RANK_IMPORTS)
+    return run(args, tasks, cfg)
+
+
+def run(args: argparse.Namespace, tasks: dict[str, int | None], cfg) -> int:
+    """Score in this process, as one rank of a group when a launcher started it; rank 0 prints and writes."""
     from corpuslab.cli import _quiet_libraries
+    from corpuslab.tools import ranks
+    from corpuslab.training import distributed
 
     _quiet_libraries()
-    results = score(args.checkpoint, cfg, args.device, args.seed)
-    print(harness_table(results))
+    with ranks.process_group(args.device) as device:
+        results = score(args.checkpoint, cfg, device, args.seed)
+    if not distributed.is_main():
+        return 0
+    print(harness_table(results), flush=True)
     if args.output:
         from corpuslab.atomic import write_json_atomic
 
@@ -109,19 +134,38 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_rank(args: argparse.Namespace, tasks: dict[str, int | None], cfg) -> int:
+    """One rank started by `--processes`: `run`, with a user error printed once (by rank 0) as the CLI prints it."""
+    from corpuslab.errors import CorpuslabError
+    from corpuslab.tools import ranks
+    from corpuslab.training import distributed
+
+    try:
+        ranks.refuse_gpu(distributed.world_size(), args.device)
+        return run(args, tasks, cfg)
+    except CorpuslabError as err:
+        if distributed.is_main():
+            print(f"corpuslab: error: {err}", file=sys.stderr, flush=True)
+        return 2
+
+
 def score(checkpoint: str, cfg, device: str, seed: int) -> dict[str, dict[str, Any]]:
     import time
 
     from corpuslab.evaluation.lm import load_any_checkpoint
     from corpuslab.evaluation.tasks import evaluate_tasks
     from corpuslab.evaluation.tasks.data import local_copy_hint
+    from corpuslab.training import distributed
 
     started = time.perf_counter()
     model, tokenizer, torch_device = load_any_checkpoint(checkpoint, device)
     with local_copy_hint("--task-file {task}=PATH"):
         results = evaluate_tasks(model, tokenizer, cfg, torch_device, seed=seed)
-    print(f"corpuslab score: {checkpoint} on {', '.join(cfg.tasks)} ({time.perf_counter() - started:.1f} s, "
-          f"{torch_device})", file=sys.stderr)
+    if distributed.is_main():
+        world = distributed.world_size()
+        where = f"{world} ranks, {torch_device} each" if world > 1 else str(torch_device)
+        print(f"corpuslab score: {checkpoint} on {', '.join(cfg.tasks)} ({time.perf_counter() - started:.1f} s, {where})",
+              file=sys.stderr, flush=True)
     return results
 
 

@@ -4,10 +4,10 @@
     ids; band keys spilled          (parallel, per partition    true Jaccard of shingle sets >= threshold
     to disk by key partition        of band keys) -> pairs      ->  clusters of verified pairs (clusters.py)
 
-Neither the band keys, the exact-text digests (`digests.py`) nor the shingle sets are ever held whole by
-one process: the parent holds per document an `active` byte (and, during the scan, a 64-bit hash of its
-id), plus the candidate pairs and arrays over the clustered documents; ids are read back from the shards
-for those alone (`scan.ShardIds`).
+Neither the band keys, the exact-text digests (`digests.py`), the id hashes of the uniqueness check
+(`unique_ids.py`) nor the shingle sets are ever held whole by one process: the parent holds per document an
+`active` byte, plus the candidate pairs and arrays over the clustered documents; ids are read back from the
+shards for those alone (`scan.ShardIds`).
 
 LSH only proposes: every candidate pair is verified by the exact Jaccard of the two documents' shingle
 sets, recomputed from the text of the candidate documents alone in a second pass, so a cluster never

@@ -236,7 +236,7 @@ def _ingest_fast(cfg: DedupToolConfig, source, work: Path):
     from corpuslab.tools import dedup_fast
 
     inputs = _fast_input(cfg, source)
-    ingested = dedup_fast.ingest_fast(inputs, cfg.text_field, work) if inputs else None
+    ingested = dedup_fast.ingest_fast(inputs, cfg.text_field, work, lengths=cfg.keep == "longest") if inputs else None
     if ingested is None:
         shutil.rmtree(work, ignore_errors=True)
     else:
@@ -281,7 +281,9 @@ def _exact_streamed(cfg: DedupToolConfig, source, out: Path):
 
 
 def fast_ingested(fast, keep: str) -> Ingested:
+    """The Arrow path's `Ingested`; for --keep longest the priority replaces `fast.lengths` (held once, not twice)."""
     priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
+    fast.lengths = None
     return Ingested(fast.shards, fast.docs, priority)
 
 
@@ -341,10 +343,13 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
             with executor:
                 result = _find(cfg, ingested, executor)
         clock = time.perf_counter()
+        counts, kept, engine = _write_tables(out, result), result.kept_mask(), result.stats
+        streamed = result = ingested.priority = None  # the documents need only `kept`: free the rest before reading them again
+        release_memory()
         if fast:
-            counts = _write_outputs_fast(out, output_format, fast, result, cfg.compression, written)
+            _write_kept_fast(out, output_format, fast, kept, cfg.compression, written)
         else:
-            counts = _write_outputs(cfg, out, output_format, ingested, result)
+            _write_kept(cfg, out, output_format, ingested, kept)
         write_s = time.perf_counter() - clock
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -363,8 +368,8 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
         # what a row of deduplicated.* is: the input record as read (the Arrow path), or id + text + fields + source_*
         "output_rows": "input_records" if fast else "documents",
         "bad_input": source.bad_input_summary(),
-        "engine": result.stats,
-        "runtime": {"read_s": read_s, **result.stats.get("runtime", {}), "write_s": write_s,
+        "engine": engine,
+        "runtime": {"read_s": read_s, **engine.get("runtime", {}), "write_s": write_s,
                     "total_s": time.perf_counter() - started},
     }
     write_json_atomic(out / "stats.json", stats)
@@ -468,15 +473,13 @@ def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
     return settings
 
 
-def _write_outputs_fast(out: Path, output_format: str, fast, result, compression: str = "none",
-                        written: tuple[Path, np.ndarray] | None = None) -> dict[str, Any]:
-    """Decisions and kept documents of the Arrow path; `written`: (the kept rows already written in the scan's
-    pass, which documents they are), checked against the decisions before the file takes its name."""
+def _write_kept_fast(out: Path, output_format: str, fast, kept: np.ndarray, compression: str = "none",
+                     written: tuple[Path, np.ndarray] | None = None) -> None:
+    """The kept documents (`kept`: a flag per document) of the Arrow path; `written`: (the kept rows already written
+    in the scan's pass, which documents they are), checked against the decisions before the file takes its name."""
     from corpuslab.tools import dedup_fast
 
-    counts = _write_tables(out, result)
     path = out / f"deduplicated.{output_format}"
-    kept = result.kept_mask()
     if written is not None:
         tmp, streamed_kept = written
         if not np.array_equal(streamed_kept, kept):
@@ -486,33 +489,27 @@ def _write_outputs_fast(out: Path, output_format: str, fast, result, compression
         tmp = temp_path(path)
         dedup_fast.write_kept(fast.source, kept, tmp, compression)
     tmp.replace(path)
-    return counts
 
 
 def _write_tables(out: Path, result) -> dict[str, Any]:
-    """decisions.parquet, pairs.parquet and clusters.parquet, a row group at a time, then the ids they named are
-    dropped and freed memory returned, before the kept documents are written; the counts for stats.json."""
-    from corpuslab.curation.dedup.textbatch import release_memory
-
+    """decisions.parquet, pairs.parquet and clusters.parquet, a row group at a time (then the ids they named are
+    dropped); the counts for stats.json."""
     counts = result.write_every_row(out)
     _write_pairs(out / "pairs.parquet", result)
     clusters = _write_clusters(out / "clusters.parquet", result)
     result.forget_names()
-    release_memory()
     return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
             "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
             "verified_pairs": len(result.links.near_left)}
 
 
-def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, result) -> dict[str, Any]:
-    counts = _write_tables(out, result)
-    kept = result.kept_mask()
+def _write_kept(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, kept: np.ndarray) -> None:
+    """The kept documents (`kept`: a flag per document) of the working-shard path."""
     docs_path = out / f"deduplicated.{output_format}"
     with _DocWriter(docs_path, output_format, cfg.text_field, cfg.id_field or "id", cfg.compression) as kept_docs:
         for position, doc in enumerate(read_documents(ingested.shards)):
             if kept[position]:
                 kept_docs.write(doc)
-    return counts
 
 
 PAIRS_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("similarity", pa.float64()), ("kind", pa.string())])

@@ -56,7 +56,7 @@ class FastInput:
 class FastIngested:
     shards: list[Path]
     docs: int
-    lengths: np.ndarray  # characters per document, for --keep longest
+    lengths: np.ndarray | None  # characters per document, for --keep longest (None unless asked, or once used)
     source: FastInput
 
 
@@ -82,23 +82,25 @@ def fast_input(cfg, files: list[Path], max_doc_chars: int = DEFAULT_MAX_DOC_CHAR
                      max_doc_chars=max_doc_chars)
 
 
-def ingest_fast(source: FastInput, text_field: str, work: Path) -> FastIngested | None:
-    """Working shards (id, text) of every input, or None when a file needs the `local` source's care."""
+def ingest_fast(source: FastInput, text_field: str, work: Path, lengths: bool = False) -> FastIngested | None:
+    """Working shards (id, text) of every input, or None when a file needs the `local` source's care; with `lengths`,
+    the characters of each document (8 bytes per document, so only for --keep longest)."""
     work.mkdir(parents=True, exist_ok=True)
     writer = _ShardWriter(work)
     docs = 0
-    lengths: list[np.ndarray] = []
+    sizes: list[np.ndarray] = []
     try:
         for batch in _input_batches(source, text_field):
             texts = batch.texts if batch.usable is None else batch.texts.filter(bools(batch.usable))
             writer.write(pa.table([pa.array(batch.ids, pa.string()), texts.cast(pa.string())], schema=WORK_SCHEMA))
             docs += len(batch.ids)
-            lengths.append(arrow_lengths(texts))
+            if lengths:
+                sizes.append(arrow_lengths(texts))
     except _NeedsLocalSource:
         return None
     finally:
         writer.close()
-    return FastIngested(writer.paths, docs, np.concatenate(lengths) if lengths else np.empty(0, np.int64), source)
+    return FastIngested(writer.paths, docs, (np.concatenate(sizes) if sizes else np.empty(0, np.int64)) if lengths else None, source)
 
 
 class _NeedsLocalSource(Exception):

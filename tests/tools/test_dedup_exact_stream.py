@@ -153,7 +153,7 @@ def test_one_pass_parquet_equals_two_pass(tmp_path, monkeypatch):
     monkeypatch.setattr(dedup_fast, "ROW_GROUP", 1)  # batches of 4 rows: copies cross batch edges
     reads = []
     real_reader = dedup_fast._parquet_records
-    monkeypatch.setattr(dedup_fast, "_parquet_records", lambda path, columns: reads.append(columns) or real_reader(path, columns))
+    monkeypatch.setattr(dedup_fast, "_parquet_records", lambda path, columns, *size: reads.append(columns) or real_reader(path, columns, *size))
     one, decisions = _run(files, tmp_path / "one")
     assert reads == [None] * len(files)  # one read of each file, every column
     monkeypatch.setattr(dedup_fast, "ONE_PASS_PARQUET", False)

@@ -380,7 +380,9 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
 
 def check_out(cfg: DedupToolConfig) -> None:
     """Refuse an --out that the inputs would read: inside a folder given as INPUT (read recursively), the folder
-    of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input."""
+    of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input. Also the
+    folder holding an input file (`data/*.jsonl --out data` once the shell has expanded the glob): its outputs
+    would land beside the inputs, and a `deduplicated.jsonl` given as input would be overwritten."""
     import glob
 
     if _input_kind(cfg.inputs[0]) != "local":
@@ -391,10 +393,14 @@ def check_out(cfg: DedupToolConfig) -> None:
             parts = Path(given).parts
             fixed = next(k for k, part in enumerate(parts) if glob.has_magic(part))
             base, recursive = Path(*parts[:fixed]) if fixed else Path("."), "**" in given
+        elif Path(given).is_dir():
+            base, recursive = Path(given), True
         else:
-            base, recursive = Path(given), Path(given).is_dir()
-            if not recursive:
-                continue
+            if Path(given).resolve().parent == out:
+                raise ConfigError("--out", cfg.out, f"a folder other than the one holding the input {given!r} (this run's "
+                                                    "outputs would land beside the inputs, and a next run given that "
+                                                    "folder's files would read them as input): e.g. a sibling or sub-folder")
+            continue
         base = base.resolve()
         if out == base or (recursive and base in out.parents):
             raise ConfigError("--out", cfg.out, f"a folder outside the input {given!r} (the next run would read this run's "

@@ -80,6 +80,7 @@ class DedupResult:
         if self._named is None:
             named = np.unique(np.concatenate([self.members, self.links.near_left, self.links.near_right])).astype(np.int64)
             self._named = (named, self.ids.take(named))
+            release_memory()  # what reading the shards' ids left behind
         named, names = self._named
         docs = np.asarray(docs, dtype=np.int64)
         position = np.searchsorted(named, docs)

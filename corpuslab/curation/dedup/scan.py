@@ -136,6 +136,9 @@ class ShardIds:
                 parts.append(column.take(pa.array(wanted[shard == s] - self.starts[s])))
                 del column
             found = pa.concat_arrays(parts)
+            del parts
+            if np.array_equal(wanted, docs):  # sorted distinct documents (`DedupResult.names`): already in order
+                return found
             index = np.zeros(len(docs), dtype=np.int64)
             index[valid] = position
             return found.take(pa.array(index, mask=~valid))

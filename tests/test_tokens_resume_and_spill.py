@@ -55,9 +55,10 @@ def test_near_recipe_spills_band_keys_under_curation_spill_dir_and_removes_them(
     run(cfg, until="curate", log=lambda _: None)
     assert len(SPILLS) >= 4  # one per train and canary shard
     assert {folder.parent for folder, _ in SPILLS} == {spill_dir}  # a temporary folder under it, one per run
-    # Band keys, and the text digests of the partitioned exact join, which the scan tasks spill beside them.
+    # Band keys, and beside them the text digests of the partitioned exact join, the id hashes of the partitioned
+    # uniqueness check and the active flags of the LSH join, which the scan tasks (and the join) spill.
     assert all(any(n.startswith("keys-") for n in names) for _, names in SPILLS)
-    assert all(n.startswith(("keys-", "digests-")) for _, names in SPILLS for n in names)
+    assert all(n.startswith(("keys-", "digests-", "ids-", "active.npy")) for _, names in SPILLS for n in names)
     assert spill_dir.is_dir() and list(spill_dir.iterdir()) == []  # removed after the join
 
     stages = tmp_path / "tiny" / "stages"

@@ -38,8 +38,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpuslab.atomic import temp_path, write_json_atomic
+from corpuslab.curation.decisions import ROWS_PER_GROUP
 from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.curation.dedup.scan import Ids
+from corpuslab.curation.dedup.textbatch import release_memory
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError
 from corpuslab.shards import ShardWriter, read_documents
@@ -234,7 +236,7 @@ def _ingest_fast(cfg: DedupToolConfig, source, work: Path):
     from corpuslab.tools import dedup_fast
 
     inputs = _fast_input(cfg, source)
-    ingested = dedup_fast.ingest_fast(inputs, cfg.text_field, work) if inputs else None
+    ingested = dedup_fast.ingest_fast(inputs, cfg.text_field, work, lengths=cfg.keep == "longest") if inputs else None
     if ingested is None:
         shutil.rmtree(work, ignore_errors=True)
     else:
@@ -279,7 +281,9 @@ def _exact_streamed(cfg: DedupToolConfig, source, out: Path):
 
 
 def fast_ingested(fast, keep: str) -> Ingested:
+    """The Arrow path's `Ingested`; for --keep longest the priority replaces `fast.lengths` (held once, not twice)."""
     priority = -fast.lengths.astype(np.float64) if keep == "longest" else None
+    fast.lengths = None
     return Ingested(fast.shards, fast.docs, priority)
 
 
@@ -339,10 +343,13 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
             with executor:
                 result = _find(cfg, ingested, executor)
         clock = time.perf_counter()
+        counts, kept, engine = _write_tables(out, result), result.kept_mask(), result.stats
+        streamed = result = ingested.priority = None  # the documents need only `kept`: free the rest before reading them again
+        release_memory()
         if fast:
-            counts = _write_outputs_fast(out, output_format, fast, result, cfg.compression, written)
+            _write_kept_fast(out, output_format, fast, kept, cfg.compression, written)
         else:
-            counts = _write_outputs(cfg, out, output_format, ingested, result)
+            _write_kept(cfg, out, output_format, ingested, kept)
         write_s = time.perf_counter() - clock
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -361,8 +368,8 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
         # what a row of deduplicated.* is: the input record as read (the Arrow path), or id + text + fields + source_*
         "output_rows": "input_records" if fast else "documents",
         "bad_input": source.bad_input_summary(),
-        "engine": result.stats,
-        "runtime": {"read_s": read_s, **result.stats.get("runtime", {}), "write_s": write_s,
+        "engine": engine,
+        "runtime": {"read_s": read_s, **engine.get("runtime", {}), "write_s": write_s,
                     "total_s": time.perf_counter() - started},
     }
     write_json_atomic(out / "stats.json", stats)
@@ -373,7 +380,9 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
 
 def check_out(cfg: DedupToolConfig) -> None:
     """Refuse an --out that the inputs would read: inside a folder given as INPUT (read recursively), the folder
-    of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input."""
+    of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input. Also the
+    folder holding an input file (`data/*.jsonl --out data` once the shell has expanded the glob): its outputs
+    would land beside the inputs, and a `deduplicated.jsonl` given as input would be overwritten."""
     import glob
 
     if _input_kind(cfg.inputs[0]) != "local":
@@ -384,10 +393,14 @@ def check_out(cfg: DedupToolConfig) -> None:
             parts = Path(given).parts
             fixed = next(k for k, part in enumerate(parts) if glob.has_magic(part))
             base, recursive = Path(*parts[:fixed]) if fixed else Path("."), "**" in given
+        elif Path(given).is_dir():
+            base, recursive = Path(given), True
         else:
-            base, recursive = Path(given), Path(given).is_dir()
-            if not recursive:
-                continue
+            if Path(given).resolve().parent == out:
+                raise ConfigError("--out", cfg.out, f"a folder other than the one holding the input {given!r} (this run's "
+                                                    "outputs would land beside the inputs, and a next run given that "
+                                                    "folder's files would read them as input): e.g. a sibling or sub-folder")
+            continue
         base = base.resolve()
         if out == base or (recursive and base in out.parents):
             raise ConfigError("--out", cfg.out, f"a folder outside the input {given!r} (the next run would read this run's "
@@ -466,15 +479,13 @@ def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
     return settings
 
 
-def _write_outputs_fast(out: Path, output_format: str, fast, result, compression: str = "none",
-                        written: tuple[Path, np.ndarray] | None = None) -> dict[str, Any]:
-    """Decisions and kept documents of the Arrow path; `written`: (the kept rows already written in the scan's
-    pass, which documents they are), checked against the decisions before the file takes its name."""
+def _write_kept_fast(out: Path, output_format: str, fast, kept: np.ndarray, compression: str = "none",
+                     written: tuple[Path, np.ndarray] | None = None) -> None:
+    """The kept documents (`kept`: a flag per document) of the Arrow path; `written`: (the kept rows already written
+    in the scan's pass, which documents they are), checked against the decisions before the file takes its name."""
     from corpuslab.tools import dedup_fast
 
-    counts = _write_decisions(out, result)
     path = out / f"deduplicated.{output_format}"
-    kept = result.kept_mask()
     if written is not None:
         tmp, streamed_kept = written
         if not np.array_equal(streamed_kept, kept):
@@ -484,58 +495,27 @@ def _write_outputs_fast(out: Path, output_format: str, fast, result, compression
         tmp = temp_path(path)
         dedup_fast.write_kept(fast.source, kept, tmp, compression)
     tmp.replace(path)
-    return _finish_counts(out, result, counts)
 
 
-def _write_decisions(out: Path, result) -> dict[str, Any]:
-    """`result.write_every_row(out)` (same table, same counts) built through `arrow_columns` where the ids are in
-    memory (`Ids`): pyarrow imports pandas (~0.4 CPU-s) on the first `pa.array`, which the streamed exact run avoids."""
-    from corpuslab.curation.decisions import DECISION_SCHEMA, ROWS_PER_GROUP, DecisionTableWriter
-    from corpuslab.curation.dedup.clusters import KEPT, REASONS
-    if not isinstance(result.ids, _ArrowIds):
-        return result.write_every_row(out)
-    ids = result.ids.arrow()
-    reason_names = arrow_columns.column(list(REASONS[1:]), pa.string())
-    with DecisionTableWriter(out) as writer:
-        for first in range(0, len(ids), ROWS_PER_GROUP):
-            n = min(ROWS_PER_GROUP, len(ids) - first)
-            low, high = np.searchsorted(result.members, [first, first + n])
-            rows = result.members[low:high] - first
-            reasons = np.zeros(n, dtype=np.int8)
-            roots = np.full(n, -1, dtype=np.int64)
-            duplicate_of = np.full(n, -1, dtype=np.int64)
-            similarity = np.zeros(n, dtype=np.float64)
-            reasons[rows], roots[rows] = result.reasons[low:high], result.roots[low:high]
-            duplicate_of[rows], similarity[rows] = result.duplicate_of[low:high], result.similarity[low:high]
-            kept = reasons == KEPT
-            writer.write_table(pa.Table.from_arrays([
-                ids.slice(first, n).cast(pa.string()), arrow_columns.bools(kept),
-                arrow_columns.take(reason_names, np.where(kept, -1, reasons.astype(np.int64) - 1)),
-                arrow_columns.take(ids, roots).cast(pa.string()), arrow_columns.take(ids, duplicate_of).cast(pa.string()),
-                arrow_columns.numbers(similarity, kept), pa.nulls(n, pa.float64()), pa.nulls(n, pa.int32()),
-            ], schema=DECISION_SCHEMA))
-    dropped = result.stats.get("dropped_by_reason", {})
-    total = sum(dropped.values())
-    return {"input": len(ids), "kept": len(ids) - total, "dropped": total, "dropped_by_reason": dict(dropped), "repeated": 0}
-
-
-def _finish_counts(out: Path, result, counts: dict[str, Any]) -> dict[str, Any]:
+def _write_tables(out: Path, result) -> dict[str, Any]:
+    """decisions.parquet, pairs.parquet and clusters.parquet, a row group at a time (then the ids they named are
+    dropped); the counts for stats.json."""
+    counts = result.write_every_row(out)
     _write_pairs(out / "pairs.parquet", result)
     clusters = _write_clusters(out / "clusters.parquet", result)
+    result.forget_names()
     return {"docs_in": counts["input"], "kept": counts["kept"], "dropped": counts["dropped"],
             "dropped_by_reason": counts["dropped_by_reason"], "clusters": clusters,
             "verified_pairs": len(result.links.near_left)}
 
 
-def _write_outputs(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, result) -> dict[str, Any]:
-    counts = _write_decisions(out, result)
-    kept = result.kept_mask()
+def _write_kept(cfg: DedupToolConfig, out: Path, output_format: str, ingested: Ingested, kept: np.ndarray) -> None:
+    """The kept documents (`kept`: a flag per document) of the working-shard path."""
     docs_path = out / f"deduplicated.{output_format}"
     with _DocWriter(docs_path, output_format, cfg.text_field, cfg.id_field or "id", cfg.compression) as kept_docs:
         for position, doc in enumerate(read_documents(ingested.shards)):
             if kept[position]:
                 kept_docs.write(doc)
-    return _finish_counts(out, result, counts)
 
 
 PAIRS_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("similarity", pa.float64()), ("kind", pa.string())])
@@ -545,47 +525,79 @@ CLUSTERS_SCHEMA = pa.schema([("cluster_id", pa.string()), ("id", pa.string()), (
 
 def _write_pairs(path: Path, result) -> None:
     """Exact pairs (a copy and the copy it duplicates) and every verified near pair, in that order: built in
-    Arrow from the result's arrays, no Python object per pair."""
+    Arrow from the result's arrays a row group at a time, no Python object per pair."""
     from corpuslab.curation.dedup.clusters import EXACT_CODE
 
     exact = result.reasons == EXACT_CODE
     links = result.links
     a = np.concatenate([result.members[exact], links.near_left])
     b = np.concatenate([result.duplicate_of[exact], links.near_right])
-    kinds = np.concatenate([np.zeros(int(exact.sum()), np.int8), np.ones(len(links.near_left), np.int8)])
-    names = result.ids.take(np.concatenate([a, b]))
     similarity = np.concatenate([np.ones(int(exact.sum())), links.near_jaccard]).astype(np.float64)
-    table = pa.Table.from_arrays([names.slice(0, len(a)), names.slice(len(a), len(b)), arrow_columns.numbers(similarity),
-                                  arrow_columns.take(arrow_columns.column(["exact", "near"], pa.string()), kinds.astype(np.int64))],
-                                 schema=PAIRS_SCHEMA)
-    _write_table(path, table)
+    kind_names = arrow_columns.column(["exact", "near"], pa.string())
+    with _TableWriter(path, PAIRS_SCHEMA) as writer:
+        for first in range(0, len(a), ROWS_PER_GROUP):
+            part = slice(first, first + ROWS_PER_GROUP)
+            kinds = (np.arange(first, min(first + ROWS_PER_GROUP, len(a))) >= int(exact.sum())).astype(np.int64)
+            writer.write(pa.Table.from_arrays([result.names(a[part]), result.names(b[part]), arrow_columns.numbers(similarity[part]),
+                                               arrow_columns.take(kind_names, kinds)], schema=PAIRS_SCHEMA))
 
 
 def _write_clusters(path: Path, result) -> int:
-    """Every clustered document, grouped by cluster id (in string order), the kept one first, then corpus order."""
-    from corpuslab.curation.dedup.clusters import KEPT, REASONS
+    """Every clustered document, grouped by cluster id (in string order), the kept one first, then corpus order.
+
+    Sorted without the table: the clusters' ids are ranked (one id per cluster), the members ordered by (rank,
+    kept first, corpus order), and the table built and written a row group at a time in that order."""
+    from corpuslab.curation.dedup.clusters import KEPT, reason_column
 
     roots, sizes = np.unique(result.roots, return_counts=True)
-    names = result.ids.take(np.concatenate([result.roots, result.members]))
+    cluster = np.searchsorted(roots, result.roots)
+    cluster_ids = result.names(roots)
+    rank = np.empty(len(roots), dtype=np.int64)
+    sorted_ids = pc.sort_indices(cluster_ids)  # read from its buffer: `to_numpy` would import pandas
+    rank[np.frombuffer(sorted_ids.buffers()[1], dtype=np.uint64)[: len(sorted_ids)].astype(np.int64)] = np.arange(len(roots))
     kept = result.reasons == KEPT
-    reason = arrow_columns.take(arrow_columns.column(list(REASONS[1:]), pa.string()), np.where(kept, -1, result.reasons.astype(np.int64) - 1))
-    table = pa.Table.from_arrays([names.slice(0, len(result.roots)), names.slice(len(result.roots)), arrow_columns.bools(kept), reason,
-                                  arrow_columns.numbers(sizes[np.searchsorted(roots, result.roots)].astype(np.int64))], schema=CLUSTERS_SCHEMA)
-    _write_table(path, table.take(pc.sort_indices(table, [("cluster_id", "ascending"), ("kept", "descending")])))
+    order = np.lexsort((~kept, rank[cluster]))  # stable: corpus order within (cluster, kept)
+    with _TableWriter(path, CLUSTERS_SCHEMA) as writer:
+        for first in range(0, len(order), ROWS_PER_GROUP):
+            rows = order[first : first + ROWS_PER_GROUP]
+            writer.write(pa.Table.from_arrays([arrow_columns.take(cluster_ids, cluster[rows]), result.names(result.members[rows]),
+                                               arrow_columns.bools(kept[rows]), reason_column(result.reasons[rows]),
+                                               arrow_columns.numbers(sizes[cluster[rows]].astype(np.int64))], schema=CLUSTERS_SCHEMA))
     return len(roots)
 
 
 class _ArrowIds(Ids):
-    """`Ids` taken by index through `arrow_columns` rather than `pa.array` (which imports pandas, see `_write_decisions`)."""
+    """`Ids` taken by index through `arrow_columns` rather than `pa.array`, which imports pandas on first use (~0.4 CPU-s
+    per process): the streamed exact run never does."""
 
     def take(self, docs: np.ndarray) -> pa.Array:
         return arrow_columns.take(self.arrow(), docs).cast(pa.string())
 
 
-def _write_table(path: Path, table: pa.Table) -> None:
-    tmp = temp_path(path)
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+class _TableWriter:
+    """A Parquet file (zstd) written a table (row group) at a time under a temporary name, renamed when complete."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.schema, self._tmp = path, schema, temp_path(path)
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+        self._rows += table.num_rows
+        release_memory()
+
+    def __enter__(self) -> _TableWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None and self._rows == 0:
+            self._writer.write_table(self.schema.empty_table())  # an empty table's one row group, as `pq.write_table` writes
+        self._writer.close()
+        if exc_type is None:
+            self._tmp.replace(self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
 
 
 class _DocWriter:

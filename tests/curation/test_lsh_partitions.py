@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from corpuslab.curation.dedup.lsh import (
+    ACTIVE_FILE,
     ALL_PAIRS_MAX_BUCKET,
     auto_partitions,
     candidate_pairs,
@@ -45,8 +46,9 @@ def test_partitioned_pairs_equal_the_unpartitioned_join(tmp_path, partitions):
     assert len(expected) > 300  # the planted buckets produce pairs, large bucket included
     got = partitioned_candidate_pairs(tmp_path, partitions, shard_starts, active, SerialExecutor())
     np.testing.assert_array_equal(got, expected)
-    files = sorted(path.name for path in tmp_path.iterdir())
+    files = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("keys-"))
     assert len(files) == 4 * partitions  # every shard wrote every partition, empty or not
+    assert (tmp_path / ACTIVE_FILE).exists()  # the tasks read the active flags there, not from their pickles
 
 
 def test_each_partition_holds_a_share_of_the_keys(tmp_path):

@@ -71,3 +71,43 @@ def test_ids_left_in_the_shards_are_still_checked_for_repeats(tmp_path, monkeypa
     monkeypatch.setattr(scan, "_id_hashes", lambda data, offsets: np.zeros(len(offsets) - 1, np.uint64))
     distinct = write_shards(tmp_path / "distinct", [["a", "b"], ["c", "d"]])
     assert len(scan.scan_corpus(distinct, NormalizeConfig(), None, None, ids_in_shards=True)) == 4
+
+
+def test_spilled_id_hashes_are_checked_one_partition_at_a_time(tmp_path, monkeypatch):
+    """With a spill folder the parent holds no hash per document: each partition of the spilled hashes is
+    checked on its own, and only the documents whose hashes repeat are compared exactly."""
+    from corpuslab.curation.dedup import unique_ids
+    from corpuslab.curation.dedup.minhash import MinHashConfig
+    from corpuslab.curation.dedup.normalize import NormalizeConfig
+
+    cfg = MinHashConfig(num_perm=16, bands=4, rows=4)
+    paths = write_shards(tmp_path, [["a", "b", "c"], ["d", "e"], ["f", "b", "g"]])
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    with pytest.raises(InputError, match=r"s2.*'b' is not unique \(also in .*s0"):
+        scan.scan_corpus(paths, NormalizeConfig(), cfg, None, digests=False, spill=spill, partitions=3, ids_in_shards=True)
+    assert len(list(spill.glob("ids-*.npy"))) == 3 * 3  # shards x partitions
+    checked = []
+    original = unique_ids.partition_repeated_hashes
+    monkeypatch.setattr(unique_ids, "partition_repeated_hashes", lambda task: checked.append(task.partition) or original(task))
+    distinct = write_shards(tmp_path / "distinct", [["a", "b"], ["c", "d", "e"]])
+    (tmp_path / "spill2").mkdir()
+    scanned = scan.scan_corpus(distinct, NormalizeConfig(), cfg, None, digests=False, spill=tmp_path / "spill2", partitions=4,
+                               ids_in_shards=True)
+    assert len(scanned) == 5 and checked == [0, 1, 2, 3]
+    # every hash equal: one partition holds them all; its documents are compared exactly, and distinct ids pass
+    monkeypatch.setattr(scan, "_id_hashes", lambda data, offsets: np.zeros(len(offsets) - 1, np.uint64))
+    (tmp_path / "spill3").mkdir()
+    assert len(scan.scan_corpus(distinct, NormalizeConfig(), cfg, None, digests=False, spill=tmp_path / "spill3", partitions=4,
+                                ids_in_shards=True)) == 5
+    suspects = unique_ids.repeated_hash_documents(tmp_path / "spill3", 4, np.array([0, 2, 5]), scan.SerialExecutor())
+    assert suspects.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_partition_repeated_hashes_returns_global_indices(tmp_path):
+    from corpuslab.curation.dedup import unique_ids
+
+    unique_ids.spill_id_hashes(tmp_path, 0, np.array([5, 7, 9], np.uint64), 2)
+    unique_ids.spill_id_hashes(tmp_path, 1, np.array([11, 7, 5, 4], np.uint64), 2)
+    found = unique_ids.repeated_hash_documents(tmp_path, 2, np.array([0, 3, 7]), scan.SerialExecutor())
+    assert found.tolist() == [0, 1, 4, 5]  # hash 5 at (0, 0) and (1, 2); hash 7 at (0, 1) and (1, 1)

@@ -153,7 +153,7 @@ def test_one_pass_parquet_equals_two_pass(tmp_path, monkeypatch):
     monkeypatch.setattr(dedup_fast, "ROW_GROUP", 1)  # batches of 4 rows: copies cross batch edges
     reads = []
     real_reader = dedup_fast._parquet_records
-    monkeypatch.setattr(dedup_fast, "_parquet_records", lambda path, columns: reads.append(columns) or real_reader(path, columns))
+    monkeypatch.setattr(dedup_fast, "_parquet_records", lambda path, columns, *size: reads.append(columns) or real_reader(path, columns, *size))
     one, decisions = _run(files, tmp_path / "one")
     assert reads == [None] * len(files)  # one read of each file, every column
     monkeypatch.setattr(dedup_fast, "ONE_PASS_PARQUET", False)
@@ -269,27 +269,37 @@ def test_parquet_files_with_other_columns_get_nulls(tmp_path, monkeypatch, one_p
 
 
 @pytest.mark.parametrize("keep", ["earliest", "longest"])
-def test_tool_decision_table_is_write_every_rows(tmp_path, monkeypatch, keep):
-    """The streamed run writes `DedupResult.write_every_row`'s table through arrow_columns (no pandas); both agree,
-    counts included, with several row groups."""
+def test_tool_decision_table_is_the_results_decisions(tmp_path, monkeypatch, keep):
+    """The streamed run writes the one decision-table layout (`DedupResult.write_every_row`, built through
+    arrow_columns): a row per document, in several row groups, agreeing with the result's `Decision` objects."""
     from corpuslab.curation import decisions
+    from corpuslab.curation.dedup import clusters
     from corpuslab.tools import dedup
 
     monkeypatch.setattr(decisions, "ROWS_PER_GROUP", 16)
+    monkeypatch.setattr(clusters, "ROWS_PER_GROUP", 16)
     texts = _texts()
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
     seen = {}
-    original = dedup._write_decisions
+    original = dedup._write_tables
 
     def spy(out, result):
         seen["result"], seen["counts"] = result, original(out, result)
         return seen["counts"]
 
-    monkeypatch.setattr(dedup, "_write_decisions", spy)
-    stats, _ = _run([source], tmp_path / "out", keep=keep)
-    assert isinstance(seen["result"].ids, dedup._ArrowIds) and stats["dropped"] >= 4
-    (tmp_path / "engine").mkdir()
-    assert seen["result"].write_every_row(tmp_path / "engine") == seen["counts"]
-    ours, theirs = (pq.read_table(tmp_path / name / "decisions.parquet") for name in ("out", "engine"))
-    assert ours.equals(theirs) and ours.num_rows == len(texts)
+    monkeypatch.setattr(dedup, "_write_tables", spy)
+    stats, rows = _run([source], tmp_path / "out", keep=keep)
+    result = seen["result"]
+    assert isinstance(result.ids, dedup._ArrowIds) and stats["dropped"] >= 4 and stats["dropped"] == seen["counts"]["dropped"]
+    assert pq.ParquetFile(tmp_path / "out" / "decisions.parquet").metadata.num_row_groups == -(-len(texts) // 16)
+    expected = {d.id: d for d in result.decisions}
+    assert len(rows) == len(texts) and [row["id"] for row in rows] == list(result.ids)
+    for row in rows:
+        decision = expected.get(row["id"])
+        if decision is None:
+            assert row["kept"] and row["reason"] is None and row["cluster_id"] is None and row["similarity"] is None
+            continue
+        assert (row["kept"], row["reason"], row["cluster_id"], row["duplicate_of"]) == (
+            decision.kept, decision.reason, decision.cluster_id, decision.duplicate_of)
+        assert row["similarity"] == (None if decision.kept else decision.similarity)

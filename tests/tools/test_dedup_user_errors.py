@@ -111,7 +111,7 @@ def test_experiment_wrong_schema_message_keeps_config_keys(tmp_path):
 
 
 @pytest.mark.parametrize("inputs, out", [(["in"], "in/out"), (["in"], "in"), (["in/**/*.jsonl"], "in/sub/out"),
-                                         (["in/*.jsonl"], "in")])
+                                         (["in/*.jsonl"], "in"), (["in/a.jsonl"], "in"), (["in/a.jsonl"], "./in/")])
 def test_out_the_inputs_would_read_is_refused(tmp_path, capsys, monkeypatch, inputs, out):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in").mkdir()
@@ -120,6 +120,19 @@ def test_out_the_inputs_would_read_is_refused(tmp_path, capsys, monkeypatch, inp
     assert "'--out'" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["a.jsonl"]
     assert run("in/*.jsonl", "--out", "in/out") == 0  # a one-level glob does not read in/out/
+    assert run("in/a.jsonl", "--out", "in/out2") == 0  # nor does a file: a sub-folder of its folder is fine
+
+
+def test_out_beside_shell_expanded_files_names_out(tmp_path, capsys, monkeypatch):
+    """`corpuslab dedup data/*.jsonl --out data` after the shell expanded the glob: refused naming --out, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    for name in ("a.jsonl", "b.jsonl"):
+        write(tmp_path / "data" / name, [{"text": r["body"]} for r in records(6)])
+    assert run("data/a.jsonl", "data/b.jsonl", "--out", "data") == 2
+    err = capsys.readouterr().err
+    assert "'--out'" in err and "holding the input 'data/a.jsonl'" in err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.jsonl", "b.jsonl"]
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet"])

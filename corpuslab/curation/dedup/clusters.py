@@ -35,6 +35,7 @@ from corpuslab.atomic import write_json_atomic
 from corpuslab.curation.decisions import DECISION_SCHEMA, ROWS_PER_GROUP, Decision, DecisionTableWriter
 from corpuslab.curation.dedup.scan import Ids, ShardIds
 from corpuslab.curation.dedup.textbatch import release_memory
+from corpuslab.tools import arrow_columns
 
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
@@ -53,8 +54,9 @@ class DedupResult:
     Held as arrays over the clustered documents (`members`, global indices in corpus order) rather than a
     `Decision` object per document: ~41 bytes per clustered document where the objects and their id strings
     took ~300. `decisions` and `verified_pairs` build the Python objects on demand (tests, small corpora);
-    `write` and `write_every_row` stream the table to Parquet a row group at a time, the ids of each taken by
-    Arrow from the shards (`ShardIds`) or an id buffer (`Ids`).
+    `write` and `write_every_row` stream the table to Parquet a row group at a time, built from Arrow buffers
+    (`arrow_columns`: no pandas import) with the ids taken from the shards (`ShardIds`) or an id buffer (`Ids`).
+    The ids the tables name besides a row's own (clusters, duplicate_of, pairs) are read once (`names`).
     """
 
     ids: Ids | ShardIds  # every document's id, in corpus order (`take` gives them by index)
@@ -65,6 +67,33 @@ class DedupResult:
     similarity: np.ndarray  # float64 per member: to `duplicate_of` (unused when kept)
     links: Links
     stats: dict
+    _named: tuple[np.ndarray, pa.Array] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def names(self, docs: np.ndarray) -> pa.Array:
+        """Ids of the documents `docs` (a negative index gives a null) as an Arrow string array.
+
+        The ids of the clustered documents and of both sides of every verified pair are read from the shards
+        once, on the first call, and kept until `forget_names`: memory in proportion to the duplicates, where
+        taking each row group's cluster and duplicate_of ids from the shards would read every shard again
+        for each row group. Any other document is read back from the shards.
+        """
+        if self._named is None:
+            named = np.unique(np.concatenate([self.members, self.links.near_left, self.links.near_right])).astype(np.int64)
+            self._named = (named, self.ids.take(named))
+            release_memory()  # what reading the shards' ids left behind
+        named, names = self._named
+        docs = np.asarray(docs, dtype=np.int64)
+        position = np.searchsorted(named, docs)
+        found = docs < 0
+        if len(named):
+            found |= named[np.minimum(position, len(named) - 1)] == docs
+        if not found.all():
+            return self.ids.take(docs)
+        return arrow_columns.take(names, np.where(docs < 0, -1, position))
+
+    def forget_names(self) -> None:
+        """Drop the ids kept by `names` (before work that needs the memory more)."""
+        self._named = None
 
     @property
     def decisions(self) -> list[Decision]:
@@ -98,7 +127,8 @@ class DedupResult:
         folder.mkdir(parents=True, exist_ok=True)
         with DecisionTableWriter(folder) as writer:
             for first in range(0, len(self.members), ROWS_PER_GROUP):
-                writer.write_table(self._table(self.members[first : first + ROWS_PER_GROUP], slice(first, first + ROWS_PER_GROUP)))
+                docs = self.members[first : first + ROWS_PER_GROUP]
+                writer.write_table(self._table(docs, self.names(docs), slice(first, first + ROWS_PER_GROUP)))
                 release_memory()
         write_json_atomic(folder / "stats.json", self.stats)
 
@@ -109,15 +139,16 @@ class DedupResult:
             for first in range(0, len(self.ids), ROWS_PER_GROUP):
                 docs = np.arange(first, min(first + ROWS_PER_GROUP, len(self.ids)), dtype=np.int64)
                 low, high = np.searchsorted(self.members, [first, first + len(docs)])
-                writer.write_table(self._table(docs, slice(low, high), self.members[low:high] - first))
+                writer.write_table(self._table(docs, self.ids.take(docs), slice(low, high), self.members[low:high] - first))
                 release_memory()
         dropped = self.stats.get("dropped_by_reason", {})
         total = sum(dropped.values())
         return {"input": len(self.ids), "kept": len(self.ids) - total, "dropped": total, "dropped_by_reason": dict(dropped),
                 "repeated": 0}
 
-    def _table(self, docs: np.ndarray, decided: slice, rows: np.ndarray | None = None) -> pa.Table:
-        """Decision rows of the documents `docs`; the members `decided` fill rows `rows` (default: all, in order)."""
+    def _table(self, docs: np.ndarray, names: pa.Array, decided: slice, rows: np.ndarray | None = None) -> pa.Table:
+        """Decision rows of the documents `docs` (ids `names`); the members `decided` fill rows `rows` (default: all,
+        in order). The one layout of a decision table here: `corpuslab dedup` writes it through this too."""
         n = len(docs)
         rows = np.arange(n) if rows is None else rows
         reasons = np.zeros(n, dtype=np.int8)
@@ -126,18 +157,23 @@ class DedupResult:
         similarity = np.zeros(n, dtype=np.float64)
         reasons[rows], roots[rows] = self.reasons[decided], self.roots[decided]
         duplicate_of[rows], similarity[rows] = self.duplicate_of[decided], self.similarity[decided]
-        names = self.ids.take(np.concatenate([docs, roots, duplicate_of]))  # one read of each shard involved
-        dropped = reasons != KEPT
-        return pa.table({
-            "id": names.slice(0, n),
-            "kept": pa.array(~dropped),
-            "reason": pa.array(REASONS, pa.string()).take(pa.array(reasons, mask=~dropped)),
-            "cluster_id": names.slice(n, n),
-            "duplicate_of": names.slice(2 * n, n),
-            "similarity": pa.array(similarity, mask=~dropped),
-            "score": pa.nulls(n, pa.float64()),
-            "repeat": pa.nulls(n, pa.int32()),
-        }, schema=DECISION_SCHEMA)
+        kept = reasons == KEPT
+        return pa.Table.from_arrays([
+            names,
+            arrow_columns.bools(kept),
+            reason_column(reasons),
+            self.names(roots),  # cluster_id
+            self.names(duplicate_of),
+            arrow_columns.numbers(similarity, kept),
+            pa.nulls(n, pa.float64()),  # score
+            pa.nulls(n, pa.int32()),  # repeat
+        ], schema=DECISION_SCHEMA)
+
+
+def reason_column(reasons: np.ndarray) -> pa.Array:
+    """The reason of each code in `reasons` (null where KEPT) as an Arrow string array."""
+    names = arrow_columns.column(list(REASONS[1:]), pa.string())
+    return arrow_columns.take(names, np.where(reasons == KEPT, -1, reasons.astype(np.int64) - 1))
 
 
 def _no_docs() -> np.ndarray:

@@ -75,14 +75,16 @@ def spill_band_keys(folder: str | Path, shard: int, keys: np.ndarray, partitions
         np.save(spill_path(folder, shard, p), np.stack([flat[chosen], band_row[chosen]], 1))
 
 
+ACTIVE_FILE = "active.npy"  # in the spill folder: bool per document, the documents to index
+
+
 @dataclass(frozen=True)
 class PartitionTask:
-    """Join one partition of the spilled band keys of every shard."""
+    """Join one partition of the spilled band keys of every shard (documents to index: `ACTIVE_FILE`)."""
 
     folder: str
     partition: int
     shard_starts: np.ndarray  # int64, len(shards) + 1: global index of each shard's row 0
-    active: np.ndarray  # bool per document: documents to index
 
 
 def partition_pairs(task: PartitionTask) -> np.ndarray:
@@ -90,10 +92,11 @@ def partition_pairs(task: PartitionTask) -> np.ndarray:
     if len(task.shard_starts) < 2:
         return np.empty(0, np.uint64)
     keys, bands, docs = [], [], []
+    active = np.load(Path(task.folder) / ACTIVE_FILE, mmap_mode="r")
     for shard in range(len(task.shard_starts) - 1):
         rows = np.load(spill_path(task.folder, shard, task.partition))
         doc = (rows[:, 1] & np.uint64(0xFFFFFFFF)).astype(np.int64) + task.shard_starts[shard]
-        live = task.active[doc]
+        live = active[doc]
         keys.append(rows[live, 0])
         bands.append((rows[live, 1] >> np.uint64(32)).astype(np.int64))
         docs.append(doc[live])
@@ -111,8 +114,12 @@ def partition_pairs(task: PartitionTask) -> np.ndarray:
 def partitioned_candidate_pairs(
     folder: str | Path, partitions: int, shard_starts: np.ndarray, active: np.ndarray, executor
 ) -> np.ndarray:
-    """`candidate_pairs` from spilled keys, one executor task per partition, merged in this process."""
-    tasks = [PartitionTask(str(folder), p, shard_starts, active) for p in range(partitions)]
+    """`candidate_pairs` from spilled keys, one executor task per partition, merged in this process.
+
+    The tasks read `active` from the spill folder: sent with each task, a byte per document was pickled once per
+    partition and queued in this process (8 MB at a million documents, more with the partitions)."""
+    np.save(Path(folder) / ACTIVE_FILE, np.asarray(active, dtype=bool))
+    tasks = [PartitionTask(str(folder), p, shard_starts) for p in range(partitions)]
     codes = list(executor.map(partition_pairs, tasks))
     merged = np.unique(np.concatenate(codes)) if codes else np.empty(0, np.uint64)
     return _decode_pairs(merged)

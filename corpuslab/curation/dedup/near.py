@@ -4,10 +4,10 @@
     ids; band keys spilled          (parallel, per partition    true Jaccard of shingle sets >= threshold
     to disk by key partition        of band keys) -> pairs      ->  clusters of verified pairs (clusters.py)
 
-Neither the band keys, the exact-text digests (`digests.py`) nor the shingle sets are ever held whole by
-one process: the parent holds per document an `active` byte (and, during the scan, a 64-bit hash of its
-id), plus the candidate pairs and arrays over the clustered documents; ids are read back from the shards
-for those alone (`scan.ShardIds`).
+Neither the band keys, the exact-text digests (`digests.py`), the id hashes of the uniqueness check
+(`unique_ids.py`) nor the shingle sets are ever held whole by one process: the parent holds per document an
+`active` byte, plus the candidate pairs and arrays over the clustered documents; ids are read back from the
+shards for those alone (`scan.ShardIds`).
 
 LSH only proposes: every candidate pair is verified by the exact Jaccard of the two documents' shingle
 sets, recomputed from the text of the candidate documents alone in a second pass, so a cluster never
@@ -157,7 +157,9 @@ def _cluster_near(
     verification, then clusters together with `links`."""
     similarity = similarity or Similarity("jaccard", cfg.threshold)
     clock = time.perf_counter()
+    release_memory()  # what receiving the scan's and the exact join's results left behind
     pairs = partitioned_candidate_pairs(*join, scan.shard_starts, active, executor or SerialExecutor())
+    release_memory()
     candidates_s = time.perf_counter() - clock
     containment = similarity.measure == "containment"
     if containment:
@@ -172,11 +174,13 @@ def _cluster_near(
     )
     if containment:
         links.near_left_size, links.near_right_size = sizes[verified, 0], sizes[verified, 1]
+    release_memory()
     verify_s = time.perf_counter() - clock - candidates_s
     stats = {**stats, **_near_stats(scan, cfg, norm, len(pairs), int(verified.sum()))}
     if similarity.measure != "jaccard" or similarity.threshold != cfg.threshold:
         stats.update(similarity=similarity.measure, threshold=similarity.threshold, candidate_threshold=cfg.threshold)
     result = build_result(scan.ids, links, stats, priority, containment=containment)
+    release_memory()  # the clustering's temporaries
     result.stats["runtime"] = {
         "scan_s": scan.seconds,
         "candidates_s": candidates_s,

@@ -7,7 +7,8 @@ corpus order (shard order, then row order). With a `spill` folder the band keys 
 each task writes its shard's keys there, partitioned for the LSH join (`lsh.spill_band_keys`), and with
 them its digests, partitioned for the exact join (`digests.spill_digests`). With `ids_in_shards` (the
 near and exact engines) the ids do not come back either, only a 64-bit hash of each for the uniqueness
-check: `ShardIds` reads the ids the decisions need back from the shards.
+check (with a `spill` folder, not even that: the hashes are spilled by hash for a partitioned check,
+`unique_ids.py`): `ShardIds` reads the ids the decisions need back from the shards.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from corpuslab.curation.dedup.lsh import spill_band_keys
 from corpuslab.curation.dedup.minhash import MinHashConfig, band_keys, batch_shingle_sets, batch_signatures, fmix64
 from corpuslab.curation.dedup.normalize import NormalizeConfig, normalize_utf8
 from corpuslab.curation.dedup.textbatch import TextBatch, iter_batches, open_shard, release_memory, system_allocator
+from corpuslab.curation.dedup.unique_ids import repeated_hash_documents, spill_id_hashes
 from corpuslab.errors import InputError
 from corpuslab.executor import Executor, SerialExecutor
 
@@ -40,7 +42,7 @@ class ScanTask:
     norm: NormalizeConfig
     minhash: MinHashConfig | None = None
     digests: bool = True
-    spill: str | None = None  # a folder: write the band keys there (as shard `shard`) instead of returning them
+    spill: str | None = None  # a folder: write the band keys (and hashed ids) there (as shard `shard`) instead of returning them
     shard: int = 0
     partitions: int = 1
     hash_ids: bool = False  # return a 64-bit hash of each id instead of the id
@@ -120,9 +122,10 @@ class ShardIds:
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def take(self, docs: np.ndarray) -> pa.Array:
+    def take(self, docs: np.ndarray) -> pa.Array | pa.ChunkedArray:
         """Ids of the documents `docs` as an Arrow string array; a negative index gives a null. Each shard
-        holding any of them is read once."""
+        holding any of them is read once. Sorted distinct documents come as a chunked array, a chunk per shard
+        (not copied again into one array)."""
         docs = np.asarray(docs, dtype=np.int64)
         valid = docs >= 0
         wanted, position = np.unique(docs[valid], return_inverse=True)
@@ -133,7 +136,10 @@ class ShardIds:
                 column = pq.read_table(self.paths[s], columns=["id"]).column("id").combine_chunks().cast(pa.string())
                 parts.append(column.take(pa.array(wanted[shard == s] - self.starts[s])))
                 del column
+            if np.array_equal(wanted, docs):  # sorted distinct documents (`DedupResult.names`): already in order
+                return pa.chunked_array(parts, pa.string())
             found = pa.concat_arrays(parts)
+            del parts
             index = np.zeros(len(docs), dtype=np.int64)
             index[valid] = position
             return found.take(pa.array(index, mask=~valid))
@@ -223,6 +229,9 @@ def scan_shard(task: ScanTask) -> ShardScan:
         if task.digests:  # near dedup's exact join is partitioned too (`digests.partitioned_exact_links`)
             spill_digests(task.spill, task.shard, scan.digests, ~scan.empty, task.partitions)
             scan.digests = None
+    if task.spill is not None and task.hash_ids:  # checked one partition at a time (`unique_ids.py`)
+        spill_id_hashes(task.spill, task.shard, scan.id_hashes, task.partitions)
+        scan.id_hashes = None
     return scan
 
 
@@ -264,15 +273,17 @@ def scan_corpus(
     and `CorpusScan.band_keys` is None. With `ids_in_shards`, the ids stay in the shards (`ShardIds`): the
     workers return a hash of each for the uniqueness check, and the per-document arrays are filled in place
     as the shards' results arrive: the scan holds a byte per document (the empty flag), 16 more for the
-    digests unless they were spilled, and the 8-byte id hashes until they are checked; no shingle counts.
+    digests unless they were spilled, and, without `spill`, the 8-byte id hashes until they are checked (with
+    `spill` they are checked one partition at a time, `unique_ids.py`); no shingle counts.
     """
     started = time.perf_counter()
+    release_memory()  # what earlier work left in malloc's and Arrow's free lists, before the pool forks
     paths = [str(path) for path in shards]
     warm_kernels(minhash is not None)
     spill = None if spill is None else str(spill)
     tasks = [ScanTask(path, norm, minhash, digests, spill, shard, partitions, ids_in_shards) for shard, path in enumerate(paths)]
     if ids_in_shards:
-        return _scan_leaving_ids(paths, tasks, executor or SerialExecutor(), started)
+        return _scan_leaving_ids(paths, tasks, executor or SerialExecutor(), started, partitions)
     scans = list((executor or SerialExecutor()).map(scan_shard, tasks))
     spilled = spill is not None and minhash is not None  # band keys and digests went to `spill` (`scan_shard`)
     joined = ShardScan.concat([ShardScan.nothing(minhash, digests and not spilled, keys=not spilled), *scans])
@@ -292,7 +303,7 @@ def scan_corpus(
     )
 
 
-def _scan_leaving_ids(paths: list[str], tasks: list[ScanTask], executor: Executor, started: float) -> CorpusScan:
+def _scan_leaving_ids(paths: list[str], tasks: list[ScanTask], executor: Executor, started: float, partitions: int = 1) -> CorpusScan:
     """`scan_corpus` with the ids left in the shards, into arrays sized from the shards' row counts."""
     rows = [open_shard(path).metadata.num_rows for path in paths]
     starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
@@ -301,17 +312,24 @@ def _scan_leaving_ids(paths: list[str], tasks: list[ScanTask], executor: Executo
     spilled = task is not None and task.spill is not None and task.minhash is not None  # digests too (`scan_shard`)
     digests = np.empty((total, 2), dtype=np.uint64) if task and task.digests and not spilled else None
     shingle_counts = None  # only `shingle_sets_for` (cross-dataset, ids held) sizes its buffer from them
-    id_hashes = np.empty(total, dtype=np.uint64)
+    spilled_ids = task is not None and task.spill is not None  # the id hashes too (`scan_shard`)
+    id_hashes = None if spilled_ids else np.empty(total, dtype=np.uint64)
     for shard, scan in enumerate(executor.map(scan_shard, tasks)):
         first, end = starts[shard], starts[shard + 1]
         if len(scan.empty) != end - first:
             raise InputError(paths[shard], f"has {len(scan.empty)} rows where its metadata said {end - first}: changed while it was read?")
-        empty[first:end], id_hashes[first:end] = scan.empty, scan.id_hashes
+        empty[first:end] = scan.empty
+        if id_hashes is not None:
+            id_hashes[first:end] = scan.id_hashes
         if digests is not None:
             digests[first:end] = scan.digests
         del scan
     ids = ShardIds(paths, starts)
-    check_unique_id_hashes(ids, id_hashes)
+    release_memory()  # what receiving the shards' results left in malloc's arenas (~30 MB at a million documents)
+    if spilled_ids:
+        check_suspects(ids, repeated_hash_documents(task.spill, partitions, starts, executor))
+    else:
+        check_unique_id_hashes(ids, id_hashes)
     return CorpusScan(paths, starts, ids, empty, digests, None, shingle_counts, time.perf_counter() - started)
 
 
@@ -323,7 +341,14 @@ def check_unique_id_hashes(ids: ShardIds, id_hashes: np.ndarray) -> None:
         return
     repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     del ordered
-    suspects = np.flatnonzero(np.isin(id_hashes, repeated_hashes))
+    check_suspects(ids, np.flatnonzero(np.isin(id_hashes, repeated_hashes)))
+
+
+def check_suspects(ids: ShardIds, suspects: np.ndarray) -> None:
+    """Compare the ids of the documents `suspects` (sorted global indices: those whose id hashes repeat)
+    exactly, in corpus order: the first id seen twice stops the run, naming both shards."""
+    if len(suspects) == 0:
+        return
     seen: dict[str, str] = {}
     for doc, doc_id in zip(suspects.tolist(), ids.take(suspects).to_pylist()):
         path = ids.paths[int(np.searchsorted(ids.starts, doc, side="right") - 1)]

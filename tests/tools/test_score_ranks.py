@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from corpuslab.cli import main
-from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
-from corpuslab.training.model import ModelConfig, build_model
+from tests.tools.score_checkpoint import write_score_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 PIQA = [{"goal": f"how to fix thing {i} at home", "sol1": f"use the tool {i} slowly", "sol2": f"use another {i % 3}", "label": i % 2}
@@ -23,14 +22,7 @@ LAMBADA = [{"text": f"the miller counted {i} sacks of flour and then sold {'the 
 def checkpoint(tmp_path_factory):
     """A 1-layer model and two task files: 37 requests, ten batches of 4 to split between ranks."""
     root = tmp_path_factory.mktemp("ranks")
-    files = {}
-    for name, docs in (("piqa", PIQA), ("lambada_openai", LAMBADA)):
-        files[name] = root / f"{name}.jsonl"
-        files[name].write_text("".join(json.dumps(d) + "\n" for d in docs))
-    tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300, min_frequency=1), [json.dumps(d) for d in PIQA + LAMBADA])
-    model = build_model(ModelConfig("tiny", n_layer=1, n_head=2, n_embd=32, context=64), len(tokenizer), seed=5, eos_id=tokenizer.eos_token_id)
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    _, files, _, _ = write_score_checkpoint(root, {"piqa": PIQA, "lambada_openai": LAMBADA}, seed=5)
     args = ["score", str(root / "model"), "--tasks", "piqa,lambada_openai", "--device", "cpu", "--batch-size", "4",
             *(f"--task-file={name}={path}" for name, path in files.items())]
     return root, args

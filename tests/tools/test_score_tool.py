@@ -7,9 +7,8 @@ import pytest
 
 import corpuslab
 from corpuslab.cli import main
-from corpuslab.tokens.tokenizer import TokenizerConfig, build_tokenizer
 from corpuslab.tools.score_cli import harness_table
-from corpuslab.training.model import ModelConfig, build_model
+from tests.tools.score_checkpoint import write_score_checkpoint
 
 PIQA = [{"goal": f"how to do thing {i}", "sol1": f"use tool {i}", "sol2": f"use other {i % 3}", "label": i % 2}
         for i in range(6)]
@@ -18,18 +17,7 @@ LAMBADA = [{"text": f"the miller counted {i} sacks of flour and then sold the fl
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("score")
-    files = {}
-    for name, docs in (("piqa", PIQA), ("lambada_openai", LAMBADA)):
-        files[name] = root / f"{name}.jsonl"
-        files[name].write_text("".join(json.dumps(d) + "\n" for d in docs))
-    texts = [json.dumps(d) for d in PIQA + LAMBADA]
-    tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300, min_frequency=1), texts)
-    model = build_model(ModelConfig("tiny", n_layer=1, n_head=2, n_embd=32, context=64), len(tokenizer), seed=3,
-                        eos_id=tokenizer.eos_token_id)
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    return root / "model", files, model, tokenizer
+    return write_score_checkpoint(tmp_path_factory.mktemp("score"), {"piqa": PIQA, "lambada_openai": LAMBADA}, seed=3)
 
 
 def test_score_prints_the_table_and_matches_the_api(checkpoint, tmp_path, capsys, one_thread):

@@ -34,11 +34,17 @@ def spill_digests(folder: str | Path, shard: int, digests: np.ndarray, active: n
     """Write one shard's (n, 2) digests of its active rows as `partitions` files of (high, low, row) rows."""
     rows = np.flatnonzero(active).astype(np.uint64)
     table = np.column_stack([digests[active], rows]) if len(rows) else np.empty((0, 3), np.uint64)
+    spill_partitioned(table, partitions, lambda p: digest_spill_path(folder, shard, p))
+
+
+def spill_partitioned(table: np.ndarray, partitions: int, path_of) -> None:
+    """Write the uint64 rows of `table` into `partitions` .npy files (`path_of(partition)`) by their first column
+    modulo `partitions`, in their order: equal keys of every shard meet in one partition's files."""
     part = (table[:, 0] % np.uint64(partitions)).astype(np.int64)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(partitions + 1))
     for p in range(partitions):
-        np.save(digest_spill_path(folder, shard, p), table[order[bounds[p] : bounds[p + 1]]])
+        np.save(path_of(p), table[order[bounds[p] : bounds[p + 1]]])
 
 
 @dataclass(frozen=True)

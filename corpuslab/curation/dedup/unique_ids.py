@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from corpuslab.curation.dedup.digests import spill_partitioned
+
 
 def id_spill_path(folder: str | Path, shard: int, partition: int) -> Path:
     return Path(folder) / f"ids-{shard:06d}-{partition:04d}.npy"
@@ -24,11 +26,7 @@ def id_spill_path(folder: str | Path, shard: int, partition: int) -> Path:
 def spill_id_hashes(folder: str | Path, shard: int, hashes: np.ndarray, partitions: int) -> None:
     """Write one shard's id hashes as `partitions` files of (hash, row) rows, by hash."""
     table = np.column_stack([hashes, np.arange(len(hashes), dtype=np.uint64)]) if len(hashes) else np.empty((0, 2), np.uint64)
-    part = (table[:, 0] % np.uint64(partitions)).astype(np.int64)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
-    for p in range(partitions):
-        np.save(id_spill_path(folder, shard, p), table[order[bounds[p] : bounds[p + 1]]])
+    spill_partitioned(table, partitions, lambda p: id_spill_path(folder, shard, p))
 
 
 @dataclass(frozen=True)

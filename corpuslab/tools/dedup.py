@@ -409,7 +409,8 @@ def check_out(cfg: DedupToolConfig) -> None:
     """Refuse an --out that the inputs would read: inside a folder given as INPUT (read recursively), the folder
     of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input. Also the
     folder holding an input file (`data/*.jsonl --out data` once the shell has expanded the glob): its outputs
-    would land beside the inputs, and a `deduplicated.jsonl` given as input would be overwritten."""
+    would land beside the inputs, and a `deduplicated.jsonl` given as input would be overwritten. `file://` URLs are
+    checked as the local paths they name; an --out that is an existing file is refused too."""
     import glob
 
     from corpuslab.paths import strip_file_scheme
@@ -528,8 +529,12 @@ def _user_file_error(err: InputError, ingested: Ingested, work: Path, inputs: li
         for row in rows:
             meta = json.loads(table["meta"][row].as_py() or "{}") if "meta" in table.column_names else {}
             if "source_file" in meta:
-                where = meta.get("source_line", meta.get("source_row"))
-                places.append(f"{meta['source_file']}:{where}" if where is not None else str(meta["source_file"]))
+                if "source_line" in meta:
+                    places.append(f"{meta['source_file']}:{meta['source_line']}")
+                elif "source_row" in meta:  # Parquet rows, from 0
+                    places.append(f"{meta['source_file']} row {meta['source_row']}")
+                else:
+                    places.append(str(meta["source_file"]))
         if len(places) >= 2:
             break
     if len(places) < 2:

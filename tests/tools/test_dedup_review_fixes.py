@@ -103,6 +103,9 @@ def test_a_repeated_id_names_the_users_file_and_lines(tmp_path, capsys, recipe):
     err = capsys.readouterr().err
     assert f"{source}:5" in err and f"also at {source}:2" in err and "'d1' is not unique" in err
     assert ".dedup-work" not in err and "part-00000" not in err
+    parquet = write(tmp_path / "in.parquet", rows)
+    assert run(parquet, "--id-field", "id", "--recipe", recipe, "--out", tmp_path / "o") == 2
+    assert f"{parquet} row 4: --id-field value 'd1' is not unique (also at {parquet} row 1)" in capsys.readouterr().err
 
 
 def test_messages_name_the_tools_flags(tmp_path, capsys):

@@ -43,7 +43,7 @@ from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.curation.dedup.scan import Ids
 from corpuslab.curation.dedup.textbatch import release_memory
 from corpuslab.documents import Document
-from corpuslab.errors import ConfigError, InputError
+from corpuslab.errors import ConfigError, CorpuslabError, InputError
 from corpuslab.shards import ShardWriter, read_documents
 from corpuslab.tools import arrow_columns
 
@@ -334,7 +334,13 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     from corpuslab.sources import hints
 
     with hints.naming(SETTING_NAMES):
-        return _run_dedup(cfg, log)
+        try:
+            return _run_dedup(cfg, log)
+        except Exception as err:  # storage refusing a read after the listing (`check_urls`) passed: name the URL
+            local_file = isinstance(err, OSError) and err.filename is not None
+            if isinstance(err, CorpuslabError) or local_file or _input_kind(cfg.inputs[0]) != "url" or not _credentials_error(err):
+                raise
+            raise InputError(", ".join(cfg.inputs), _credentials_message(cfg.inputs[0], err, "read")) from None
 
 
 def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
@@ -480,7 +486,7 @@ def check_urls(cfg: DedupToolConfig) -> None:
     own errors)."""
     import glob
 
-    from corpuslab.paths import CREDENTIALS_HELP, filesystem, protocol_of
+    from corpuslab.paths import filesystem
 
     if _input_kind(cfg.inputs[0]) != "url":
         return
@@ -495,13 +501,19 @@ def check_urls(cfg: DedupToolConfig) -> None:
         except InputError:
             raise
         except Exception as err:
-            name, text = type(err).__name__, " ".join(str(err).split())[:300]
             if not _credentials_error(err):
-                raise InputError(url, f"listing the input failed with {name}: {text}. Check the URL and the network, "
-                                      "then rerun") from None
-            protocol = {"s3a": "s3", "gcs": "gs"}.get(protocol_of(url), protocol_of(url))
-            how = CREDENTIALS_HELP.get(protocol, "give the storage's credentials, then rerun")
-            raise InputError(url, f"the storage refused to list the input ({name}: {text}); {how}") from None
+                text = " ".join(str(err).split())[:300]
+                raise InputError(url, f"listing the input failed with {type(err).__name__}: {text}. Check the URL and "
+                                      "the network, then rerun") from None
+            raise InputError(url, _credentials_message(url, err, "list")) from None
+
+
+def _credentials_message(url: str, err: BaseException, doing: str) -> str:
+    from corpuslab.paths import CREDENTIALS_HELP, protocol_of
+
+    protocol = {"s3a": "s3", "gcs": "gs"}.get(protocol_of(url), protocol_of(url))
+    how = CREDENTIALS_HELP.get(protocol, "give the storage's credentials, then rerun")
+    return f"the storage refused to {doing} the input ({type(err).__name__}: {' '.join(str(err).split())[:300]}); {how}"
 
 
 def _credentials_error(err: BaseException) -> bool:

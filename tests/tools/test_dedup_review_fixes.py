@@ -94,6 +94,23 @@ def test_s3_credentials_errors_name_the_url_and_how_to_give_them(s3_bucket, tmp_
     assert not (tmp_path / "o").exists()
 
 
+def test_a_credentials_error_while_reading_names_the_url(tmp_path, capsys, monkeypatch):
+    """A read refused after the listing passed (botocore's NoCredentialsError from inside `datasets`)."""
+    from corpuslab.tools import dedup
+
+    class NoCredentialsError(Exception):
+        pass
+
+    def refuse(cfg):
+        raise NoCredentialsError("Unable to locate credentials")
+
+    monkeypatch.setattr(dedup, "check_urls", lambda cfg: None)
+    monkeypatch.setattr(dedup, "open_input", refuse)
+    assert run("s3://bucket/crawl/a.jsonl", "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "s3://bucket/crawl/a.jsonl" in err and "refused to read" in err and "AWS_PROFILE" in err and "unexpected" not in err
+
+
 @pytest.mark.parametrize("recipe", ["exact", "near"])
 def test_a_repeated_id_names_the_users_file_and_lines(tmp_path, capsys, recipe):
     rows = [{"id": f"d{k}", "text": r["body"]} for k, r in enumerate(records(6))]

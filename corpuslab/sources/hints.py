@@ -11,12 +11,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-# setting -> how a message names it: text_field, id_field, category_field; encoding_hint (a whole phrase)
+# setting -> how a message names it: text_field, id_field, category_field; encoding_hint, csv_header_hint (whole phrases)
 DEFAULT_NAMES: dict[str, str] = {
     "text_field": "text_field",
     "id_field": "id_field",
     "category_field": "category_field",
     "encoding_hint": "set the source's encoding, e.g. 'utf-8,cp1252'",
+    "csv_header_hint": "if the file has no header row, set csv_column_names",
 }
 _NAMES: ContextVar[Mapping[str, str]] = ContextVar("corpuslab_setting_names", default=DEFAULT_NAMES)
 

@@ -586,7 +586,7 @@ def _checked_csv_header(row: list[str], ctx: _FileContext) -> list[str]:
     missing = [name for name in ctx.spec.required_columns() if name not in row]
     if missing:
         raise _FileProblem("wrong_schema", f"the CSV header has columns {row[:20]}; expected column(s) "
-                                           f"{missing} (if the file has no header row, set csv_column_names)",
+                                           f"{missing} ({hints.name('csv_header_hint')})",
                            1)
     return row
 

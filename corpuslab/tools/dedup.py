@@ -43,7 +43,7 @@ from corpuslab.curation.dedup.config import MinHashConfig, NormalizeConfig
 from corpuslab.curation.dedup.scan import Ids
 from corpuslab.curation.dedup.textbatch import release_memory
 from corpuslab.documents import Document
-from corpuslab.errors import ConfigError
+from corpuslab.errors import ConfigError, CorpuslabError, InputError
 from corpuslab.shards import ShardWriter, read_documents
 from corpuslab.tools import arrow_columns
 
@@ -56,6 +56,7 @@ CONTAINMENT_CANDIDATE_JACCARD = 0.2
 URL_BUILDERS = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet", ".csv": "csv",
                 ".txt": "text"}
 SHARD_DOCS = 20_000
+DEFAULT_THRESHOLD = 0.85
 
 
 PARQUET_CODECS = ("none", "lz4", "snappy", "zstd", "gzip", "brotli")
@@ -69,7 +70,7 @@ class DedupToolConfig:
     out: str
     recipe: str = "near"
     similarity: str = "jaccard"
-    threshold: float = 0.85
+    threshold: float | None = None  # --recipe near only; None: 0.85 (`similarity_threshold`)
     candidate_threshold: float | None = None  # banding threshold; None: the threshold (Jaccard) or 0.2 (containment)
     num_perm: int = 128
     bands: int | None = None
@@ -99,25 +100,44 @@ class DedupToolConfig:
             raise ConfigError("--similarity", self.similarity, f"one of {SIMILARITIES}")
         if self.similarity == "containment" and self.recipe != "near":
             raise ConfigError("--similarity", self.similarity, "'jaccard' with --recipe exact (containment needs --recipe near)")
-        if not 0 < self.threshold <= 1:
+        if self.threshold is not None and self.recipe != "near":
+            raise ConfigError("--threshold", self.threshold, "no --threshold with --recipe exact (it compares near "
+                                                             "duplicates: add --recipe near, or leave it out)")
+        if not 0 < self.similarity_threshold <= 1:
             raise ConfigError("--threshold", self.threshold, "a number in (0, 1]")
         if self.processes is not None and self.processes < 1:
             raise ConfigError("--processes", self.processes, "an integer >= 1")
         if self.compression not in PARQUET_CODECS:
             raise ConfigError("--compression", self.compression, f"one of {PARQUET_CODECS}")
         keep_field(self.keep)
-        self.minhash().validate("--minhash")
+        try:
+            self.minhash().validate("--minhash")
+        except ConfigError as err:  # named by this tool's flags: --rows, --bands, --num-perm, --candidate-threshold...
+            flag = err.key.removeprefix("--minhash.")
+            flag = "--candidate-threshold" if flag == "threshold" else "--" + flag.replace("_", "-")
+            raise ConfigError(flag, err.value, _flag_words(err.expected)) from None
         self.normalize.validate("--normalize")
         kinds = {_input_kind(path) for path in self.inputs}
         if len(kinds) > 1 or (kinds == {"hf"} and len(self.inputs) > 1):
             raise ConfigError("INPUT", self.inputs, "local paths, or fsspec URLs, or one hf:NAME, not a mix")
 
+    @property
+    def similarity_threshold(self) -> float:
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+
     def minhash(self) -> MinHashConfig:
         candidate = self.candidate_threshold
+        threshold = self.similarity_threshold
         if candidate is None:
-            candidate = self.threshold if self.similarity == "jaccard" else min(self.threshold, CONTAINMENT_CANDIDATE_JACCARD)
+            candidate = threshold if self.similarity == "jaccard" else min(threshold, CONTAINMENT_CANDIDATE_JACCARD)
         return MinHashConfig(shingle=self.shingle, ngram=self.ngram, num_perm=self.num_perm, threshold=candidate,
                              bands=self.bands, rows=self.rows, seed=self.seed)
+
+
+def _flag_words(text: str) -> str:
+    """A MinHashConfig message in this tool's flags."""
+    return (text.replace("bands and rows", "--bands and --rows").replace("bands * rows == num_perm", "--bands * --rows == --num-perm")
+            .replace("num_perm", "--num-perm"))
 
 
 def keep_field(keep: str) -> tuple[str, str | None]:
@@ -305,7 +325,8 @@ def _field_priority(shards: list[Path], docs: int, keys: list[Any], order: str, 
 
 # How the sources' messages name this tool's settings (`corpuslab.sources.hints`): its flags, not `dataset.*` keys.
 SETTING_NAMES = {"text_field": "--text-field", "id_field": "--id-field", "category_field": "",
-                 "encoding_hint": "pass --encoding utf-8,cp1252 to read what is not UTF-8 as Windows-1252"}
+                 "encoding_hint": "pass --encoding utf-8,cp1252 to read what is not UTF-8 as Windows-1252",
+                 "csv_header_hint": "a CSV input needs a header row naming its columns: add one, or convert the file to JSON Lines"}
 
 
 def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
@@ -313,7 +334,13 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
     from corpuslab.sources import hints
 
     with hints.naming(SETTING_NAMES):
-        return _run_dedup(cfg, log)
+        try:
+            return _run_dedup(cfg, log)
+        except Exception as err:  # storage refusing a read after the listing (`check_urls`) passed: name the URL
+            local_file = isinstance(err, OSError) and err.filename is not None
+            if isinstance(err, CorpuslabError) or local_file or _input_kind(cfg.inputs[0]) != "url" or not _credentials_error(err):
+                raise
+            raise InputError(", ".join(cfg.inputs), _credentials_message(cfg.inputs[0], err, "read")) from None
 
 
 def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
@@ -321,10 +348,12 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
 
     cfg.validate()
     check_out(cfg)
+    check_urls(cfg)
     started = time.perf_counter()
     out = Path(cfg.out)
     source, output_format = open_input(cfg)  # a missing input stops before --out is created
     created = not out.exists()
+    clear_previous_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
     try:
@@ -341,7 +370,10 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
         if streamed is None:
             executor = SerialExecutor() if cfg.processes == 1 else LocalExecutor(cfg.processes)
             with executor:
-                result = _find(cfg, ingested, executor)
+                try:
+                    result = _find(cfg, ingested, executor)
+                except InputError as err:
+                    raise _user_file_error(err, ingested, work, cfg.inputs) from None
         clock = time.perf_counter()
         counts, kept, engine = _write_tables(out, result), result.kept_mask(), result.stats
         streamed = result = ingested.priority = None  # the documents need only `kept`: free the rest before reading them again
@@ -353,6 +385,7 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
         write_s = time.perf_counter() - clock
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        _remove_outputs(out)  # what this run had finished must not look like a whole run's outputs
         if created and not any(path.name != "deduplicated.parquet.tmp" and not path.name.startswith(".")
                                for path in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)  # made by this run and holding only its scratch: leave no empty --out
@@ -382,13 +415,21 @@ def check_out(cfg: DedupToolConfig) -> None:
     """Refuse an --out that the inputs would read: inside a folder given as INPUT (read recursively), the folder
     of a glob, or under the folder of a `**` glob. The next run would take this run's outputs for input. Also the
     folder holding an input file (`data/*.jsonl --out data` once the shell has expanded the glob): its outputs
-    would land beside the inputs, and a `deduplicated.jsonl` given as input would be overwritten."""
+    would land beside the inputs, and a `deduplicated.jsonl` given as input would be overwritten. `file://` URLs are
+    checked as the local paths they name; an --out that is an existing file is refused too."""
     import glob
 
-    if _input_kind(cfg.inputs[0]) != "local":
+    from corpuslab.paths import strip_file_scheme
+
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ConfigError("--out", cfg.out, "a folder (new, or holding a previous dedup run's outputs); this is an existing file")
+    kind = _input_kind(cfg.inputs[0])
+    if kind == "hf":
         return
+    # `file://` URLs name local paths: the same folders are read (a remote URL cannot hold a local --out)
+    local = [strip_file_scheme(given) for given in cfg.inputs if kind == "local" or given.startswith("file://")]
     out = Path(cfg.out).resolve()
-    for given in cfg.inputs:
+    for given in local:
         if glob.has_magic(given):
             parts = Path(given).parts
             fixed = next(k for k, part in enumerate(parts) if glob.has_magic(part))
@@ -399,7 +440,7 @@ def check_out(cfg: DedupToolConfig) -> None:
             if Path(given).resolve().parent == out:
                 raise ConfigError("--out", cfg.out, f"a folder other than the one holding the input {given!r} (this run's "
                                                     "outputs would land beside the inputs, and a next run given that "
-                                                    "folder's files would read them as input): e.g. a sibling or sub-folder")
+                                                    "folder's files would read them as input): e.g. a sibling folder")
             continue
         base = base.resolve()
         if out == base or (recursive and base in out.parents):
@@ -407,11 +448,115 @@ def check_out(cfg: DedupToolConfig) -> None:
                                                 "outputs as input): e.g. a sibling folder")
 
 
+# What a dedup run writes in --out (stats.json, written last, first here: removed first, a folder without it is no
+# finished run) and the scratch a run makes there while it works.
+OUTPUT_FILES = ("stats.json", "deduplicated.jsonl", "deduplicated.parquet", "decisions.parquet", "pairs.parquet",
+                "clusters.parquet")
+
+
+def _is_scratch(name: str) -> bool:
+    return name.startswith(".dedup-work-") or (name.startswith(".tmp-") and name.split("-", 2)[-1] in OUTPUT_FILES)
+
+
+def clear_previous_outputs(out: Path) -> None:
+    """Make room in an existing --out for this run: a previous dedup run's outputs (and scratch a killed run left)
+    are removed, stats.json first, so no file of it is left beside this run's; any other file stops the run."""
+    if not out.is_dir():
+        return
+    others = sorted(path.name for path in out.iterdir() if path.name not in OUTPUT_FILES and not _is_scratch(path.name))
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise InputError(f"--out {out}", f"holds files that are not a dedup run's outputs ({shown}); expected a new or empty "
+                                         "folder, or one holding only a previous dedup run's outputs (which this run "
+                                         "replaces): choose another --out")
+    _remove_outputs(out)
+    for path in out.iterdir():
+        if _is_scratch(path.name):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _remove_outputs(out: Path) -> None:
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def check_urls(cfg: DedupToolConfig) -> None:
+    """List URL inputs before `datasets` does: a glob matching nothing, a missing file and missing or refused
+    credentials each stop with an InputError naming the URL (`datasets` would raise StopIteration or botocore's
+    own errors)."""
+    import glob
+
+    from corpuslab.paths import filesystem
+
+    if _input_kind(cfg.inputs[0]) != "url":
+        return
+    for url in cfg.inputs:
+        fs, path = filesystem(url, "INPUT")
+        try:
+            if glob.has_magic(path):
+                if not fs.glob(path):
+                    raise InputError(url, "the glob matches no file; expected at least one input file")
+            elif not fs.exists(path):
+                raise InputError(url, "no such file; expected an existing file or a glob of files")
+        except InputError:
+            raise
+        except Exception as err:
+            if not _credentials_error(err):
+                text = " ".join(str(err).split())[:300]
+                raise InputError(url, f"listing the input failed with {type(err).__name__}: {text}. Check the URL and "
+                                      "the network, then rerun") from None
+            raise InputError(url, _credentials_message(url, err, "list")) from None
+
+
+def _credentials_message(url: str, err: BaseException, doing: str) -> str:
+    from corpuslab.paths import CREDENTIALS_HELP, protocol_of
+
+    protocol = {"s3a": "s3", "gcs": "gs"}.get(protocol_of(url), protocol_of(url))
+    how = CREDENTIALS_HELP.get(protocol, "give the storage's credentials, then rerun")
+    return f"the storage refused to {doing} the input ({type(err).__name__}: {' '.join(str(err).split())[:300]}); {how}"
+
+
+def _credentials_error(err: BaseException) -> bool:
+    import re
+
+    return (isinstance(err, PermissionError) or type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError")
+            or bool(re.search(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|credentials|Forbidden|\b403\b", str(err))))
+
+
+def _user_file_error(err: InputError, ingested: Ingested, work: Path, inputs: list[str]) -> InputError:
+    """An error the engine raised about a working shard, about the user's input instead: a repeated --id-field value
+    names the input file and line (or row) of its first two records."""
+    import re
+
+    match = re.match(r"id (.+) is not unique", err.problem)
+    if match is None or work.resolve() not in Path(err.path).resolve().parents:
+        return err
+    import ast
+
+    doc_id = ast.literal_eval(match.group(1))
+    places = []
+    for shard in ingested.shards:
+        table = pq.read_table(shard, columns=[name for name in ("id", "meta") if name in pq.read_schema(shard).names])
+        rows = pc.indices_nonzero(pc.equal(table["id"], doc_id)).to_pylist()
+        for row in rows:
+            meta = json.loads(table["meta"][row].as_py() or "{}") if "meta" in table.column_names else {}
+            if "source_file" in meta:
+                if "source_line" in meta:
+                    places.append(f"{meta['source_file']}:{meta['source_line']}")
+                elif "source_row" in meta:  # Parquet rows, from 0
+                    places.append(f"{meta['source_file']} row {meta['source_row']}")
+                else:
+                    places.append(str(meta["source_file"]))
+        if len(places) >= 2:
+            break
+    if len(places) < 2:
+        return InputError(", ".join(inputs), f"--id-field value {doc_id!r} is not unique; expected one record per id")
+    return InputError(places[1], f"--id-field value {doc_id!r} is not unique (also at {places[0]}); expected one record per id")
+
+
 def _check_read(cfg: DedupToolConfig, source, ingested: Ingested) -> None:
     """Stop before deciding anything when the run could only write nothing useful: no document was read (every
     input empty, or no record with --text-field / --id-field), or no document has the --keep field."""
-    from corpuslab.errors import InputError
-
     bad = source.bad_input
     if ingested.docs == 0:
         for reason, flag, value in (("missing_text_field", "--text-field", cfg.text_field), ("missing_id_field", "--id-field", cfg.id_field)):
@@ -467,14 +612,14 @@ def _find(cfg: DedupToolConfig, ingested: Ingested, executor):
     from corpuslab.curation.dedup.near import Similarity, find_exact_and_near_duplicates
 
     return find_exact_and_near_duplicates(ingested.shards, cfg.minhash(), cfg.normalize, executor,
-                                          ingested.priority, Similarity(cfg.similarity, cfg.threshold))
+                                          ingested.priority, Similarity(cfg.similarity, cfg.similarity_threshold))
 
 
 def _settings(cfg: DedupToolConfig) -> dict[str, Any]:
     settings = {"recipe": cfg.recipe, "keep": cfg.keep, "normalize": str(cfg.normalize)}
     if cfg.recipe == "near":
         bands, rows = cfg.minhash().bands_rows()
-        settings.update(similarity=cfg.similarity, threshold=cfg.threshold, minhash=str(cfg.minhash()),
+        settings.update(similarity=cfg.similarity, threshold=cfg.similarity_threshold, minhash=str(cfg.minhash()),
                         bands=bands, rows=rows)
     return settings
 

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--similarity", choices=("jaccard", "containment"), default="jaccard",
                         help="how candidates are verified: jaccard |A&B|/|A|B|, or containment |A&B|/|A| of the smaller "
                              "document A in B (a short text copied inside a longer one)")
-    parser.add_argument("--threshold", type=float, default=0.85, help="similarity a verified pair reaches (default 0.85)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="similarity a verified pair reaches (default 0.85; --recipe near only)")
     parser.add_argument("--candidate-threshold", type=float, default=None,
                         help="Jaccard the LSH banding is tuned for (default: --threshold for jaccard, 0.2 for containment)")
     parser.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")

@@ -100,14 +100,32 @@ def test_an_error_in_the_ranks_is_printed_once_with_the_cli_exit_status(checkpoi
 
 
 @pytest.mark.parametrize("extra, expected", [(["--processes", "0"], "from 1 to"), (["--processes", "-3"], "from 1 to"),
-                                             (["--processes", "10000"], "the cores this process may use"),
-                                             (["--processes", "2", "--device", "cuda"], "torchrun --nproc_per_node N")])
+                                             (["--processes", "10000"], "the cores this process may use")])
 def test_bad_processes_name_the_option(checkpoint, capsys, extra, expected):
     _, args = checkpoint
     args = [a for a in args if a not in ("--device", "cpu")]
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
     assert "'--processes'" in err and expected in err
+
+
+def test_processes_on_cuda_say_what_the_machine_has(checkpoint, capsys, monkeypatch):
+    """--processes 2 --device cuda: without CUDA the same message as without --processes; with it, the torchrun line."""
+    import torch
+
+    _, args = checkpoint
+    args = [a for a in args if a not in ("--device", "cpu")]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*args, "--device", "cuda", "--processes", "2"]) == 2
+    with_ranks = capsys.readouterr().err
+    assert main([*args, "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == with_ranks
+    assert "'--device'" in with_ranks and "no CUDA device" in with_ranks and "is a GPU here" not in with_ranks
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert main([*args, "--device", "cuda", "--processes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "'--processes'" in err and "torchrun --nproc_per_node N" in err
 
 
 def test_processes_under_a_launcher_is_refused(checkpoint, capsys, monkeypatch):

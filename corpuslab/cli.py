@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands with no stages to resume: an interrupted one just stopped.
+NO_STAGES = ("score",)
+
+
 def main(argv: list[str] | None = None) -> int:
     _fixed_thread_counts()
     args = build_parser().parse_args(argv)
@@ -98,11 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except CorpuslabError as err:
         _traceback_if(args.debug)
-        print(f"corpuslab: error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets the same user error: print it once
+            print(f"corpuslab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _traceback_if(args.debug)
-        print("corpuslab: interrupted; finished stages are kept and the next run resumes", file=sys.stderr)
+        resumes = args.command not in NO_STAGES
+        print("corpuslab: interrupted; " + ("finished stages are kept and the next run resumes" if resumes else
+              f"'{args.command}' stopped before it finished and wrote no results"), file=sys.stderr)
         return 130
     except Exception as err:  # a bug, or a failure no check anticipated: still one paragraph, not a traceback
         _traceback_if(args.debug)

@@ -40,16 +40,25 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 @contextlib.contextmanager
 def offline_unless_reachable() -> Iterator[bool]:
-    """Run a `datasets` call in offline mode when the Hub cannot be reached; yields whether it is offline."""
-    import datasets
+    """Run Hub calls (`datasets`, `transformers`' from_pretrained) in offline mode when the Hub cannot be reached:
+    no request, so no retries, even from lookups that ignore `local_files_only` (transformers' adapter_config.json
+    probe); yields whether it is offline."""
     from huggingface_hub import constants
 
     if hub_reachable():
         yield False
         return
-    saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
-    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        import datasets  # its own copy of the flag, read at import
+    except ImportError:
+        datasets = None
+    saved = (datasets.config.HF_HUB_OFFLINE if datasets else None, constants.HF_HUB_OFFLINE)
+    if datasets:
+        datasets.config.HF_HUB_OFFLINE = True
+    constants.HF_HUB_OFFLINE = True
     try:
         yield True
     finally:
-        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+        if datasets:
+            datasets.config.HF_HUB_OFFLINE = saved[0]
+        constants.HF_HUB_OFFLINE = saved[1]

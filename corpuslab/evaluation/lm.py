@@ -78,7 +78,7 @@ def evaluate_lm(
     return lm_numbers(token_losses(model, stream, context, batch_size, max_tokens, device), n_bytes)
 
 
-def load_checkpoint(folder: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Any, torch.device]:
+def load_checkpoint(folder: str | Path, device: str = "auto", device_key: str = "training.device") -> tuple[torch.nn.Module, Any, torch.device]:
     """(model in eval mode on the device, its tokenizer, the device) from a Hugging Face folder such as
     a run's `final` or `best`."""
     from transformers import AutoModelForCausalLM
@@ -88,7 +88,7 @@ def load_checkpoint(folder: str | Path, device: str = "auto") -> tuple[torch.nn.
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise InputError(str(folder), "not a checkpoint folder (no config.json)")
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, device_key)
     try:
         model = AutoModelForCausalLM.from_pretrained(folder).to(torch_device).eval()
         tokenizer = load_tokenizer(folder)
@@ -103,26 +103,31 @@ def _first_line(err: Exception) -> str:
     return text[0][:200] if text else ""
 
 
-def load_any_checkpoint(name_or_path: str, device: str = "auto") -> tuple[torch.nn.Module, Any, torch.device]:
+def load_any_checkpoint(name_or_path: str, device: str = "auto", device_key: str = "training.device") -> tuple[torch.nn.Module, Any, torch.device]:
     """A local checkpoint folder, or any Hugging Face causal LM by name (weights load as safetensors, or
-    through transformers' weights-only torch.load; no model code from the hub is executed)."""
+    through transformers' weights-only torch.load; no model code from the hub is executed). When the Hub cannot
+    be reached (asked once per process, `corpuslab.hub`) only the local cache is read: one failed lookup, not
+    huggingface_hub's five retries with backoff (~30 s), as task datasets are loaded."""
     if Path(name_or_path).exists():
-        return load_checkpoint(name_or_path, device)
+        return load_checkpoint(name_or_path, device, device_key)
     import os
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from corpuslab.hub import hub_reachable
+    from corpuslab.hub import offline_unless_reachable
 
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    offline = False
     try:
-        offline = not hub_reachable()
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, token=token, trust_remote_code=False,
-                                                     local_files_only=offline)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, token=token, local_files_only=offline)
+        with offline_unless_reachable() as offline:
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, token=token, trust_remote_code=False,
+                                                         local_files_only=offline)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, token=token, local_files_only=offline)
     except OSError as err:
-        raise InputError(name_or_path, "neither a local checkpoint folder nor a model the Hugging Face hub "
-                         f"could provide ({err.__class__.__name__}); give a folder, or set HF_HUB_OFFLINE=1 "
-                         "with the model in the local cache") from None
-    torch_device = resolve_device(device)
+        where = ("the Hub is not reachable (or HF_HUB_OFFLINE is set) and it is not in the local cache"
+                 if offline else f"{err.__class__.__name__}: {_first_line(err)}")
+        raise InputError(name_or_path, f"neither a local checkpoint folder nor a model the Hugging Face Hub could provide "
+                         f"({where}); give a checkpoint folder, or prefetch the model on a machine with network access "
+                         "into the local cache") from None
+    torch_device = resolve_device(device, device_key)
     return model.to(torch_device).eval(), tokenizer, torch_device

@@ -75,6 +75,17 @@ def refuse_gpu(processes: int, device: str, option: str = "--processes") -> None
                           "or add --device cpu")
 
 
+def quiet_rank() -> None:
+    """Ranks other than 0: no notices (corpuslab's log, transformers' and huggingface_hub's warnings), errors only;
+    rank 0 prints them once for the group."""
+    import logging
+    import warnings
+
+    for name in ("corpuslab", "transformers", "huggingface_hub", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
 @contextmanager
 def process_group(device: str) -> Iterator[str]:
     """Join the group the launcher described, if any, for the duration; yields this rank's device (cuda:LOCAL_RANK

@@ -100,18 +100,90 @@ def resolve_checkpoint(checkpoint: str, arm: str | None) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from corpuslab.evaluation.tasks import TaskConfig
-    from corpuslab.schema import from_dict
     from corpuslab.tools import ranks
 
     tasks, data_files = parse_tasks(args.tasks, args.task_file)
+    check_device(args.device)
+    args.output = check_output(args.output)
     processes = ranks.check_processes(getattr(args, "processes", None), args.device)
     args.checkpoint = resolve_checkpoint(args.checkpoint, args.arm)
-    cfg = from_dict(TaskConfig, {"tasks": tasks, "data_files": data_files, "batch_size": args.batch_size}, "score")
-    cfg.validate("score")
+    cfg = task_config(tasks, data_files, args.batch_size)
     if processes > 1:
         return ranks.spawn(processes, _local_rank, (args, tasks, cfg), preload=RANK_IMPORTS)
     return run(args, tasks, cfg)
+
+
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device(device: str) -> None:
+    """A ConfigError naming --device for a name torch would not take, or a GPU this machine does not have (checked
+    before anything else looks at the device, so every path says the same)."""
+    import re
+
+    from corpuslab.errors import ConfigError
+
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        raise ConfigError("--device", device, f"one of {DEVICES}")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} CUDA device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})" if count else "no CUDA device"
+            raise ConfigError("--device", device, f"'cpu' or 'auto' ({have} available here)")
+    if device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device", device, "'cpu' or 'auto' (no MPS device is available here)")
+
+
+def check_output(output: str | None) -> str | None:
+    """--output before any scoring: not a folder; its folder is created (as the harness's --output_path does)."""
+    from pathlib import Path
+
+    from corpuslab.errors import ConfigError
+
+    if output is None:
+        return None
+    path = Path(output)
+    if path.is_dir() or output.endswith(("/", "\\")):
+        raise ConfigError("--output", output, "a file name for the results' JSON (e.g. scores.json), not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("--output", output, f"a file in a folder that can be created ({type(err).__name__}: "
+                          f"{err.strerror or err})") from None
+    return output
+
+
+def task_config(tasks: dict[str, int | None], data_files: dict[str, str], batch_size: int):
+    """The TaskConfig the options give, its errors naming the option the user typed (--tasks NAME, --task-file
+    NAME=..., --batch-size), not the config key that holds it."""
+    from corpuslab.errors import ConfigError
+    from corpuslab.evaluation.tasks import TaskConfig
+    from corpuslab.schema import from_dict
+
+    try:
+        cfg = from_dict(TaskConfig, {"tasks": tasks, "data_files": data_files, "batch_size": batch_size}, "score")
+        return cfg.validate("score")
+    except ConfigError as err:
+        raise ConfigError(flag_name(err.key), err.value, err.expected) from None
+
+
+def flag_name(key: str) -> str:
+    """The option of `corpuslab score` that sets config key `key` (score.tasks.NAME -> --tasks NAME)."""
+    head, _, name = key.removeprefix("score.").partition(".")
+    if head == "tasks":
+        return f"--tasks {name}" if name else "--tasks"
+    if head == "data_files":
+        return f"--task-file {name}=..." if name else "--task-file"
+    if head == "batch_size":
+        return "--batch-size"
+    return key
 
 
 def run(args: argparse.Namespace, tasks: dict[str, int | None], cfg) -> int:
@@ -122,6 +194,8 @@ def run(args: argparse.Namespace, tasks: dict[str, int | None], cfg) -> int:
 
     _quiet_libraries()
     with ranks.process_group(args.device) as device:
+        if not distributed.is_main():  # notices (the Hub's, transformers') once, from rank 0
+            ranks.quiet_rank()
         results = score(args.checkpoint, cfg, device, args.seed)
     if not distributed.is_main():
         return 0
@@ -158,7 +232,7 @@ def score(checkpoint: str, cfg, device: str, seed: int) -> dict[str, dict[str, A
     from corpuslab.training import distributed
 
     started = time.perf_counter()
-    model, tokenizer, torch_device = load_any_checkpoint(checkpoint, device)
+    model, tokenizer, torch_device = load_any_checkpoint(checkpoint, device, "--device")
     with local_copy_hint("--task-file {task}=PATH"):
         results = evaluate_tasks(model, tokenizer, cfg, torch_device, seed=seed)
     if distributed.is_main():
@@ -182,8 +256,9 @@ def harness_table(results: dict[str, dict[str, Any]]) -> str:
             rows.append((task if first else "", str(metrics.get("n", "")) if first else "", name, arrow,
                          f"{value:.4f}", "±" if stderr is not None else "", f"{stderr:.4f}" if stderr is not None else "N/A"))
             first = False
-    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     right = {1, 4, 6}
+    # at least one dash in every rule cell (`|:|` is no Markdown table rule): a right-aligned column is 2 wide or more
+    widths = [max([len(row[k]) for row in rows] + [2 if k in right else 1]) for k in range(len(rows[0]))]
 
     def line(row: tuple[str, ...]) -> str:
         cells = [cell.rjust(w) if k in right else cell.ljust(w) for k, (cell, w) in enumerate(zip(row, widths))]

@@ -99,15 +99,46 @@ def test_an_error_in_the_ranks_is_printed_once_with_the_cli_exit_status(checkpoi
     assert stdout == "" and stderr.count("corpuslab: error:") == 1 and "no-such-model" in stderr and "Traceback" not in stderr
 
 
+def test_notices_of_the_ranks_are_printed_once(checkpoint, tmp_path):
+    """--processes 2 with the Hub unreachable (a closed local port) and a hub task: the Hub notice and the error
+    each once, from rank 0, not once per rank."""
+    root, _ = checkpoint
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "HF_HUB_OFFLINE")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_ENDPOINT="http://127.0.0.1",
+               HF_HOME=str(tmp_path / "hf"))
+    done = subprocess.run([sys.executable, "-m", "corpuslab.cli", "score", str(root / "model"), "--tasks", "arc_easy:2",
+                           "--device", "cpu", "--processes", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("the Hugging Face Hub (127.0.0.1) is not reachable") == 1 and done.stderr.count("corpuslab: error:") == 1, done.stderr
+
+
 @pytest.mark.parametrize("extra, expected", [(["--processes", "0"], "from 1 to"), (["--processes", "-3"], "from 1 to"),
-                                             (["--processes", "10000"], "the cores this process may use"),
-                                             (["--processes", "2", "--device", "cuda"], "torchrun --nproc_per_node N")])
+                                             (["--processes", "10000"], "the cores this process may use")])
 def test_bad_processes_name_the_option(checkpoint, capsys, extra, expected):
     _, args = checkpoint
     args = [a for a in args if a not in ("--device", "cpu")]
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
     assert "'--processes'" in err and expected in err
+
+
+def test_processes_on_cuda_say_what_the_machine_has(checkpoint, capsys, monkeypatch):
+    """--processes 2 --device cuda: without CUDA the same message as without --processes; with it, the torchrun line."""
+    import torch
+
+    _, args = checkpoint
+    args = [a for a in args if a not in ("--device", "cpu")]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*args, "--device", "cuda", "--processes", "2"]) == 2
+    with_ranks = capsys.readouterr().err
+    assert main([*args, "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == with_ranks
+    assert "'--device'" in with_ranks and "no CUDA device" in with_ranks and "is a GPU here" not in with_ranks
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert main([*args, "--device", "cuda", "--processes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "'--processes'" in err and "torchrun --nproc_per_node N" in err
 
 
 def test_processes_under_a_launcher_is_refused(checkpoint, capsys, monkeypatch):

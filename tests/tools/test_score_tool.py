@@ -36,11 +36,98 @@ def test_score_prints_the_table_and_matches_the_api(checkpoint, tmp_path, capsys
     assert results["lambada_openai"]["n"] == 3
 
 
-@pytest.mark.parametrize("args, key", [(["--tasks", "piqa:x"], "--tasks"), (["--tasks", "nosuchtask"], "score.tasks"),
-                                       (["--tasks", "piqa", "--task-file", "piqa"], "--task-file")])
-def test_bad_task_options_name_the_option(checkpoint, capsys, args, key):
+@pytest.mark.parametrize("args, key", [(["--tasks", "piqa:x"], "'--tasks'"), (["--tasks", "pika"], "'--tasks pika'"),
+                                       (["--tasks", "piqa", "--task-file", "piqa"], "'--task-file'"),
+                                       (["--tasks", "piqa", "--task-file", "hellaswag=h.jsonl"], "'--task-file hellaswag=...'"),
+                                       (["--tasks", "piqa", "--batch-size", "0"], "'--batch-size'"),
+                                       (["--tasks", "piqa", "--device", "gpu"], "'--device'")])
+def test_bad_options_name_the_option_typed(checkpoint, capsys, args, key):
+    """Errors name the option on the command line, never the config key behind it (score.tasks..., training.device)."""
     assert main(["score", str(checkpoint[0]), *args]) == 2
-    assert key in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert key in err and "score." not in err and "training." not in err and "unexpected" not in err
+
+
+def test_device_names_the_accepted_values(checkpoint, capsys, monkeypatch):
+    import torch
+
+    assert main(["score", str(checkpoint[0]), "--tasks", "piqa", "--device", "gpu"]) == 2
+    assert "auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["score", str(checkpoint[0]), "--tasks", "piqa", "--device", "cuda:1"]) == 2
+    err = capsys.readouterr().err
+    assert "'--device'" in err and "no CUDA device" in err
+
+
+def test_output_is_checked_before_scoring(checkpoint, tmp_path, capsys, one_thread):
+    """A folder as --output fails at once (nothing scored, nothing printed); a missing folder is created."""
+    model_dir, files = checkpoint[0], checkpoint[1]
+    args = ["score", str(model_dir), "--tasks", "piqa:2", "--task-file", f"piqa={files['piqa']}", "--device", "cpu"]
+    assert main([*args, "--output", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "'--output'" in err and "not a folder" in err
+    target = tmp_path / "new" / "deeper" / "scores.json"
+    assert main([*args, "--output", str(target)]) == 0
+    assert json.loads(target.read_text())["results"]["piqa"]["n"] == 2
+    capsys.readouterr()
+    (tmp_path / "file").write_text("")
+    assert main([*args, "--output", str(tmp_path / "file" / "x.json")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "'--output'" in err
+
+
+def test_interrupted_score_does_not_promise_a_resume(checkpoint, capsys, monkeypatch):
+    from corpuslab.tools import score_cli
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(score_cli, "run", interrupted)
+    assert main(["score", str(checkpoint[0]), "--tasks", "piqa", "--device", "cpu"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "resumes" not in err
+
+
+def test_user_errors_print_on_rank_zero_only(checkpoint, capsys, monkeypatch):
+    """Under torchrun every rank meets the same bad option: rank 0 alone prints it; all exit 2."""
+    monkeypatch.setenv("RANK", "1")
+    assert main(["score", str(checkpoint[0]), "--tasks", "pika"]) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(["score", str(checkpoint[0]), "--tasks", "pika"]) == 2
+    assert "'--tasks pika'" in capsys.readouterr().err
+
+
+def test_a_hub_model_offline_fails_without_a_request(monkeypatch, tmp_path):
+    """The Hub found unreachable: transformers goes to the (empty) cache only, with no HTTP request (its
+    adapter_config.json probe ignores local_files_only and retried five times, ~30 s), and says so."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from corpuslab import hub
+    from corpuslab.errors import InputError
+    from corpuslab.evaluation.lm import load_any_checkpoint
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+    lookups = []
+
+    def no_network(*args, **kwargs):
+        lookups.append(args)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # before the fix: five retries, without their waits here
+    with pytest.raises(InputError, match="not reachable .* not in the local cache"):
+        load_any_checkpoint("corpuslab-tests/no-such-model", "cpu")
+    assert lookups == [] and constants.HF_HUB_OFFLINE is False
+
+
+def test_table_rules_have_a_dash_in_every_cell():
+    rule = harness_table({"piqa": {"acc": 0.5, "acc_stderr": 0.1, "n": 4}}).splitlines()[1]
+    assert all("-" in cell for cell in rule.strip("|").split("|"))
 
 
 def test_missing_checkpoint_is_an_input_error(tmp_path, capsys, monkeypatch):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -356,10 +357,14 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
     clear_previous_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".dedup-work-", dir=out))
+    # This run's outputs are written into `new` and moved into --out only once all are written, so a run that
+    # fails leaves a previous run's outputs whole (and complete, with their stats.json) or none at all.
+    new = work / "new"
+    new.mkdir()
     try:
         clock = time.perf_counter()
         written = None
-        streamed = _exact_streamed(cfg, source, out)
+        streamed = _exact_streamed(cfg, source, new)
         if streamed is not None:
             fast, ingested, result, written = streamed
         else:
@@ -375,24 +380,25 @@ def _run_dedup(cfg: DedupToolConfig, log) -> dict[str, Any]:
                 except InputError as err:
                     raise _user_file_error(err, ingested, work, cfg.inputs) from None
         clock = time.perf_counter()
-        counts, kept, engine = _write_tables(out, result), result.kept_mask(), result.stats
+        counts, kept, engine = _write_tables(new, result), result.kept_mask(), result.stats
         streamed = result = ingested.priority = None  # the documents need only `kept`: free the rest before reading them again
         release_memory()
         if fast:
-            _write_kept_fast(out, output_format, fast, kept, cfg.compression, written)
+            _write_kept_fast(new, output_format, fast, kept, cfg.compression, written)
         else:
-            _write_kept(cfg, out, output_format, ingested, kept)
+            _write_kept(cfg, new, output_format, ingested, kept)
         write_s = time.perf_counter() - clock
+        _remove_outputs(out)  # the previous run's, stats.json first: from here until this run's stats.json, none looks complete
+        for path in new.iterdir():
+            os.replace(path, out / path.name)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-        _remove_outputs(out)  # what this run had finished must not look like a whole run's outputs
         if created and not any(path.name != "deduplicated.parquet.tmp" and not path.name.startswith(".")
                                for path in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)  # made by this run and holding only its scratch: leave no empty --out
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        temp_path(out / "deduplicated.parquet").unlink(missing_ok=True)  # a one-pass output left by an error
     stats = {
         "inputs": list(cfg.inputs),
         "settings": _settings(cfg),
@@ -459,8 +465,8 @@ def _is_scratch(name: str) -> bool:
 
 
 def clear_previous_outputs(out: Path) -> None:
-    """Make room in an existing --out for this run: a previous dedup run's outputs (and scratch a killed run left)
-    are removed, stats.json first, so no file of it is left beside this run's; any other file stops the run."""
+    """Check an existing --out holds only a previous dedup run's outputs (which this run replaces once its own are
+    all written) and remove the scratch a killed run left; any other file stops the run."""
     if not out.is_dir():
         return
     others = sorted(path.name for path in out.iterdir() if path.name not in OUTPUT_FILES and not _is_scratch(path.name))
@@ -469,7 +475,6 @@ def clear_previous_outputs(out: Path) -> None:
         raise InputError(f"--out {out}", f"holds files that are not a dedup run's outputs ({shown}); expected a new or empty "
                                          "folder, or one holding only a previous dedup run's outputs (which this run "
                                          "replaces): choose another --out")
-    _remove_outputs(out)
     for path in out.iterdir():
         if _is_scratch(path.name):
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)

@@ -30,21 +30,24 @@ def test_a_reused_out_holds_the_new_runs_outputs_only(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "mine" and (out / "deduplicated.parquet").exists()  # nothing touched
 
 
-def test_a_run_that_fails_midway_leaves_no_output_looking_complete(tmp_path, monkeypatch):
+def test_a_run_that_fails_midway_leaves_the_previous_outputs_whole(tmp_path, monkeypatch):
     from corpuslab.tools import dedup
 
     source = write(tmp_path / "in.jsonl", [{"text": r["body"]} for r in records()])
     out = tmp_path / "out"
     assert run(source, "--out", out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(dedup, "_write_kept", fail)  # the tables are written, the documents fail
     monkeypatch.setattr(dedup, "_write_kept_fast", fail)
-    assert run(source, "--out", out) != 0
-    left = [p.name for p in out.iterdir()] if out.exists() else []
-    assert left == [], left  # neither the previous run's nor this run's finished files
+    assert run(parquet := write(tmp_path / "in.parquet", [{"text": r["body"]} for r in records()]), "--out", out) != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no file of the failed run, none of the previous lost
+    fresh = tmp_path / "fresh"
+    assert run(parquet, "--out", fresh) != 0
+    assert not fresh.exists()  # a folder made by a failed run is removed: nothing looks like a finished run
 
 
 def test_out_that_is_a_file_names_out(tmp_path, capsys):

@@ -88,17 +88,27 @@ def access_error(err: BaseException, key: str, url: str, doing: str) -> Corpusla
     permissions and unreachable endpoints each say what to do."""
     name = type(err).__name__
     text = str(err)
-    protocol = protocol_of(url) if is_url(url) else "file"
-    creds = CREDENTIALS_HELP.get("s3" if protocol == "s3a" else "gs" if protocol == "gcs" else protocol,
-                                 "check the storage's credentials, then rerun")
-    if isinstance(err, PermissionError) or name in ("NoCredentialsError", "PartialCredentialsError", "ClientError") \
-            or re.search(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|credential|Forbidden|403", text):
+    creds = credentials_help(url)
+    if credentials_refused(err):
         return ConfigError(key, url, f"storage that these credentials may use; {doing} failed with {name}: "
                            f"{_short(text)}. {creds[0].upper() + creds[1:]}")
     if isinstance(err, FileNotFoundError) and missing_bucket(err):
         return ConfigError(key, url, f"an existing bucket; {doing} failed: {_short(text)}. Create the bucket or fix the URL")
     return ConfigError(key, url, f"storage corpuslab can reach; {doing} failed with {name}: {_short(text)}. Check the URL, "
                        f"the network and the endpoint (AWS_ENDPOINT_URL for S3-compatible servers), then rerun")
+
+
+def credentials_refused(err: BaseException) -> bool:
+    """Whether a storage error means missing, wrong or insufficient credentials."""
+    return isinstance(err, PermissionError) or type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError", "ClientError") \
+        or bool(re.search(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|credential|Forbidden|403", str(err)))
+
+
+def credentials_help(url: str) -> str:
+    """How to give the credentials of the storage `url` is on."""
+    protocol = protocol_of(url) if is_url(url) else "file"
+    return CREDENTIALS_HELP.get("s3" if protocol == "s3a" else "gs" if protocol == "gcs" else protocol,
+                                "check the storage's credentials, then rerun")
 
 
 def missing_bucket(err: BaseException) -> bool:

@@ -45,6 +45,7 @@ from corpuslab.curation.dedup.scan import Ids
 from corpuslab.curation.dedup.textbatch import release_memory
 from corpuslab.documents import Document
 from corpuslab.errors import ConfigError, CorpuslabError, InputError
+from corpuslab.paths import credentials_help, credentials_refused
 from corpuslab.shards import ShardWriter, read_documents
 from corpuslab.tools import arrow_columns
 
@@ -339,7 +340,7 @@ def run_dedup(cfg: DedupToolConfig, log=print) -> dict[str, Any]:
             return _run_dedup(cfg, log)
         except Exception as err:  # storage refusing a read after the listing (`check_urls`) passed: name the URL
             local_file = isinstance(err, OSError) and err.filename is not None
-            if isinstance(err, CorpuslabError) or local_file or _input_kind(cfg.inputs[0]) != "url" or not _credentials_error(err):
+            if isinstance(err, CorpuslabError) or local_file or _input_kind(cfg.inputs[0]) != "url" or not credentials_refused(err):
                 raise
             raise InputError(", ".join(cfg.inputs), _credentials_message(cfg.inputs[0], err, "read")) from None
 
@@ -506,7 +507,7 @@ def check_urls(cfg: DedupToolConfig) -> None:
         except InputError:
             raise
         except Exception as err:
-            if not _credentials_error(err):
+            if not credentials_refused(err):
                 text = " ".join(str(err).split())[:300]
                 raise InputError(url, f"listing the input failed with {type(err).__name__}: {text}. Check the URL and "
                                       "the network, then rerun") from None
@@ -514,18 +515,8 @@ def check_urls(cfg: DedupToolConfig) -> None:
 
 
 def _credentials_message(url: str, err: BaseException, doing: str) -> str:
-    from corpuslab.paths import CREDENTIALS_HELP, protocol_of
 
-    protocol = {"s3a": "s3", "gcs": "gs"}.get(protocol_of(url), protocol_of(url))
-    how = CREDENTIALS_HELP.get(protocol, "give the storage's credentials, then rerun")
-    return f"the storage refused to {doing} the input ({type(err).__name__}: {' '.join(str(err).split())[:300]}); {how}"
-
-
-def _credentials_error(err: BaseException) -> bool:
-    import re
-
-    return (isinstance(err, PermissionError) or type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError")
-            or bool(re.search(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|credentials|Forbidden|\b403\b", str(err))))
+    return f"the storage refused to {doing} the input ({type(err).__name__}: {' '.join(str(err).split())[:300]}); {credentials_help(url)}"
 
 
 def _user_file_error(err: InputError, ingested: Ingested, work: Path, inputs: list[str]) -> InputError:
